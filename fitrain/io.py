@@ -1,0 +1,55 @@
+"""Atomic file writing and completion markers: a killed job never leaves a half-written file behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+SUCCESS = "_SUCCESS"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def mark_done(directory: str | Path, info: dict | None = None) -> None:
+    write_json(Path(directory) / SUCCESS, info or {})
+
+
+def is_done(directory: str | Path) -> bool:
+    return (Path(directory) / SUCCESS).is_file()
+
+
+def clean_stale_temps(directory: str | Path) -> int:
+    """Remove temporary files a killed writer left behind; returns how many."""
+    n = 0
+    for p in Path(directory).glob(".*.tmp"):
+        p.unlink(missing_ok=True)
+        n += 1
+    return n
