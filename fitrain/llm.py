@@ -285,6 +285,13 @@ class CachedBackend:
         return [by_index[i] if i in by_index else Completion(self._mem[keys[i]], cached=True)
                 for i in range(len(reqs))]
 
+    def store(self, request: Request, text: str) -> None:
+        """Record a reply obtained past the cache (a parse-retry): a rerun then reads the good reply."""
+        key = request.key(self.model)
+        self._mem[key] = text
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
+
 
 def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | None]] | None = None,
                  model=None, tokenizer=None) -> Backend:
@@ -327,6 +334,7 @@ def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callab
     results: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     last_err: dict[int, str] = {}
+    cache = backend if isinstance(backend, CachedBackend) else None
     for round_ in range(max_parse_retries + 1):
         if not pending:
             break
@@ -338,6 +346,8 @@ def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callab
                 continue
             try:
                 results[i] = parse(c.text)
+                if round_ and cache is not None:
+                    cache.store(requests[i], c.text)
             except ValueError as e:
                 last_err[i] = f"{e}: {c.text[:120]!r}"
                 retry.append(i)
