@@ -1,0 +1,108 @@
+"""The one judge client of the eval judges (MixEval, MT-Bench-101, pairwise).
+
+A :class:`Judge` wraps :mod:`fitrain.llm`: an OpenAI-compatible endpoint or a local transformers model,
+judgments cached on disk (a rerun does not pay twice), unparsable replies asked again then counted
+(:func:`fitrain.llm.complete_parsed`). Every judgment it returns carries the judge model, the prompt
+version and the decoding settings, so a saved judgment says exactly how it was made.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fitrain.accounting import Rejects
+from fitrain.errors import FitrainError
+from fitrain.llm import LLMConfig, Request
+
+
+def _judge_llm() -> LLMConfig:
+    return LLMConfig(backend="openai", model="", max_new_tokens=512, temperature=0.0)
+
+
+@dataclass
+class JudgeConfig:
+    llm: LLMConfig = field(default_factory=_judge_llm)
+    max_parse_retries: int = 2       # an unparsable reply is asked again this many times, then counted
+    cache: bool = True               # judgments cached in <eval dir>/judge_cache.jsonl (unless llm.cache is set)
+
+
+@dataclass
+class Judged:
+    """One judgment: the parsed value (None when failed/unparsable) and how it was obtained."""
+
+    value: Any
+    raw: dict
+
+
+class Judge:
+    def __init__(self, cfg: JudgeConfig, cache_dir: str | Path | None = None, backend=None):
+        from dataclasses import replace
+
+        from fitrain.llm import check_reachable, make_backend
+
+        llm = cfg.llm
+        if backend is None:
+            if llm.backend == "openai" and not llm.model:
+                raise FitrainError("judge.llm.model must name the judge model served at judge.llm.base_url")
+            if llm.backend not in ("openai", "transformers"):
+                raise FitrainError(f"judge.llm.backend must be openai or transformers, got '{llm.backend}'")
+            if cfg.cache and not llm.cache and cache_dir is not None:
+                llm = replace(llm, cache=str(Path(cache_dir) / "judge_cache.jsonl"))
+            check_reachable(llm)
+            backend = make_backend(llm)
+        self.cfg, self.llm, self.backend = cfg, llm, backend
+        self.model = backend.model
+
+    def decoding(self) -> dict:
+        return {"temperature": self.llm.temperature, "max_new_tokens": self.llm.max_new_tokens}
+
+    def judge(self, requests: Sequence[Request], parse: Callable[[str], Any], rejects: Rejects,
+              prompt_version: str, what: str = "judge") -> list[Judged]:
+        """Judge every request; each result records the judge model, prompt version and decoding."""
+        from fitrain.llm import complete_parsed
+
+        values = complete_parsed(self.backend, requests, parse, rejects,
+                                 max_parse_retries=self.cfg.max_parse_retries, what=what)
+        info = {"judge_model": self.model, "judge_backend": self.llm.backend, "prompt_version": prompt_version,
+                "decoding": self.decoding()}
+        return [Judged(v, dict(info)) for v in values]
+
+
+# ------------------------------------------------------------------------------------------- parsing
+_BRACKETED = re.compile(r"\[\[\s*([^\[\]]+?)\s*\]\]")
+
+
+def bracketed(text: str) -> str:
+    """The content of the last ``[[...]]`` in a judge reply; ValueError when there is none."""
+    found = _BRACKETED.findall(text or "")
+    if not found:
+        raise ValueError("no [[...]] verdict in the reply")
+    return found[-1]
+
+
+def parse_number(text: str, lo: float, hi: float) -> float:
+    raw = bracketed(text)
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"verdict [[{raw}]] is not a number") from None
+    if not lo <= v <= hi:
+        raise ValueError(f"verdict {v} outside [{lo}, {hi}]")
+    return v
+
+
+def letters(n: int) -> str:
+    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:n]
+
+
+def save_records(path: str | Path, records: list[dict]) -> None:
+    """Per-item judgments as JSONL (atomic)."""
+    import json
+
+    from fitrain.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,24 @@
+"""Shared pieces of the eval tests: a judge and a generator talking to the scripted local server."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fitrain.llm import LLMConfig
+from fitrain_eval.generate import GenerationConfig, Generator
+from fitrain_eval.judges.common import Judge, JudgeConfig
+
+DATA = Path("/work/shared/data")
+if not DATA.is_dir():  # a checkout elsewhere: ../shared/data beside the repository
+    DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def judge_for(srv, cache_dir, **kw) -> Judge:
+    llm = LLMConfig(backend="openai", model="scripted", base_url=srv.base_url, max_retries=1, backoff_s=0.01,
+                    timeout_s=5.0, max_concurrency=4)
+    return Judge(JudgeConfig(llm=llm, **kw), cache_dir=cache_dir)
+
+
+def generator_for(srv, prompt_format: str = "raw") -> Generator:
+    llm = LLMConfig(backend="openai", model="scripted", base_url=srv.base_url, max_retries=1, backoff_s=0.01,
+                    timeout_s=5.0)
+    return Generator(GenerationConfig(llm=llm, prompt_format=prompt_format, max_new_tokens=32))
