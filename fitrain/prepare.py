@@ -1,0 +1,291 @@
+"""``prepare``: records -> formatted, tokenized, packed, response-masked shards + manifest.json.
+
+Three modes, one pipeline:
+
+* pairs (``input.kind=pairs``): FineInstructions / generic pair files; optionally the token-for-token
+  budget (``budget.enabled``) selects pairs per source document (fitrain.budget; the document's tokens are
+  counted exactly as the documents mode would produce them) and the manifest records it;
+* documents (``input.kind=documents``): raw text for standard pre-training;
+* documents from pairs (``input.kind=pairs``, ``documents_from_pairs=true``): the source documents of a
+  pairs input, so the standard arm is built from the same FI files. With ``budget_from`` pointing at the
+  FI arm's prepared directory, the budget is copied into this manifest and the document token totals are
+  checked to agree (FI total = document total - final carry, whenever no pair was truncated or dropped).
+
+Writing is atomic and resumable: shards are written one by one with atomic renames and recorded in
+``_progress.json``; the manifest comes last. A rerun after a kill re-reads the inputs (deterministically)
+and skips rewriting shards whose content hash is already on disk, so the result is byte-identical to an
+uninterrupted run. A finished directory with the same settings and inputs is returned as is.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from fitrain.accounting import Rejects, TokenCounts
+from fitrain.budget import TokenBudget
+from fitrain.errors import FitrainError
+from fitrain.formatting import FormatConfig, Formatter
+from fitrain.io import read_json, write_json
+from fitrain.packing import PackConfig, Packer, ShardWriter
+from fitrain.records import DocumentPairs, InputConfig, expand_paths, iter_document_pairs, iter_documents
+from fitrain.shards import FORMAT_VERSION, MANIFEST, fingerprint, open_prepared
+
+PROGRESS = "_progress.json"
+
+
+@dataclass
+class BudgetConfig:
+    enabled: bool = False   # pairs: select pairs token-for-token against their source documents
+    seed: int = 0
+
+
+@dataclass
+class PrepareConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    format: FormatConfig = field(default_factory=FormatConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    tokenizer: str = ""
+    out: str = ""
+    documents_from_pairs: bool = False   # prepare the source documents of a pairs input (standard arm)
+    budget_from: str = ""                # documents: the FI arm's prepared dir whose budget this arm matches
+    encode_batch: int = 1024             # items per encode_batch call
+    progress: bool = True
+
+
+def _kind(cfg: PrepareConfig) -> str:
+    if cfg.input.kind not in ("pairs", "documents"):
+        raise FitrainError(f"input.kind must be 'pairs' or 'documents', got '{cfg.input.kind}'")
+    if cfg.documents_from_pairs and cfg.input.kind != "pairs":
+        raise FitrainError("documents_from_pairs needs input.kind=pairs")
+    return "documents" if cfg.input.kind == "documents" or cfg.documents_from_pairs else "pairs"
+
+
+def _settings_hash(cfg: PrepareConfig, tok_hash: str, files: list[str]) -> str:
+    from fitrain.config import to_dict
+
+    d = to_dict(cfg)
+    for k in ("progress", "out", "tokenizer"):
+        d.pop(k, None)
+    stats = []
+    for f in files:
+        p = Path(f)
+        stats.append([f, p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else [f])
+    blob = json.dumps([d, tok_hash, stats], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _batched_groups(groups: Iterator[DocumentPairs], max_pairs: int) -> Iterator[list[DocumentPairs]]:
+    batch, n = [], 0
+    for g in groups:
+        batch.append(g)
+        n += max(1, len(g.pairs))
+        if n >= max_pairs:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+class _Run:
+    """One prepare run: feeds items to the packer and keeps the counts."""
+
+    def __init__(self, cfg: PrepareConfig, fmt: Formatter, packer: Packer, kind: str):
+        self.cfg, self.fmt, self.packer, self.kind = cfg, fmt, packer, kind
+        self.rejects, self.filtered = Rejects(), Rejects()
+        self.counts = TokenCounts()
+        self.budget = TokenBudget(seed=cfg.budget.seed) if cfg.budget.enabled and kind == "pairs" else None
+        self.items_in = 0
+        self.bar: Any = None
+
+    def _place(self, items: list, is_pair: bool) -> None:
+        for ids, mask in items:
+            self.items_in += 1
+            if self.packer.add(ids, mask):
+                if is_pair:
+                    self.counts.pairs += 1
+                else:
+                    self.counts.documents += 1
+
+    def pairs(self, batch: list[DocumentPairs]) -> None:
+        if self.budget is not None:
+            usable = []
+            for g in batch:
+                if g.document.text:
+                    usable.append(g)
+                elif g.pairs:
+                    self.rejects.add("no_document_text_for_budget", g.document.doc_id, n=len(g.pairs))
+            batch = usable
+            doc_tokens = self.fmt.document_token_counts([g.document.text for g in batch])
+        flat = [(p.instruction, p.answer) for g in batch for p in g.pairs]
+        encoded = self.fmt.encode_pairs(flat)
+        pos = 0
+        for j, g in enumerate(batch):
+            items = encoded[pos:pos + len(g.pairs)]
+            pos += len(g.pairs)
+            if self.budget is not None:
+                chosen = self.budget.take(g.document.doc_id, doc_tokens[j], [len(i) for i, _ in items])
+                items = [items[k] for k in chosen]
+            self._place(items, is_pair=True)
+
+    def documents(self, texts: list[str]) -> None:
+        self._place(self.fmt.encode_documents(texts), is_pair=False)
+
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        cfg, size = self.cfg, max(1, self.cfg.encode_batch)
+        self.bar = tqdm(disable=not cfg.progress, unit=" docs", desc=f"prepare {cfg.out}", mininterval=1.0)
+        if cfg.input.kind == "documents":
+            texts: list[str] = []
+            for doc in iter_documents(cfg.input, self.rejects):
+                texts.append(doc.text)  # type: ignore[arg-type]
+                if len(texts) >= size:
+                    self.documents(texts)
+                    self.bar.update(len(texts))
+                    texts = []
+            if texts:
+                self.documents(texts)
+                self.bar.update(len(texts))
+        else:
+            for batch in _batched_groups(iter_document_pairs(cfg.input, self.rejects, self.filtered), size):
+                if self.kind == "pairs":
+                    self.pairs(batch)
+                else:
+                    texts = []
+                    for g in batch:
+                        if g.document.text:
+                            texts.append(g.document.text)
+                        else:
+                            self.rejects.add("no_document_text", g.document.doc_id)
+                    self.documents(texts)
+                self.bar.update(len(batch))
+        self.packer.flush()
+        self.bar.close()
+
+
+def _load_progress(out: Path, settings: str) -> dict[int, dict]:
+    p = out / PROGRESS
+    if not p.is_file():
+        return {}
+    try:
+        prog = read_json(p)
+    except ValueError:
+        return {}
+    if prog.get("settings") != settings:
+        return {}
+    return {int(k): v for k, v in prog.get("shards", {}).items()}
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier run with other settings left (shards, manifest, temporary files)."""
+    for pat in ("shard_*.npy", MANIFEST, PROGRESS, ".*.tmp"):
+        for p in out.glob(pat):
+            p.unlink(missing_ok=True)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Prepare ``cfg.input`` into ``cfg.out``; returns the manifest (also written to manifest.json)."""
+    from fitrain.tokenizer import load_tokenizer, tokenizer_hash, vocab_size_of
+
+    kind = _kind(cfg)
+    cfg.format.validate()
+    cfg.pack.validate()
+    policy = cfg.pack.policy(kind)
+    if not cfg.out:
+        raise FitrainError("prepare: set `out` (the output directory)")
+    if cfg.budget_from and kind != "documents":
+        raise FitrainError("budget_from is for a documents arm (documents_from_pairs=true or input.kind=documents)")
+    tok = load_tokenizer(cfg.tokenizer)
+    tok_hash = tokenizer_hash(cfg.tokenizer)
+    files = expand_paths(cfg.input.paths) if cfg.input.paths else []
+    if not files:
+        raise FitrainError("prepare: no input (set input.paths)")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings_hash(cfg, tok_hash, files + list(cfg.input.judge_score_paths))
+    if (out / MANIFEST).is_file():
+        try:
+            old = read_json(out / MANIFEST)
+        except ValueError:
+            old = {}
+        if old.get("settings") == settings:
+            open_prepared(out).validate()
+            return old
+    done = _load_progress(out, settings)
+    if not done:
+        _clear(out)
+    vocab = vocab_size_of(tok)
+    shards_so_far: dict[str, dict] = {}
+
+    def on_shard(i: int, entry: dict) -> None:
+        shards_so_far[str(i)] = entry
+        write_json(out / PROGRESS, {"settings": settings, "shards": shards_so_far})
+
+    writer = ShardWriter(out, cfg.pack.seq_len, vocab, cfg.pack.shard_rows(), done, on_shard)
+    packer = Packer(cfg.pack.seq_len, policy, writer.add_row, cfg.pack.window, cfg.pack.max_open_rows)
+    run = _Run(cfg, Formatter(tok, cfg.format), packer, kind)
+    t0 = time.perf_counter()
+    run.run()
+    shards = writer.close()
+    seconds = time.perf_counter() - t0
+    if not shards:
+        raise FitrainError(f"prepare: nothing to write; every input was rejected or filtered "
+                           f"({run.rejects.merge(Rejects().merge(run.filtered)).summary()})")
+    for s in shards:
+        run.counts.rows += s["rows"]
+        run.counts.total_tokens += s["total_tokens"]
+        run.counts.supervised_tokens += s["supervised_tokens"]
+        run.counts.padding_tokens += s["padding_tokens"]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint(cfg.pack.seq_len, shards),
+        "kind": kind,
+        "documents_from_pairs": cfg.documents_from_pairs,
+        "seq_len": cfg.pack.seq_len,
+        "vocab_size": vocab,
+        "token_dtype": str(writer.dtype),
+        "tokenizer": {"path": str(Path(cfg.tokenizer).resolve()), "hash": tok_hash,
+                      "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id},
+        "format": {"template": cfg.format.template, "loss_mask": cfg.format.loss_mask,
+                   "use_chat_template": cfg.format.use_chat_template, "add_bos": cfg.format.add_bos},
+        "counts": run.counts.to_dict(),
+        "segments": sum(s["segments"] for s in shards),
+        "items_in": run.items_in,
+        "rejects": run.rejects.to_dict(),
+        "filtered": run.filtered.to_dict(),
+        "overlong": packer.overlong,
+        "budget": run.budget.to_dict() if run.budget is not None else None,
+        "sources": [{"path": str(Path(f).resolve()) if Path(f).exists() else f,
+                     "bytes": Path(f).stat().st_size if Path(f).exists() else None} for f in files],
+        "judge_score_sources": list(cfg.input.judge_score_paths),
+        "min_judge_score": cfg.input.min_judge_score,
+        "shards": shards,
+        "settings": settings,
+        "timing": {"seconds": round(seconds, 3), "shards_reused": writer.reused,
+                   "tokens_per_second": round(run.counts.total_tokens / seconds, 1) if seconds else None},
+    }
+    if cfg.budget_from:
+        manifest["matched_budget"] = _match_budget(cfg.budget_from, run.counts, packer.overlong)
+    write_json(out / MANIFEST, manifest)
+    (out / PROGRESS).unlink(missing_ok=True)
+    return manifest
+
+
+def _match_budget(fi_dir: str, counts: TokenCounts, overlong: dict) -> dict:
+    """Copy the FI arm's budget and check this documents arm holds exactly its document tokens."""
+    fi = open_prepared(fi_dir).manifest
+    budget = fi.get("budget")
+    if not budget:
+        raise FitrainError(f"budget_from: {fi_dir} was prepared without a budget (budget.enabled=false)")
+    lost = overlong.get("dropped_tokens", 0) + overlong.get("truncated_tokens", 0)
+    if counts.total_tokens + lost != budget["document_tokens"]:
+        raise FitrainError(f"budget_from: this arm has {counts.total_tokens + lost} document tokens, the budget of "
+                           f"{fi_dir} counted {budget['document_tokens']}; were both prepared from the same "
+                           "inputs, tokenizer and format.add_bos?")
+    return {"from": str(Path(fi_dir).resolve()), "fingerprint": fi["fingerprint"], "budget": budget,
+            "fi_total_tokens": fi["counts"]["total_tokens"], "standard_total_tokens": counts.total_tokens}
