@@ -1,0 +1,38 @@
+"""fitrain tokenizer train: a small byte-level BPE for CPU experiments."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a byte-level BPE tokenizer (for CPU experiments)"
+DESCRIPTION = """\
+Train a byte-level BPE with the `tokenizers` library on text files/globs (`files`) and/or records
+(`input.paths`: raw documents, or pair files whose documents, instructions and answers are all used),
+and save a transformers tokenizer directory (eos <|endoftext|>, pad <|pad|>, optional BOS) that
+`AutoTokenizer.from_pretrained(dir)` loads offline.
+
+example:
+  fitrain tokenizer train files=[corpus/*.txt] vocab_size=8192 out=runs/tok
+  fitrain tokenizer train input.paths=[data/fi/*.parquet] vocab_size=4096 out=runs/tok
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from fitrain.commands.common import add_recipe_arguments
+
+    sub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    t = sub.add_parser("train", help="train a BPE tokenizer", description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_recipe_arguments(t)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fitrain.commands.common import load
+    from fitrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+
+    cfg = load(args, TokenizerConfig)
+    if cfg is None:
+        return 0
+    out = train_tokenizer(cfg)
+    tok = load_tokenizer(out)
+    print(f"tokenizer written to {out} (vocab {len(tok)}, eos {tok.eos_token!r}, pad {tok.pad_token!r})")
+    return 0
