@@ -93,17 +93,7 @@ class Generator:
         return Request(prompt=self.instruction_prompt(messages), **kw)
 
     def instruction_prompt(self, messages: list[dict]) -> str:
-        parts: list[str] = []
-        pending: str | None = None
-        for m in messages:
-            if m["role"] == "user":
-                pending = m["content"]
-            elif m["role"] == "assistant" and pending is not None:
-                prefix, suffix = self.fmt.pieces(pending)
-                parts.append(f"{prefix}{m['content']}{suffix}")
-                pending = None
-        parts.append(self.fmt.generation_prompt(pending))
-        return "\n\n".join(parts)
+        return render_instruction(messages, self.fmt)
 
     def generate(self, items: list[tuple[str, list[dict]]], rejects: Rejects, what: str = "generation",
                  progress=None) -> list[Generation]:
@@ -128,6 +118,31 @@ class Generator:
                 f"all {len(items)} generations from '{self.model}' are empty or failed ({rejects.summary()}); "
                 "check the checkpoint, generation.prompt_format and generation.stop")
         return out
+
+
+def render_instruction(messages: list[dict], fmt: FormatConfig, add_generation_prompt: bool = True) -> str:
+    """Messages in the pair format: each user turn (after any system text) becomes the instruction,
+    each assistant turn the answer; pairs are separated by a blank line. The text ends with the
+    generation prompt (``...Answer: ``) or, with ``add_generation_prompt=False``, inside the last answer."""
+    parts: list[str] = []
+    system = ""
+    open_prefix: str | None = None
+    for m in messages:
+        role, content = m.get("role"), m.get("content", "")
+        if role == "system":
+            system += content + "\n\n"
+        elif role == "user":
+            if open_prefix is not None:
+                parts.append(open_prefix)
+            open_prefix = fmt.pieces(system + content)[0]
+            system = ""
+        elif role == "assistant":
+            last = m is messages[-1] and not add_generation_prompt
+            parts.append((open_prefix or "") + content + ("" if last else fmt.pieces("")[1]))
+            open_prefix = None
+    if open_prefix is not None:
+        parts.append(open_prefix)
+    return "\n\n".join(parts)
 
 
 def check_model_dir(path: str) -> Path:

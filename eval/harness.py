@@ -1,0 +1,232 @@
+"""lm-eval through its Python API on an exported checkpoint: registry task names and local task YAMLs.
+
+* Registry names (``hellaswag``, ``arc_easy``, ...) are checked against lm-eval's index first; an unknown
+  name fails with the nearest known names.
+* Local tasks: a YAML file, a folder of YAMLs, or the name of a task shipped in ``eval/tasks/`` (offline:
+  ``dataset_path: json`` + data files). Relative ``data_files`` are resolved against the YAML's folder.
+* ``formats``: ``plain`` (the task's own text) and/or ``instruction`` (every request rendered in the
+  training format, ``Instruction: {context}\\n\\nAnswer: {continuation}``; lm-eval's chat-template path
+  with our renderer). Both are reported, under ``lm_eval/...`` and ``lm_eval_instruction/...``.
+
+lm-eval's own JSON (without per-sample logs) is saved per format as ``lm_eval/<format>.json``.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fitrain.errors import FitrainError
+from fitrain.formatting import FormatConfig
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+FORMATS = ("plain", "instruction")
+# The usual small-model task list in cloze form (recipes/eval/cloze.yaml).
+CLOZE_TASKS = ["hellaswag", "arc_easy", "arc_challenge", "piqa", "winogrande", "openbookqa", "social_iqa",
+               "mmlu_continuation"]
+
+
+@dataclass
+class HarnessConfig:
+    tasks: list[str] = field(default_factory=list)   # registry names, YAML files, task folders, shipped names
+    formats: list[str] = field(default_factory=lambda: ["plain"])   # plain | instruction
+    num_fewshot: int | None = None
+    limit: float = 0               # examples per task (<1: fraction); 0 = all
+    batch_size: int = 8
+    device: str = "auto"           # auto | cpu | cuda
+    dtype: str = "auto"
+    bootstrap_iters: int = 1000
+    seed: int = 1234
+    save_samples: bool = False     # also write per-example requests/results: lm_eval/<format>_samples.jsonl
+
+
+# ---------------------------------------------------------------------------------------- task resolving
+def shipped_tasks() -> dict[str, Path]:
+    """Task name -> YAML path for the offline tasks under eval/tasks/."""
+    import yaml
+
+    out = {}
+    for p in sorted(TASKS_DIR.glob("*.yaml")):
+        try:
+            name = (yaml.safe_load(p.read_text()) or {}).get("task")
+        except yaml.YAMLError:
+            continue
+        if isinstance(name, str):
+            out[name] = p
+    return out
+
+
+def _local_config(path: Path) -> dict:
+    """A task YAML as an inline config with relative data files made absolute."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    try:
+        cfg = load_yaml(path, resolve_func=True)
+    except Exception as e:
+        raise FitrainError(f"cannot read task YAML {path}: {e}") from None
+    if "task" not in cfg:
+        raise FitrainError(f"{path} is not an lm-eval task YAML (no 'task' key)")
+    kw = cfg.get("dataset_kwargs") or {}
+    files = kw.get("data_files")
+    if files is not None:
+        def fix(f: str) -> str:
+            p = Path(f)
+            if p.is_absolute() or "://" in f:
+                return f
+            full = (path.parent / p).resolve()
+            if not full.exists():
+                raise FitrainError(f"{path}: data file '{f}' not found (looked for {full})")
+            return str(full)
+        if isinstance(files, dict):
+            kw["data_files"] = {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in files.items()}
+        elif isinstance(files, list):
+            kw["data_files"] = [fix(x) for x in files]
+        else:
+            kw["data_files"] = fix(files)
+        cfg["dataset_kwargs"] = kw
+    return cfg
+
+
+def resolve_tasks(specs: list[str], task_manager=None) -> tuple[list[Any], bool]:
+    """Specs -> lm-eval task specs (names or inline configs); also says whether the registry is needed.
+    Raises a FitrainError listing unknown names with the nearest known ones."""
+    if not specs:
+        raise FitrainError("lm_eval.tasks is empty; e.g. lm_eval.tasks=[fitrain_mixeval_mc] or the cloze recipe")
+    shipped = shipped_tasks()
+    out: list[Any] = []
+    registry_names: list[str] = []
+    for s in specs:
+        p = Path(s)
+        if s in shipped:
+            out.append(_local_config(shipped[s]))
+        elif p.suffix in (".yaml", ".yml") or p.is_dir():
+            if not p.exists():
+                raise FitrainError(f"task file or folder not found: {p}")
+            ys = sorted(p.glob("*.yaml")) if p.is_dir() else [p]
+            if not ys:
+                raise FitrainError(f"task folder {p} has no .yaml task files")
+            out.extend(_local_config(y) for y in ys)
+        else:
+            registry_names.append(s)
+            out.append(s)
+    if registry_names:
+        tm = task_manager or _task_manager()
+        known = set(tm.all_tasks)
+        unknown = [n for n in registry_names if n not in known]
+        if unknown:
+            pool = sorted(known | set(shipped))
+            hints = "; ".join(f"'{n}' (nearest: {', '.join(difflib.get_close_matches(n, pool, n=3, cutoff=0.6)) or 'none'})"
+                              for n in unknown)
+            raise FitrainError(f"unknown lm-eval task(s): {hints}. Registry names, task YAML paths, folders, or "
+                               f"shipped offline tasks ({', '.join(shipped)}) are accepted")
+    return out, bool(registry_names)
+
+
+def _task_manager(include_defaults: bool = True):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=include_defaults)
+
+
+# ------------------------------------------------------------------------------------ instruction format
+def instruction_lm_class():
+    """An HFLM whose 'chat template' is the pair training format (built lazily: lm_eval is heavy)."""
+    from lm_eval.models.huggingface import HFLM
+
+    class InstructionFormatHFLM(HFLM):
+        def __init__(self, *a, format_config: FormatConfig | None = None, **kw):
+            super().__init__(*a, **kw)
+            self.format_config = format_config or FormatConfig()
+
+        def chat_template(self, chat_template: bool | str = False) -> str | None:
+            return f"fitrain-instruction-format:{self.format_config.template!r}" if chat_template else None
+
+        def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+            from fitrain_eval.generate import render_instruction
+
+            return render_instruction(chat_history, self.format_config, add_generation_prompt)
+
+    return InstructionFormatHFLM
+
+
+# ------------------------------------------------------------------------------------------------- run
+def run_harness(model_dir: str | Path, cfg: HarnessConfig, out_dir: str | Path,
+                format_config: FormatConfig | None = None, model=None, tokenizer=None) -> dict:
+    """Evaluate ``model_dir`` (or an in-memory ``model`` + ``tokenizer``) on ``cfg.tasks`` in each of
+    ``cfg.formats``; save lm-eval's JSON; return flat metrics ``lm_eval[_instruction]/<task>/<metric>``."""
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.utils import handle_non_serializable
+
+    bad = [f for f in cfg.formats if f not in FORMATS]
+    if bad or not cfg.formats:
+        raise FitrainError(f"lm_eval.formats must be a non-empty subset of {FORMATS}, got {cfg.formats}")
+    if model is None:
+        from fitrain_eval.generate import check_model_dir
+
+        check_model_dir(str(model_dir))
+    specs, needs_registry = resolve_tasks(cfg.tasks)
+    tm = _task_manager(include_defaults=needs_registry)
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    out_dir = Path(out_dir) / "lm_eval"
+    metrics: dict[str, float] = {}
+    for fmt_name in cfg.formats:
+        cls = instruction_lm_class() if fmt_name == "instruction" else None
+        if cls is None:
+            from lm_eval.models.huggingface import HFLM as cls  # noqa: N813
+        kw: dict[str, Any] = dict(pretrained=model if model is not None else str(model_dir),
+                                  tokenizer=tokenizer if tokenizer is not None else str(model_dir),
+                                  batch_size=cfg.batch_size, device=device, dtype=cfg.dtype)
+        if fmt_name == "instruction":
+            kw["format_config"] = format_config or FormatConfig()
+        try:
+            lm = cls(**kw)
+            res = simple_evaluate(model=lm, tasks=specs, num_fewshot=cfg.num_fewshot,
+                                  limit=cfg.limit or None, bootstrap_iters=cfg.bootstrap_iters,
+                                  log_samples=cfg.save_samples, task_manager=tm,
+                                  apply_chat_template=fmt_name == "instruction",
+                                  fewshot_as_multiturn=fmt_name == "instruction" and bool(cfg.num_fewshot),
+                                  random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
+                                  fewshot_random_seed=cfg.seed)
+        except FitrainError:
+            raise
+        except (KeyError, ValueError, FileNotFoundError, OSError) as e:
+            raise FitrainError(f"lm-eval failed on {cfg.tasks} ({fmt_name} format): {type(e).__name__}: {e}") from None
+        if res is None:
+            continue  # not rank 0
+        samples = res.pop("samples", None)
+        if samples:
+            _save_samples(out_dir / f"{fmt_name}_samples.jsonl", samples, handle_non_serializable)
+        res["fitrain"] = {"format": fmt_name, "model": str(model_dir),
+                          "template": (format_config or FormatConfig()).template if fmt_name == "instruction" else None}
+        from fitrain.io import atomic_path
+
+        with atomic_path(out_dir / f"{fmt_name}.json") as tmp:
+            tmp.write_text(json.dumps(res, indent=2, default=handle_non_serializable))
+        metrics.update(flatten(res, "lm_eval" if fmt_name == "plain" else "lm_eval_instruction"))
+    return metrics
+
+
+def _save_samples(path: Path, samples: dict, default) -> None:
+    from fitrain.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for task, rows in samples.items():
+            for row in rows:
+                f.write(json.dumps({"task": task, **row}, default=default, ensure_ascii=False) + "\n")
+
+
+def flatten(res: dict, prefix: str) -> dict:
+    """lm-eval results -> ``{prefix/task/metric: value}`` (filters like ``,none`` dropped; stderr kept)."""
+    out: dict[str, float] = {}
+    for section in ("results", "groups"):
+        for task, ms in (res.get(section) or {}).items():
+            for key, v in ms.items():
+                if key == "alias" or not isinstance(v, (int, float)) or isinstance(v, bool):
+                    continue
+                metric, _, filt = key.partition(",")
+                name = metric if filt in ("", "none") else f"{metric}[{filt}]"
+                out[f"{prefix}/{task}/{name}"] = float(v)
+    return out

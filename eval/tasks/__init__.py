@@ -1,0 +1,1 @@
+"""Offline lm-eval task YAMLs (with their data files) shipped with fitrain; see harness.py."""
