@@ -1,0 +1,141 @@
+"""What happens after each optimizer step: metrics (CSV + W&B), the progress bar, periodic and preemption
+checkpoints. Also the SIGUSR1/SIGTERM handlers (Slurm sends SIGUSR1 ahead of preemption with
+``--signal=USR1@90``; SIGTERM comes from scancel/requeue and torchrun)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fitrain.checkpoint import checkpoint_name, publish
+from fitrain.metrics import MetricsLog
+
+
+class SignalFlag:
+    """Install handlers that only set a flag; the step loop checkpoints and stops at the next step end."""
+
+    SIGNALS = ("SIGUSR1", "SIGTERM")
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old: dict = {}
+
+    def install(self, module) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            self.received = signum
+            module.stop_requested = 1
+            print(f"fitrain train: received {signal.Signals(signum).name}; checkpointing at the end of this step",
+                  file=sys.stderr, flush=True)
+
+        for name in self.SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, handler)
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            try:
+                signal.signal(sig, old)
+            except (ValueError, TypeError):
+                pass
+        self._old.clear()
+
+
+def requeue_slurm_job() -> bool:
+    """``scontrol requeue $SLURM_JOB_ID`` (rank 0, after the preemption checkpoint). True when requeued."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = (f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job
+              else os.environ.get("SLURM_JOB_ID"))
+    if not job_id:
+        return False
+    r = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    print(f"fitrain train: scontrol requeue {job_id}: {'ok' if r.returncode == 0 else r.stderr.strip()}",
+          file=sys.stderr, flush=True)
+    return r.returncode == 0
+
+
+class StepHooks:
+    """Called by the training module after every step (all ranks; files only on global rank 0)."""
+
+    def __init__(self, plan: Any, run_dir: Path, log: MetricsLog | None, progress: bool, flops_per_token: float | None,
+                 peak_flops: float | None):
+        self.plan, self.run_dir, self.log = plan, Path(run_dir), log
+        self.flops_per_token, self.peak = flops_per_token, peak_flops
+        self.show_progress = progress
+        self.bar = None
+        self.last_checkpoint: Path | None = None
+        self.trainer = None
+        self._t_start = time.perf_counter()
+
+    # ------------------------------------------------------------------------------------ per step
+    def __call__(self, module, row: dict) -> None:
+        trainer = module.trainer
+        world = trainer.world_size
+        step_time = row["step_time_s"] or 1e-12
+        row["tokens_per_s"] = row["step_tokens"] / step_time
+        if self.flops_per_token and self.peak:
+            row["mfu"] = row["tokens_per_s"] / world * self.flops_per_token / self.peak
+        row["elapsed_s"] = time.perf_counter() - self._t_start
+        if trainer.is_global_zero:
+            if self.log is not None and (row["step"] % self.plan.log_every == 0 or module.finished
+                                         or "val_loss" in row):
+                self.log.log(row)
+            self._progress(module, row)
+        every = self.plan.checkpoint_every
+        if (every and module.step % every == 0) or module.finished or module.stopped_by_signal:
+            self.save(module)
+
+    def _progress(self, module, row: dict) -> None:
+        if not self.show_progress:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            unit, total, start = self._bar_units(module)
+            self.bar = tqdm(total=total, initial=start, unit=unit, unit_scale=True, dynamic_ncols=True,
+                            desc="train", file=sys.stderr, smoothing=0.1)
+        unit, total, now = self._bar_units(module)
+        self.bar.update(now - self.bar.n)
+        self.bar.set_postfix(step=row["step"], loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}",
+                             refresh=False)
+
+    def _bar_units(self, module) -> tuple[str, int | None, int]:
+        p = self.plan
+        if p.max_tokens:
+            return "tok", p.max_tokens, module.tokens
+        if p.max_supervised_tokens:
+            return "sup tok", p.max_supervised_tokens, module.supervised
+        return "step", p.total_steps, module.step
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def save(self, module) -> Path:
+        """Save (all ranks take part), then rank 0 renames it into place and prunes old ones."""
+        trainer = module.trainer
+        ckpt_dir = self.run_dir / "checkpoints"
+        final = ckpt_dir / checkpoint_name(module.step)
+        tmp = ckpt_dir / f".{final.name}.tmp"
+        if trainer.is_global_zero:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        trainer.strategy.barrier("fitrain_ckpt_dir")
+        trainer.save_checkpoint(tmp)
+        trainer.strategy.barrier("fitrain_ckpt_saved")
+        if trainer.is_global_zero:
+            publish(ckpt_dir, tmp, final, self.plan.keep_checkpoints)
+        trainer.strategy.barrier("fitrain_ckpt_published")
+        self.last_checkpoint = final
+        return final
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

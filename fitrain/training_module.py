@@ -1,0 +1,189 @@
+"""The LightningModule: one optimizer step per ``training_step``, owned here (manual optimisation).
+
+Each ``training_step`` receives one step of pre-fetched micro-batches (fitrain.steps.StepStream). It
+all-gathers the ranks' token and supervised-target counts (plus a preemption flag) in one collective, cuts
+the last step exactly at the budget, back-propagates every micro-batch with the exact normalisation
+(fitrain.objective), clips, steps AdamW and the schedule, and logs. Counters, the loader state, RNG states
+and the W&B run id travel in the checkpoint under ``fitrain``.
+"""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from fitrain.errors import FitrainError
+from fitrain.models import forward_logits, shape_fingerprint
+from fitrain.objective import accumulate_gradients, build_optimizer, grad_norm_and_clip, sum_cross_entropy
+from fitrain.steps import StepStream, allowances, count_step, cut_step
+
+
+class FitrainModule(pl.LightningModule):
+    def __init__(self, model, plan: Any, meta: dict, make_loader, make_val_batches=None, on_step=None):
+        super().__init__()
+        self.model = model
+        self.plan = plan                  # fitrain.train.Plan: budgets, total steps, optim config, pad id ...
+        self.meta = dict(meta)            # static run facts saved with every checkpoint (config, tokenizer ...)
+        self._make_loader = make_loader   # (rank, world) -> PackedLoader
+        self._make_val_batches = make_val_batches  # (rank, world) -> list of micro-batches (equal count per rank)
+        self.on_step = on_step            # callback(module, row) after each step (metrics, progress)
+        self.automatic_optimization = False
+        self.step = 0
+        self.tokens = 0
+        self.supervised = 0
+        self.last_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.finished = False
+        self.stop_requested = 0           # set by the signal handler (1 = SIGTERM/SIGUSR1)
+        self.stopped_by_signal = False
+        self.loader = None
+        self.loader_state: dict | None = None
+        self._restored_state: dict | None = None
+        self.wandb_id = meta.get("wandb_id")
+        self._fwd = None
+        self._t_end = None
+
+    # ------------------------------------------------------------------------------------ data
+    def train_dataloader(self):
+        self.loader = self._make_loader(self.global_rank, self.trainer.world_size)
+        if self._restored_state is not None:
+            self.loader.load_state_dict(self._restored_state)  # before the first iter(): no silent replay
+        return StepStream(self.loader, self.plan.grad_accum, self.plan.max_epochs)
+
+    def configure_optimizers(self):
+        opt, sched = build_optimizer(self.model, self.plan.optim, self.plan.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def forward(self, batch):
+        fwd = self._fwd or self.model
+        return forward_logits(fwd, batch)
+
+    def on_fit_start(self):
+        if self.plan.compile and self._fwd is None:
+            self._fwd = torch.compile(self.model)
+
+    # ------------------------------------------------------------------------------------ collectives
+    def _gather(self, values: list[int]) -> list[list[int]]:
+        t = torch.tensor(values, dtype=torch.long, device=self.device)
+        world = self.trainer.world_size
+        if world == 1 or not torch.distributed.is_initialized():
+            return [t.tolist()]
+        out = [torch.zeros_like(t) for _ in range(world)]
+        torch.distributed.all_gather(out, t)
+        return [o.tolist() for o in out]
+
+    def _sum(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            x = x.clone()
+            torch.distributed.all_reduce(x)
+        return x
+
+    # ------------------------------------------------------------------------------------ the step
+    def training_step(self, item: dict, batch_idx: int):
+        t0 = time.perf_counter()
+        wait = (t0 - self._t_end) if self._t_end is not None else 0.0
+        plan = self.plan
+        micro = item["micro"]
+        tok, sup = count_step(micro, plan.pad_id)
+        gathered = self._gather([tok, sup, self.stop_requested])
+        g_tok, g_sup = sum(r[0] for r in gathered), sum(r[1] for r in gathered)
+        stop_signal = any(r[2] for r in gathered)
+        final = False
+        if plan.max_tokens and self.tokens + g_tok >= plan.max_tokens:
+            keep = allowances([r[0] for r in gathered], plan.max_tokens - self.tokens)[self.global_rank]
+            micro, tok, sup = cut_step(micro, keep, "tokens", plan.pad_id)
+            final = True
+        elif plan.max_supervised_tokens and self.supervised + g_sup >= plan.max_supervised_tokens:
+            keep = allowances([r[1] for r in gathered], plan.max_supervised_tokens - self.supervised)[self.global_rank]
+            micro, tok, sup = cut_step(micro, keep, "supervised", plan.pad_id)
+            final = True
+        if final:
+            gathered = self._gather([tok, sup, 0])
+            g_tok, g_sup = sum(r[0] for r in gathered), sum(r[1] for r in gathered)
+
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        lr = opt.param_groups[0]["lr"]
+        strategy = self.trainer.strategy
+        no_sync = getattr(strategy, "block_backward_sync", None)
+        loss_sum = accumulate_gradients(self.forward, micro, g_sup, self.trainer.world_size,
+                                        backward=self.manual_backward, no_sync=no_sync)
+        fsdp_root = strategy.model if type(strategy).__name__ == "FSDPStrategy" else None
+        grad_norm = grad_norm_and_clip(self.model.parameters(), plan.optim.clip_grad_norm, fsdp_root)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+
+        self.step += 1
+        self.tokens += g_tok
+        self.supervised += g_sup
+        self.loader_state = item["loader_state"]
+        loss = float(self._sum(loss_sum.to(self.device))) / g_sup if g_sup else float("nan")
+        self.last_loss = loss
+        if (plan.max_steps and self.step >= plan.max_steps) or final:
+            self.finished = True
+        step_time = time.perf_counter() - t0
+        row = {"step": self.step, "tokens": self.tokens, "supervised_tokens": self.supervised,
+               "supervised_fraction": self.supervised / self.tokens if self.tokens else 0.0, "loss": loss,
+               "lr": lr, "grad_norm": grad_norm, "step_time_s": step_time + wait, "data_wait_s": wait,
+               "step_tokens": g_tok, "epoch": int(item["loader_state"].get("epoch", 0))}
+        if self._make_val_batches is not None and plan.val_every and self.step % plan.val_every == 0 \
+                and not self.finished:
+            row["val_loss"] = self.validate()
+        self.stopped_by_signal = stop_signal and not self.finished
+        if self.on_step is not None:
+            self.on_step(self, row)
+        if self.finished or self.stopped_by_signal:
+            self.trainer.should_stop = True
+        self._t_end = time.perf_counter()
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean CE per supervised target over the held-out batches (all ranks)."""
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        for mb in self._make_val_batches(self.global_rank, self.trainer.world_size):
+            mb = {k: v.to(self.device) for k, v in mb.items()}
+            s, n = sum_cross_entropy(self.forward(mb), mb["labels"])
+            total += s.double()
+            count += n
+        self.model.train(was_training)
+        total, count = self._sum(total), self._sum(count)
+        self.last_val_loss = float(total / count) if float(count) else float("nan")
+        return self.last_val_loss
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["fitrain"] = {
+            **self.meta, "step": self.step, "tokens": self.tokens, "supervised_tokens": self.supervised,
+            "finished": self.finished, "loader_state": self.loader_state, "wandb_id": self.wandb_id,
+            "last_loss": self.last_loss, "model_shape": shape_fingerprint(self.model),
+            "hf_config": self.model.config.to_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("fitrain")
+        if meta is None:
+            raise FitrainError("checkpoint has no 'fitrain' entry: not written by fitrain train")
+        self.step, self.tokens, self.supervised = int(meta["step"]), int(meta["tokens"]), int(meta["supervised_tokens"])
+        self.finished = bool(meta.get("finished"))
+        self.loader_state = self._restored_state = meta.get("loader_state")
+        self.wandb_id = meta.get("wandb_id") or self.wandb_id
+        self.last_loss = meta.get("last_loss")
+        rng = meta.get("rng") or {}
+        if rng.get("torch") is not None:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("numpy") is not None:
+            np.random.set_state(rng["numpy"])
+        if rng.get("python") is not None:
+            random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
