@@ -121,7 +121,7 @@ def _fmt(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v)  # round-trips exactly (resume is checked bit for bit)
     return v
 
 
