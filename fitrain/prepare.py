@@ -29,7 +29,7 @@ from fitrain.accounting import Rejects, TokenCounts
 from fitrain.budget import TokenBudget
 from fitrain.errors import FitrainError
 from fitrain.formatting import FormatConfig, Formatter
-from fitrain.io import read_json, write_json
+from fitrain.io import clean_stale_temps, read_json, write_json
 from fitrain.packing import PackConfig, Packer, ShardWriter
 from fitrain.records import DocumentPairs, InputConfig, expand_paths, iter_document_pairs, iter_documents
 from fitrain.shards import FORMAT_VERSION, MANIFEST, fingerprint, open_prepared
@@ -216,6 +216,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         if old.get("settings") == settings:
             open_prepared(out).validate()
             return old
+    clean_stale_temps(out)  # what a killed run was writing
     done = _load_progress(out, settings)
     if not done:
         _clear(out)
