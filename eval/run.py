@@ -1,0 +1,175 @@
+"""``evaluate(cfg)``: one checkpoint through every enabled evaluation, flat metrics in ``results.json``.
+
+``model`` may be an exported HF directory, a train arm directory (``train/<arm>``: its ``hf/``, else its
+latest checkpoint exported), or a checkpoint (a ``.ckpt`` file or checkpoint directory, exported first
+with :func:`fitrain.export.export`). That makes ``fitrain eval`` usable as one job per saved checkpoint.
+
+Outputs go to ``out`` (default: ``<experiment>/eval/<arm>`` for a model inside a run layout, and
+``.../eval/<arm>/checkpoints/<name>`` for an intermediate checkpoint). ``results.json`` is merged with
+what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fitrain.accounting import Rejects
+from fitrain.errors import FitrainError
+from fitrain_eval.decontamination import DecontaminationConfig
+from fitrain_eval.generate import GenerationConfig
+from fitrain_eval.harness import HarnessConfig
+from fitrain_eval.judges.common import JudgeConfig
+from fitrain_eval.judges.mixeval import MixEvalConfig
+from fitrain_eval.judges.mtbench101 import MTBench101Config
+from fitrain_eval.judges.pairwise import PairwiseConfig
+
+
+@dataclass
+class EvalConfig:
+    model: str = ""                  # HF dir | train/<arm> dir | checkpoint (.ckpt or dir)
+    arm: str = ""                    # name in reports and AlpacaEval outputs ('' = from the path)
+    out: str = ""                    # '' = <experiment>/eval/<arm>[/checkpoints/<name>]
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    lm_eval: HarnessConfig = field(default_factory=HarnessConfig)    # runs when lm_eval.tasks is set
+    mixeval: MixEvalConfig = field(default_factory=MixEvalConfig)
+    mtbench101: MTBench101Config = field(default_factory=MTBench101Config)
+    pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+
+
+@dataclass
+class Target:
+    hf_dir: Path | None     # None when a checkpoint still has to be exported
+    checkpoint: Path | None
+    arm: str
+    out: Path
+
+
+def locate(cfg: EvalConfig) -> Target:
+    """Work out what ``cfg.model`` is, the arm name and the output directory."""
+    if not cfg.model:
+        raise FitrainError("no model given: model=<HF dir | train/<arm> dir | checkpoint>")
+    p = Path(cfg.model)
+    if not p.exists():
+        raise FitrainError(f"checkpoint not found: {p}")
+    p = p.resolve()
+    hf, ckpt, sub = None, None, None
+    if (p / "config.json").is_file():
+        hf = p
+    elif (p / "hf" / "config.json").is_file():
+        hf = p / "hf"
+    elif (p / "checkpoints").is_dir():
+        ckpt = p / "checkpoints"
+    elif p.suffix == ".ckpt" or (p / "meta.pt").exists() or p.name == "checkpoints":
+        ckpt = p
+        sub = None if p.name == "checkpoints" else p.stem
+    else:
+        raise FitrainError(f"{p} is neither an exported HF model (config.json), a train run directory (hf/ or "
+                           "checkpoints/) nor a checkpoint (.ckpt or a checkpoint directory)")
+    arm_dir = _arm_dir(p)
+    arm = cfg.arm or (arm_dir.name if arm_dir else (hf or p).name)
+    if cfg.out:
+        out = Path(cfg.out)
+    elif arm_dir is not None:
+        out = arm_dir.parent.parent / "eval" / arm
+        out = out / "checkpoints" / sub if sub else out
+    else:
+        out = Path("eval_out") / arm
+    return Target(hf, ckpt, arm, out)
+
+
+def _arm_dir(p: Path) -> Path | None:
+    """The ``train/<arm>`` directory containing ``p``, if it is inside a run layout."""
+    for q in [p, *p.parents]:
+        if q.parent.name == "train":
+            return q
+    return None
+
+
+def resolve_model(t: Target) -> Path:
+    if t.hf_dir is not None:
+        return t.hf_dir
+    from fitrain.export import export
+
+    dest = t.out / "hf"
+    if not (dest / "config.json").is_file():
+        export(t.checkpoint, dest)
+    return dest
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run every enabled evaluation; write ``results.json`` (merged), ``rejects.json`` and the config."""
+    import dataclasses
+
+    from fitrain.config import redact, to_dict
+    from fitrain.io import read_json, write_json
+    from fitrain_eval.generate import check_model_dir
+
+    judged = cfg.mixeval.enabled or cfg.mtbench101.enabled or cfg.pairwise.enabled
+    if not (cfg.lm_eval.tasks or judged or cfg.decontamination.enabled):
+        raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise or "
+                           "decontamination (see recipes/eval/)")
+    needs_model = bool(cfg.lm_eval.tasks) or judged
+    if needs_model or cfg.model:
+        t = locate(cfg)
+    else:  # decontamination alone looks at data, not at a model
+        t = Target(None, None, cfg.arm or "data", Path(cfg.out or "eval_out/data"))
+    t.out.mkdir(parents=True, exist_ok=True)
+    model_dir = resolve_model(t) if needs_model else None
+    if model_dir is not None:
+        check_model_dir(str(model_dir))
+    (t.out / "eval_config.yaml").write_text(
+        "# fitrain eval config (secrets redacted)\n" + _yaml(redact(to_dict(cfg))))
+    rejects = Rejects()
+    metrics: dict = {}
+
+    if cfg.lm_eval.tasks:
+        from fitrain_eval.harness import run_harness
+
+        metrics.update(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
+
+    if judged:
+        from fitrain_eval.generate import Generator
+        from fitrain_eval.judges.common import Judge
+
+        need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or bool(cfg.pairwise.baseline_outputs)
+        judge = Judge(cfg.judge, cache_dir=t.out) if need_judge else None  # fails fast when unreachable
+        gen_cfg = cfg.generation
+        if gen_cfg.llm.backend == "transformers" and not gen_cfg.llm.model:
+            gen_cfg = dataclasses.replace(gen_cfg, llm=dataclasses.replace(gen_cfg.llm, model=str(model_dir)))
+        generator = Generator(gen_cfg)
+        if cfg.mixeval.enabled:
+            from fitrain_eval.judges.mixeval import evaluate_mixeval
+
+            metrics.update(evaluate_mixeval(cfg.mixeval, generator, judge, t.out, rejects))
+        if cfg.mtbench101.enabled:
+            from fitrain_eval.judges.mtbench101 import evaluate_mtbench101
+
+            metrics.update(evaluate_mtbench101(cfg.mtbench101, generator, judge, t.out, rejects))
+        if cfg.pairwise.enabled:
+            from fitrain_eval.judges.pairwise import evaluate_pairwise
+
+            metrics.update(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
+
+    if cfg.decontamination.enabled:
+        from fitrain_eval.decontamination import decontaminate, eval_sets
+
+        sets = eval_sets(cfg.decontamination.benchmarks, cfg.mixeval.root, cfg.mtbench101.path,
+                         cfg.pairwise.instructions, rejects)
+        m, details = decontaminate(cfg.decontamination, sets, rejects)
+        write_json(t.out / "decontamination.json", details)
+        metrics.update(m)
+
+    results_path = t.out / "results.json"
+    merged = read_json(results_path) if results_path.is_file() else {}
+    merged.update(metrics)
+    write_json(results_path, merged)
+    write_json(t.out / "rejects.json", rejects.to_dict())
+    return merged
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)

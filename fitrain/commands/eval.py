@@ -1,0 +1,69 @@
+"""fitrain eval: evaluate a checkpoint (lm-eval, judged benchmarks, decontamination) or write a report."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "evaluate a checkpoint (lm-eval tasks, MixEval, MT-Bench-101, head-to-head) or write a report"
+DESCRIPTION = """\
+fitrain eval RECIPE [key=value ...]
+  Evaluate one model and write <out>/results.json (flat metrics; merged with earlier jobs' results),
+  generations with their exact prompts, judgments (judge model, prompt version, decoding recorded),
+  lm-eval's JSON. `model=` is an exported HF dir, a train run dir (train/<arm>: its hf/ or latest
+  checkpoint) or one checkpoint (exported first), so one job per saved checkpoint can run it; outputs
+  then go to <experiment>/eval/<arm>/checkpoints/<name>. Models are prompted in their training format
+  (generation.prompt_format=instruction: `Instruction: ...\\n\\nAnswer: `; or chat | raw). Generation runs
+  on transformers (CPU/GPU) or an OpenAI-compatible server (generation.llm.backend=openai, e.g. `vllm
+  serve`); the judge is an OpenAI-compatible endpoint (judge.llm.*) or a local transformers model.
+  RECIPE is a YAML file or a name under recipes/ (eval/local, eval/cloze, eval/judged, ...).
+
+fitrain eval report RUN_DIR... --out DIR
+  Markdown + HTML report of experiment / train arm / eval arm directories: every metric per run, all
+  loss-vs-tokens curves in one PNG, eval bars, head-to-head win rates (± SE); --wandb logs it to W&B.
+
+examples:
+  fitrain eval eval/local model=runs/quick/train/fi
+  fitrain eval eval/cloze model=runs/exp/train/fi/hf lm_eval.formats=[plain,instruction]
+  fitrain eval eval/judged model=runs/exp/train/fi judge.llm.base_url=http://judge:8000/v1 judge.llm.model=Qwen/Qwen2.5-72B-Instruct
+  fitrain eval eval/judged model=runs/exp/train/fi pairwise.baseline_outputs=runs/exp/eval/standard
+  fitrain eval eval/local model=runs/exp/train/fi/checkpoints/step-00001000    # a job per checkpoint
+  fitrain eval report runs/exp --out runs/exp/report
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from fitrain.commands.common import add_recipe_arguments
+
+    add_recipe_arguments(p)
+    p.add_argument("--out", default="", help="report: output directory (default <first run dir>/report)")
+    p.add_argument("--title", default="fitrain report", help="report: title")
+    p.add_argument("--wandb", action="store_true", help="report: also log the table and plots to W&B")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    if args.recipe == "report":
+        return _report(args)
+    from fitrain.commands.common import load, recipe_and_overrides, resolve_recipe
+    from fitrain_eval.run import EvalConfig, evaluate
+
+    recipe, _ = recipe_and_overrides(args)
+    if recipe is not None:
+        args.recipe = resolve_recipe(recipe)
+    cfg = load(args, EvalConfig)
+    if cfg is None:
+        return 0
+    print(json.dumps(evaluate(cfg), indent=2))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fitrain.errors import FitrainError
+    from fitrain_eval.report import ReportConfig, make_report
+
+    if not args.overrides:
+        raise FitrainError("usage: fitrain eval report RUN_DIR... [--out DIR]")
+    cfg = ReportConfig(run_dirs=list(args.overrides), out=args.out, title=args.title, wandb=args.wandb)
+    path = make_report(cfg.run_dirs, cfg.out or None, cfg)
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0

@@ -1,0 +1,111 @@
+import json
+
+import pytest
+
+from fitrain.accounting import Rejects
+from fitrain.cli import main
+from fitrain.errors import FitrainError
+from fitrain.runs import RunLayout
+from fitrain_eval.run import EvalConfig, evaluate, locate
+from tests.eval.conftest import save_tiny_llama
+from tests.eval.eval_helpers import DATA, generator_for
+from tests.helpers.llm_server import Reply, ScriptedLLMServer, last_user_message
+
+
+def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["eval", "eval/local", f"model={tmp_path / 'nope'}"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    assert main(["eval", "eval/local", f"model={tmp_path / 'junk'}"]) == 2
+    assert "neither an exported HF model" in capsys.readouterr().err
+    with pytest.raises(FitrainError, match="nothing to evaluate"):
+        evaluate(EvalConfig(model=str(tmp_path / "junk")))
+    assert main(["eval", "report"]) == 2 and "usage: fitrain eval report" in capsys.readouterr().err
+
+
+def test_output_locations_follow_the_run_layout(tmp_path):
+    lay = RunLayout.of(tmp_path / "exp")
+    (lay.hf("fi")).mkdir(parents=True)
+    (lay.hf("fi") / "config.json").write_text("{}")
+    t = locate(EvalConfig(model=str(lay.train("fi"))))
+    assert (t.hf_dir, t.arm, t.out) == (lay.hf("fi").resolve(), "fi", lay.eval("fi").resolve())
+    ck = lay.checkpoints("standard") / "step-00000100"
+    ck.mkdir(parents=True)
+    (ck / "meta.pt").write_text("")
+    t = locate(EvalConfig(model=str(ck)))
+    assert t.hf_dir is None and t.checkpoint == ck.resolve() and t.arm == "standard"
+    assert t.out == (lay.eval("standard") / "checkpoints" / "step-00000100").resolve()
+
+
+def test_unreachable_judge_fails_before_generating(tiny_model_dir, tmp_path):
+    cfg = EvalConfig(model=str(tiny_model_dir), out=str(tmp_path / "o"))
+    cfg.mixeval.enabled = True
+    cfg.judge.llm.model = "judge"
+    cfg.judge.llm.base_url = "http://127.0.0.1:9/v1"
+    with pytest.raises(FitrainError, match="not reachable at http://127.0.0.1:9/v1"):
+        evaluate(cfg)
+
+
+def test_empty_generations_are_a_clear_error():
+    with ScriptedLLMServer(lambda kind, body: Reply(text="  ")) as srv:
+        g = generator_for(srv)
+        with pytest.raises(FitrainError, match="all 3 generations from 'scripted' are empty"):
+            g.generate([(str(i), [{"role": "user", "content": f"q{i}"}]) for i in range(3)], Rejects())
+
+
+def _judge(kind, body):
+    msg = last_user_message(body)
+    if msg.startswith("You grade"):
+        return Reply(text="[[0.5]]")
+    if msg.startswith("You read a model's answer"):
+        return Reply(text="[[A]]")
+    if msg.startswith("You evaluate one assistant turn"):
+        return Reply(text="[[5]]")
+    if msg.startswith("You compare two"):
+        return Reply(text="[[A]]")  # a position-biased judge: every instruction is a tie overall
+    return Reply(status=400)
+
+
+@pytest.mark.slow
+def test_fitrain_eval_end_to_end_two_arms_and_report(tmp_path, tokenizer_dir, capsys):
+    lay = RunLayout.of(tmp_path / "exp")
+    mix = tmp_path / "mix" / "mixeval"
+    mix.mkdir(parents=True)
+    for name in ("free-form", "multiple-choice"):
+        d = json.loads((DATA / "mixeval" / "mixeval-2024-08-11" / "mixeval-hard" / f"{name}.json").read_text())
+        (mix / f"{name}.json").write_text(json.dumps({k: d[k] for k in list(d)[:3]}))
+    for seed, arm in enumerate(("standard", "fi")):
+        save_tiny_llama(lay.hf(arm), tokenizer_dir, seed=seed)
+        lay.logs(arm).mkdir(parents=True)
+        (lay.logs(arm) / "metrics.csv").write_text("step,tokens,supervised_tokens,loss,lr\n" + "".join(
+            f"{s},{s * 512},{s * 200},{7 - s * (0.1 + 0.05 * seed)},0.001\n" for s in range(1, 11)))
+    with ScriptedLLMServer(_judge, model="judge") as srv:
+        recipe = tmp_path / "e2e.yaml"
+        recipe.write_text(f"""
+generation: {{max_new_tokens: 6, llm: {{device: cpu, batch_size: 8}}}}
+judge: {{llm: {{model: judge, base_url: "{srv.base_url}", max_retries: 1, backoff_s: 0.01}}}}
+lm_eval: {{tasks: [fitrain_mixeval_mc], formats: [plain, instruction], limit: 4, bootstrap_iters: 0, device: cpu}}
+mixeval: {{enabled: true, root: "{tmp_path / 'mix'}", splits: [mixeval]}}
+mtbench101: {{enabled: true, path: "{DATA / 'mt_bench_101' / 'mtbench101.jsonl'}", limit_per_task: 1, tasks: [GR]}}
+pairwise: {{enabled: true, instructions: "{DATA / 'alpaca_eval' / 'example_outputs.json'}", limit: 3}}
+""")
+        assert main(["eval", str(recipe), f"model={lay.train('standard')}"]) == 0
+        assert main(["eval", str(recipe), f"model={lay.train('fi')}",
+                     f"pairwise.baseline_outputs={lay.eval('standard')}"]) == 0
+    res = json.loads((lay.eval("fi") / "results.json").read_text())
+    gens = [json.loads(x) for x in (lay.eval("fi") / "mixeval" / "generations.jsonl").read_text().splitlines()[1:]]
+    assert gens[0]["prompt"].startswith("Instruction: ") and gens[0]["prompt"].endswith("\n\nAnswer: ")
+    ff = [0.5 if g["output"] else 0.0 for g in gens if g["id"].endswith(":free_form")]
+    assert res["mixeval/free_form"] == pytest.approx(sum(ff) / 3)
+    assert 0 <= res["lm_eval/fitrain_mixeval_mc/acc"] <= 1 and 0 <= res["lm_eval_instruction/fitrain_mixeval_mc/acc"] <= 1
+    assert res["mtbench101/task/GR"] in (5.0, 1.0) and res["mtbench101/n_tasks"] == 1
+    assert res["pairwise/standard/win_rate"] == 0.5 and res["pairwise/standard/n"] == 3
+    assert res["pairwise/standard/inconsistent"] == 3 and res["pairwise/standard/win_rate_se"] == 0.0
+    assert "pairwise/standard/win_rate" not in json.loads((lay.eval("standard") / "results.json").read_text())
+    assert (lay.eval("fi") / "lm_eval" / "plain.json").is_file() and (lay.eval("fi") / "eval_config.yaml").is_file()
+
+    assert main(["eval", "report", str(lay.root), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| fi | standard | 50.0% |" in md and "mixeval/overall" in md
+    for png in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 10_000
