@@ -165,7 +165,7 @@ class FitrainModule(pl.LightningModule):
             "finished": self.finished, "loader_state": self.loader_state, "wandb_id": self.wandb_id,
             "last_loss": self.last_loss, "model_shape": shape_fingerprint(self.model),
             "hf_config": self.model.config.to_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         }
 
@@ -182,8 +182,15 @@ class FitrainModule(pl.LightningModule):
         if rng.get("torch") is not None:
             torch.set_rng_state(rng["torch"])
         if rng.get("numpy") is not None:
-            np.random.set_state(rng["numpy"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
         if rng.get("python") is not None:
             random.setstate(rng["python"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _numpy_state() -> tuple:
+    """numpy's global RNG state with the key array as a tensor (checkpoints load with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))

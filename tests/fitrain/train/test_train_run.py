@@ -1,0 +1,106 @@
+"""fitrain.train end to end on the shared prepared pairs: exact budgets, bit-exact resume, HF export, and
+clear errors for bad input."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from fitrain.errors import ConfigError, FitrainError
+from fitrain.train import train
+
+_spec = importlib.util.spec_from_file_location("fitrain_trainhelp", Path(__file__).with_name("trainhelp.py"))
+th = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(th)
+
+
+@pytest.fixture(scope="module")
+def run_a(pairs_shards, tmp_path_factory):
+    """8 uninterrupted steps with a checkpoint every 4 (and validation on the same shards every 4)."""
+    run_dir = tmp_path_factory.mktemp("run_a")
+    cfg = th.tiny_config(run_dir, pairs_shards, max_steps=8, checkpoint_every=4, keep_checkpoints=3, val_every=4)
+    cfg.data.val_path = str(pairs_shards)
+    cfg.data.val_rows = 16
+    return cfg, train(cfg)
+
+
+def test_run_writes_summary_csv_checkpoints_and_export(run_a):
+    cfg, summary = run_a
+    run = Path(cfg.run_dir)
+    assert summary["status"] == "finished" and summary["steps"] == 8
+    assert json.loads((run / "summary.json").read_text())["tokens"] == summary["tokens"]
+    rows = th.rows(run)
+    assert [int(r["step"]) for r in rows if r["loss"]] == list(range(1, 9))
+    val = [r for r in rows if r["val_loss"]]
+    assert [int(r["step"]) for r in val] == [4, 8] and 3 < float(val[-1]["val_loss"]) < 8
+    last = th.train_rows(run)[8]
+    assert int(last["tokens"]) == summary["tokens"] and int(last["supervised_tokens"]) == summary["supervised_tokens"]
+    assert 0 < float(last["supervised_fraction"]) < 1 and float(last["tokens_per_s"]) > 0
+    assert float(last["grad_norm"]) > 0 and float(last["lr"]) < cfg.optim.lr
+    assert sorted(p.name for p in (run / "checkpoints").glob("step-*")) == ["step-00000004.ckpt", "step-00000008.ckpt"]
+    assert (run / "hf" / "config.json").is_file() and (run / "wandb" / "run_id").read_text().strip() == summary["wandb_id"]
+
+
+def test_resume_continues_bit_for_bit(run_a, tmp_path):
+    cfg, _ = run_a
+    ckpt = Path(cfg.run_dir) / "checkpoints" / "step-00000004.ckpt"
+    cfg_b = th.tiny_config(tmp_path / "b", cfg.data.path, max_steps=8, resume=str(ckpt))
+    summary = train(cfg_b)
+    a, b = th.train_rows(cfg.run_dir), th.train_rows(tmp_path / "b")
+    assert sorted(b) == [5, 6, 7, 8]
+    for step in b:
+        for col in ("loss", "grad_norm", "lr", "tokens", "supervised_tokens"):
+            assert a[step][col] == b[step][col], (step, col)  # full-precision repr: bit for bit
+    assert summary["tokens"] == int(a[8]["tokens"])
+    # the W&B run id travels with the checkpoint
+    assert summary["wandb_id"] == json.loads((Path(cfg.run_dir) / "summary.json").read_text())["wandb_id"]
+
+
+def test_rerun_of_a_finished_run_trains_nothing(run_a):
+    cfg, summary = run_a
+    again = train(cfg)
+    assert again["steps"] == 8 and again["tokens"] == summary["tokens"]
+    assert len(th.train_rows(cfg.run_dir)) == 8
+
+
+@pytest.mark.parametrize("budget", [{"max_tokens": 5001}, {"max_supervised_tokens": 3333}])
+def test_budgets_stop_exactly(pairs_shards, tmp_path, budget):
+    cfg = th.tiny_config(tmp_path, pairs_shards, **budget)
+    cfg.export_hf = False
+    summary = train(cfg)
+    key, want = next(iter(budget.items()))
+    got = summary["tokens"] if key == "max_tokens" else summary["supervised_tokens"]
+    assert got == want
+    last = th.train_rows(tmp_path)[summary["steps"]]
+    assert int(last["tokens"]) == summary["tokens"] and summary["budget"]["planned_steps"] >= summary["steps"] - 1
+
+
+def test_bad_inputs_give_clear_errors(run_a, pairs_shards, tmp_path):
+    cfg, _ = run_a
+    with pytest.raises(FitrainError, match="no prepared data"):
+        train(th.tiny_config(tmp_path / "x", tmp_path / "missing", max_steps=1))
+    with pytest.raises(FitrainError, match="tokenizer has 1000 tokens"):
+        bad = th.tiny_config(tmp_path / "x", pairs_shards, max_steps=1)
+        bad.model.vocab_size = 512
+        train(bad)
+    with pytest.raises(ConfigError, match="did you mean 'tiny'"):
+        bad = th.tiny_config(tmp_path / "x", pairs_shards, max_steps=1)
+        bad.model.preset = "tinny"
+        train(bad)
+    with pytest.raises(FitrainError, match="cannot be met.*max_epochs=1"):
+        train(th.tiny_config(tmp_path / "x", pairs_shards, max_tokens=10**9))
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    with pytest.raises(FitrainError, match="corrupt"):
+        train(th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(corrupt)))
+    ckpt = Path(cfg.run_dir) / "checkpoints" / "step-00000004.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(FitrainError, match="corrupt"):
+        train(th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(truncated)))
+    with pytest.raises(FitrainError, match="does not match the model.*hidden_size"):
+        bad = th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(ckpt))
+        bad.model.dim = 32
+        train(bad)
