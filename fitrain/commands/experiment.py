@@ -1,0 +1,57 @@
+"""`fitrain experiment RECIPE`: the whole graph, data_gen -> prepare -> train both arms -> eval -> report."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "run an experiment end to end (FineInstructions arm + token-matched standard baseline), locally or on Slurm"
+DESCRIPTION = """\
+Run every step of an experiment recipe: data_gen -> prepare the FineInstructions pairs (token-for-token
+budget) and the standard corpus (same documents, same tokenizer, total tokens matched) -> train both arms
+(same model, same budget, same seed) -> evaluate both -> report. Each step leaves a completion marker under
+<run_dir>/steps/; rerunning skips finished steps. With --slurm (or slurm.enabled=true) every step is a Slurm
+job chained with --dependency=afterok.
+
+RECIPE is a path or a name under recipes/experiments/ (e.g. fi-vs-standard-300m).
+
+examples:
+  fitrain experiment tiny-cpu --dry-run
+  fitrain experiment fi-vs-standard-300m --slurm slurm.train.account=myproj
+  fitrain experiment runs/tiny-cpu/experiment.yaml --step train-fi
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", help="experiment recipe: a path or a name under recipes/experiments/")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="override any config key")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (and the sbatch scripts with --slurm)")
+    p.add_argument("--slurm", action="store_true", help="submit the steps to Slurm instead of running them here")
+    p.add_argument("--step", action="append", default=None,
+                   help="run only this step (repeatable); used by the Slurm jobs")
+    p.add_argument("--shard", default=None, help="the shard of an array step (data_gen)")
+    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fitrain.config import to_yaml
+    from fitrain.errors import FitrainError
+    from fitrain.experiment import load_experiment, plan, run_experiment, run_step
+
+    cfg = load_experiment(args.recipe, args.overrides)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    if args.shard is not None:
+        if not args.step or len(args.step) != 1:
+            raise FitrainError("--shard needs exactly one --step")
+        step = {s.name: s for s in plan(cfg)}.get(args.step[0])
+        if step is None or not step.shards:
+            raise FitrainError(f"step '{args.step[0]}' is not an array step")
+        if not str(args.shard).isdigit() or int(args.shard) >= step.shards:
+            raise FitrainError(f"--shard must be 0..{step.shards - 1}, got {args.shard}")
+        cfg.validate()
+        print(f"{step.name} shard {args.shard}: {run_step(cfg, step, int(args.shard))}", flush=True)
+        return 0
+    result = run_experiment(cfg, dry_run=args.dry_run, slurm=True if args.slurm else None, only=args.step)
+    if not args.dry_run and "jobs" not in result and not args.step:
+        print(f"experiment {cfg.name} finished; report: {result['report']}")
+    return 0

@@ -1,0 +1,59 @@
+"""Submitting an experiment to Slurm: one sbatch job per unfinished step, chained with
+``--dependency=afterok``; data_gen shards are a job array; training runs ``srun`` over all GPUs. Every job
+runs ``fitrain experiment <run_dir>/experiment.yaml --step NAME`` against the frozen config, so a job reads
+exactly the settings that were submitted."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from fitrain.experiment import ExperimentConfig, Step, plan, step_done
+from fitrain.io import atomic_path
+from fitrain.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, render_sbatch, submit
+
+
+def _resources(cfg: ExperimentConfig, step: Step) -> SlurmConfig:
+    return {"train": cfg.slurm.train, "data_gen": cfg.slurm.data_gen}.get(step.kind, cfg.slurm.steps)
+
+
+def job_name(cfg: ExperimentConfig, step: Step) -> str:
+    return f"{cfg.name}.{step.name}"
+
+
+def step_command(cfg: ExperimentConfig, step: Step) -> list[str]:
+    cmd = ["-m", "fitrain.cli", "experiment", str(cfg.root / "experiment.yaml"), "--step", step.name]
+    if step.shards:
+        cmd += ["--shard", ARRAY_TASK_ID]
+    return cmd
+
+
+def render_step(cfg: ExperimentConfig, step: Step) -> str:
+    return render_sbatch(_resources(cfg, step), job_name(cfg, step), step_command(cfg, step),
+                         cfg.root / "slurm" / "logs", array=step.shards,
+                         distributed=step.distributed)
+
+
+def render_all(cfg: ExperimentConfig, steps: list[Step] | None = None) -> list[tuple[Step, str]]:
+    return [(s, render_step(cfg, s)) for s in (steps if steps is not None else plan(cfg))]
+
+
+def submit_all(cfg: ExperimentConfig, steps: list[Step] | None = None,
+               log: Callable[[str], None] = print) -> dict[str, str]:
+    """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out)."""
+    check_reachable()
+    root = cfg.root
+    jobs: dict[str, str] = {}
+    for s in steps if steps is not None else plan(cfg):
+        if step_done(root, s):
+            log(f"  {s.name}: finished earlier, not submitted")
+            continue
+        script = root / "slurm" / f"{s.name}.sbatch"
+        with atomic_path(script) as tmp:
+            tmp.write_text(render_step(cfg, s))
+        (root / "slurm" / "logs").mkdir(parents=True, exist_ok=True)
+        deps = [jobs[d] for d in s.deps if d in jobs]
+        jobs[s.name] = submit(script, deps)
+        log(f"  {s.name}: submitted job {jobs[s.name]}" + (f" (afterok:{':'.join(deps)})" if deps else "")
+            + f"  script {script}")
+    log(f"logs: {root / 'slurm' / 'logs'}; follow with `squeue -u $USER` / `scontrol show job ID`")
+    return jobs
