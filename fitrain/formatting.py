@@ -105,12 +105,12 @@ class Formatter:
 
     # -------------------------------------------------------------------------------------------- text
     def encode_texts(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token ids of each text, no special tokens added (one batched call)."""
+        """Token ids of each text, no special tokens added (one batched call, no offsets computed)."""
         if not texts:
             return []
         if self._backend is not None:
-            encs = self._backend.encode_batch(list(texts), add_special_tokens=False)
-            return [np.asarray(e.ids, dtype=np.int64) for e in encs]
+            encode = getattr(self._backend, "encode_batch_fast", None) or self._backend.encode_batch
+            return [np.asarray(e.ids, dtype=np.int64) for e in encode(list(texts), add_special_tokens=False)]
         ids = self.tok(list(texts), add_special_tokens=False)["input_ids"]
         return [np.asarray(x, dtype=np.int64) for x in ids]
 
@@ -129,22 +129,19 @@ class Formatter:
     # ------------------------------------------------------------------------------------------- items
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(ids, mask)`` per (instruction, answer): ``[BOS] prefix answer suffix EOS``."""
+        if not pairs:
+            return []
         pieces = [self.pair_texts(i, a) for i, a in pairs]
-        prefixes = self.encode_texts([p[0] for p in pieces])
-        answers = self.encode_texts([p[1] for p in pieces])
-        suffixes = [self._suffix(p[2]) for p in pieces]
+        encoded = self.encode_texts([p[0] for p in pieces] + [p[1] for p in pieces])
+        n = len(pieces)
         head = np.asarray(self.bos, dtype=np.int64)
         tail = np.asarray([self.eos_id], dtype=np.int64)
-        out = []
-        response = self.cfg.loss_mask == "response"
-        for pre, ans, suf in zip(prefixes, answers, suffixes):
-            ids = np.concatenate([head, pre, ans, suf, tail])
-            mask = np.ones(len(ids), dtype=np.uint8)
-            if response:
-                mask[: len(head) + len(pre)] = 0
-            mask[0] = 0
-            out.append((ids, mask))
-        return out
+        parts: list[np.ndarray] = []
+        for pre, ans, suf in zip(encoded[:n], encoded[n:], (self._suffix(p[2]) for p in pieces)):
+            parts += (head, pre, ans, suf, tail)
+        prefix_target = 0 if self.cfg.loss_mask == "response" else 1
+        targets = np.tile(np.array([prefix_target, prefix_target, 1, 1, 1], dtype=np.uint8), n)
+        return _split_items(parts, targets, 5)
 
     def _suffix(self, text: str) -> np.ndarray:
         ids = self._suffix_cache.get(text)
@@ -156,15 +153,14 @@ class Formatter:
 
     def encode_documents(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(ids, mask)`` per raw document: ``[BOS] text EOS``, all targets but the first token."""
+        if not texts:
+            return []
         head = np.asarray(self.bos, dtype=np.int64)
         tail = np.asarray([self.eos_id], dtype=np.int64)
-        out = []
+        parts: list[np.ndarray] = []
         for body in self.encode_texts(texts):
-            ids = np.concatenate([head, body, tail])
-            mask = np.ones(len(ids), dtype=np.uint8)
-            mask[0] = 0
-            out.append((ids, mask))
-        return out
+            parts += (head, body, tail)
+        return _split_items(parts, np.ones(3 * len(texts), dtype=np.uint8), 3)
 
     # ----------------------------------------------------------------------------------------- counting
     def pair_token_counts(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
@@ -174,3 +170,14 @@ class Formatter:
     def document_token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per raw document as prepare produces them, EOS (and BOS) included."""
         return [len(ids) for ids, _ in self.encode_documents(texts)]
+
+
+def _split_items(parts: list[np.ndarray], targets: np.ndarray, per_item: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Concatenate the pieces once, build the mask with one ``np.repeat`` (piece target flag x piece
+    length), zero each item's first position and split back into per-item views (no per-token Python)."""
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    ids = np.concatenate(parts)
+    mask = np.repeat(targets, lengths)
+    bounds = np.cumsum(lengths.reshape(-1, per_item).sum(axis=1))[:-1]
+    mask[np.concatenate([[0], bounds])] = 0
+    return list(zip(np.split(ids, bounds), np.split(mask, bounds)))
