@@ -198,6 +198,9 @@ def prepare(cfg: PrepareConfig) -> dict:
     policy = cfg.pack.policy(kind)
     if not cfg.out:
         raise FitrainError("prepare: set `out` (the output directory)")
+    if cfg.budget.enabled and kind != "pairs":
+        raise FitrainError("budget.enabled selects pairs and applies to a pairs input; a documents arm matches a "
+                           "budgeted FI arm with budget_from=<FI prepared dir>")
     if cfg.budget_from and kind != "documents":
         raise FitrainError("budget_from is for a documents arm (documents_from_pairs=true or input.kind=documents)")
     tok = load_tokenizer(cfg.tokenizer)

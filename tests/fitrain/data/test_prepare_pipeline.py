@@ -137,5 +137,7 @@ def test_bad_input_gives_clear_errors(tmp_path, tokenizer_dir, dolly_pairs_file)
         run_prepare(tmp_path / "o", tokenizer_dir, [tmp_path / "corrupt.parquet"])
     with pytest.raises(FitrainError, match="split is for raw documents only"):
         run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], pack_overlong="split")
+    with pytest.raises(FitrainError, match="applies to a pairs input"):
+        run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], documents_from_pairs=True, budget=_budget())
     with pytest.raises(FitrainError, match="no input"):
         run_prepare(tmp_path / "o", tokenizer_dir, [])
