@@ -72,3 +72,19 @@ def test_bad_format_config(tok):
                      (FormatConfig(add_bos=True), "no bos_token")]:
         with pytest.raises(FitrainError, match=msg):
             Formatter(tok, cfg)
+
+
+def test_add_bos_everywhere(tmp_path, corpus_texts):
+    from fitrain.tokenizer import TokenizerConfig, train_tokenizer_from_texts
+
+    d = train_tokenizer_from_texts(corpus_texts[:10], TokenizerConfig(out=str(tmp_path / "t"), vocab_size=400,
+                                                                      bos_token="<|bos|>"))
+    tok = load_tokenizer(d)
+    f = Formatter(tok, FormatConfig(add_bos=True))
+    (ids, mask), = f.encode_pairs(PAIRS[:1])
+    assert ids[0] == tok.bos_token_id and mask[0] == 0
+    assert tok.decode(ids[mask == 1].tolist()) == PAIRS[0][1] + tok.eos_token
+    assert f.prompt_ids(PAIRS[0][0]) == ids[: int(np.argmax(mask))].tolist()
+    (dids, dmask), = f.encode_documents(["doc"])
+    assert dids[0] == tok.bos_token_id and dids[-1] == tok.eos_token_id and dmask[1:].all()
+    assert f.document_token_counts(["doc"]) == [len(dids)]
