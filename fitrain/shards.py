@@ -140,8 +140,11 @@ class PreparedData:
 
 
 def open_prepared(directory: str | Path) -> PreparedData:
-    """Open a prepared directory; FitrainError when it is missing, unfinished or of another format."""
+    """Open a prepared directory (or its manifest.json); FitrainError when it is missing, unfinished or of
+    another format."""
     d = Path(directory)
+    if d.name == MANIFEST and d.is_file():
+        d = d.parent
     if not (d / MANIFEST).is_file():
         hint = " (prepare did not finish: re-run it)" if d.is_dir() and any(d.glob("shard_*")) else ""
         raise FitrainError(f"no prepared data at {d}: {MANIFEST} is missing{hint}")

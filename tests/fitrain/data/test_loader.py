@@ -52,7 +52,7 @@ def test_batch_contract():
 def test_loader_batches_match_shards(prepared):
     import torch
 
-    loader = PackedLoader(prepared, batch_size=3, shuffle=False, rank=0, world_size=1)
+    loader = PackedLoader(prepared / "manifest.json", batch_size=3, shuffle=False, rank=0, world_size=1)
     b = next(iter(loader))
     assert set(b) == {"input_ids", "labels", "position_ids"}
     assert all(v.dtype == torch.int64 and v.shape == (3, T) for v in b.values())
