@@ -92,7 +92,9 @@ def _batched_groups(groups: Iterator[DocumentPairs], max_pairs: int) -> Iterator
 
 
 class _Run:
-    """One prepare run: feeds items to the packer and keeps the counts."""
+    """One prepare run. The main thread reads records and packs; a helper thread tokenizes the next batch
+    meanwhile (``tokenizers`` releases the GIL), so reading/packing/writing overlap with tokenization.
+    Batches are consumed strictly in input order, so the output does not depend on timing."""
 
     def __init__(self, cfg: PrepareConfig, fmt: Formatter, packer: Packer, kind: str):
         self.cfg, self.fmt, self.packer, self.kind = cfg, fmt, packer, kind
@@ -100,7 +102,57 @@ class _Run:
         self.counts = TokenCounts()
         self.budget = TokenBudget(seed=cfg.budget.seed) if cfg.budget.enabled and kind == "pairs" else None
         self.items_in = 0
-        self.bar: Any = None
+
+    # ---------------------------------------------------------------------- main thread: what to encode
+    def _units(self) -> Iterator[tuple[list[DocumentPairs] | None, list[str], int]]:
+        """(pair groups or None, document texts, input units) per batch; rejects are counted here."""
+        cfg, size = self.cfg, max(1, self.cfg.encode_batch)
+        if cfg.input.kind == "documents":
+            texts: list[str] = []
+            for doc in iter_documents(cfg.input, self.rejects):
+                texts.append(doc.text)  # type: ignore[arg-type]
+                if len(texts) >= size:
+                    yield None, texts, len(texts)
+                    texts = []
+            if texts:
+                yield None, texts, len(texts)
+            return
+        for batch in _batched_groups(iter_document_pairs(cfg.input, self.rejects, self.filtered), size):
+            n = len(batch)
+            if self.kind == "pairs" and self.budget is None:
+                yield batch, [], n
+                continue
+            usable = []
+            for g in batch:
+                if g.document.text:
+                    usable.append(g)
+                elif self.kind == "documents":
+                    self.rejects.add("no_document_text", g.document.doc_id)
+                elif g.pairs:
+                    self.rejects.add("no_document_text_for_budget", g.document.doc_id, n=len(g.pairs))
+            texts = [g.document.text for g in usable]  # type: ignore[misc]
+            yield (usable if self.kind == "pairs" else None), texts, n
+
+    # ---------------------------------------------------------------------- helper thread: tokenize
+    def _encode(self, groups: list[DocumentPairs] | None, texts: list[str]) -> tuple[list, list]:
+        if groups is None:
+            return self.fmt.encode_documents(texts), []
+        pairs = self.fmt.encode_pairs([(p.instruction, p.answer) for g in groups for p in g.pairs])
+        return pairs, self.fmt.document_token_counts(texts) if texts else []
+
+    # ---------------------------------------------------------------------- main thread: budget + pack
+    def _consume(self, groups: list[DocumentPairs] | None, encoded: list, doc_tokens: list[int]) -> None:
+        if groups is None:
+            self._place(encoded, is_pair=False)
+            return
+        pos = 0
+        for j, g in enumerate(groups):
+            items = encoded[pos:pos + len(g.pairs)]
+            pos += len(g.pairs)
+            if self.budget is not None:
+                chosen = self.budget.take(g.document.doc_id, doc_tokens[j], [len(i) for i, _ in items])
+                items = [items[k] for k in chosen]
+            self._place(items, is_pair=True)
 
     def _place(self, items: list, is_pair: bool) -> None:
         for ids, mask in items:
@@ -111,61 +163,28 @@ class _Run:
                 else:
                     self.counts.documents += 1
 
-    def pairs(self, batch: list[DocumentPairs]) -> None:
-        if self.budget is not None:
-            usable = []
-            for g in batch:
-                if g.document.text:
-                    usable.append(g)
-                elif g.pairs:
-                    self.rejects.add("no_document_text_for_budget", g.document.doc_id, n=len(g.pairs))
-            batch = usable
-            doc_tokens = self.fmt.document_token_counts([g.document.text for g in batch])
-        flat = [(p.instruction, p.answer) for g in batch for p in g.pairs]
-        encoded = self.fmt.encode_pairs(flat)
-        pos = 0
-        for j, g in enumerate(batch):
-            items = encoded[pos:pos + len(g.pairs)]
-            pos += len(g.pairs)
-            if self.budget is not None:
-                chosen = self.budget.take(g.document.doc_id, doc_tokens[j], [len(i) for i, _ in items])
-                items = [items[k] for k in chosen]
-            self._place(items, is_pair=True)
-
-    def documents(self, texts: list[str]) -> None:
-        self._place(self.fmt.encode_documents(texts), is_pair=False)
-
     def run(self) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm import tqdm
 
-        cfg, size = self.cfg, max(1, self.cfg.encode_batch)
-        self.bar = tqdm(disable=not cfg.progress, unit=" docs", desc=f"prepare {cfg.out}", mininterval=1.0)
-        if cfg.input.kind == "documents":
-            texts: list[str] = []
-            for doc in iter_documents(cfg.input, self.rejects):
-                texts.append(doc.text)  # type: ignore[arg-type]
-                if len(texts) >= size:
-                    self.documents(texts)
-                    self.bar.update(len(texts))
-                    texts = []
-            if texts:
-                self.documents(texts)
-                self.bar.update(len(texts))
-        else:
-            for batch in _batched_groups(iter_document_pairs(cfg.input, self.rejects, self.filtered), size):
-                if self.kind == "pairs":
-                    self.pairs(batch)
-                else:
-                    texts = []
-                    for g in batch:
-                        if g.document.text:
-                            texts.append(g.document.text)
-                        else:
-                            self.rejects.add("no_document_text", g.document.doc_id)
-                    self.documents(texts)
-                self.bar.update(len(batch))
+        bar = tqdm(disable=not self.cfg.progress, unit=" docs", desc=f"prepare {self.cfg.out}", mininterval=1.0)
+        pending: deque = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="fitrain-encode") as pool:
+            for groups, texts, n in self._units():
+                pending.append((groups, n, pool.submit(self._encode, groups, texts)))
+                if len(pending) > 1:
+                    self._finish(pending.popleft(), bar)
+            while pending:
+                self._finish(pending.popleft(), bar)
         self.packer.flush()
-        self.bar.close()
+        bar.close()
+
+    def _finish(self, entry: tuple, bar: Any) -> None:
+        groups, n, future = entry
+        self._consume(groups, *future.result())
+        bar.update(n)
 
 
 def _load_progress(out: Path, settings: str) -> dict[int, dict]:
