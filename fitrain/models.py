@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def build_model(cfg: ModelConfig, tokenizer_vocab: int, attention: str = "sdpa",
     if verbose:
         n, emb = count_parameters(model)
         print(f"model: preset={cfg.preset} {describe(cfg)} vocab={hf_cfg.vocab_size} attention={attention} "
-              f"params={n / 1e6:.2f}M (non-embedding {(n - emb) / 1e6:.2f}M)", flush=True)
+              f"params={n / 1e6:.2f}M (non-embedding {(n - emb) / 1e6:.2f}M)", file=sys.stderr, flush=True)
     return model
 
 

@@ -50,7 +50,7 @@ def test_model_config_is_cache_free_and_counts_params(capsys):
     assert model.config.vocab_size == 128  # rounded up to a multiple of 64
     total, emb = count_parameters(model)
     assert total == sum(p.numel() for p in model.parameters())
-    assert "params=" in capsys.readouterr().out
+    assert "params=" in capsys.readouterr().err
 
 
 def test_presets_shapes_and_bad_names():

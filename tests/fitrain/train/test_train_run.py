@@ -104,3 +104,54 @@ def test_bad_inputs_give_clear_errors(run_a, pairs_shards, tmp_path):
         bad = th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(ckpt))
         bad.model.dim = 32
         train(bad)
+
+
+def test_signal_flag_catches_sigusr1_and_sigterm():
+    import os
+    import signal
+
+    from fitrain.callbacks import SignalFlag
+
+    class Module:
+        stop_requested = 0
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        old = signal.getsignal(sig)
+        flag, module = SignalFlag(), Module()
+        flag.install(module)
+        os.kill(os.getpid(), sig)
+        assert flag.received == sig and module.stop_requested == 1
+        flag.restore()
+        assert signal.getsignal(sig) == old
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM"])
+def test_preemption_signal_checkpoints_and_resume_matches_uninterrupted_run(run_a, tmp_path, signame):
+    import os
+    import signal
+    import threading
+    import time
+
+    cfg_a, _ = run_a
+    run_dir = tmp_path / "pre"
+    csv_path = run_dir / "logs" / "metrics.csv"
+
+    def send_when_training():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if csv_path.is_file() and len(csv_path.read_text().splitlines()) >= 2:  # header + step 1
+                os.kill(os.getpid(), getattr(signal, signame))
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=send_when_training, daemon=True).start()
+    first = train(th.tiny_config(run_dir, cfg_a.data.path, max_steps=8))
+    assert first["status"] == "preempted" and 1 <= first["steps"] < 8
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == f"step-{first['steps']:08d}.ckpt"
+    assert first["hf_dir"] is None and not (run_dir / "hf").exists()
+    second = train(th.tiny_config(run_dir, cfg_a.data.path, max_steps=8))  # resume=auto
+    assert second["status"] == "finished" and second["steps"] == 8 and second["wandb_id"] == first["wandb_id"]
+    a, b = th.train_rows(cfg_a.run_dir), th.train_rows(run_dir)
+    assert sorted(b) == list(range(1, 9))  # each step logged once
+    for step in b:
+        assert (a[step]["loss"], a[step]["grad_norm"]) == (b[step]["loss"], b[step]["grad_norm"]), step
