@@ -238,6 +238,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         if old.get("settings") == settings:
             open_prepared(out).validate()
             return old
+        (out / MANIFEST).unlink()  # stale: no reader may pair it with the shards about to be written
     clean_stale_temps(out)  # what a killed run was writing
     done = _load_progress(out, settings)
     if not done:
