@@ -77,6 +77,12 @@ class ExperimentConfig:
         if not 0 <= self.heldout_shards < max(1, self.data_gen.num_shards):
             raise FitrainError(f"heldout_shards ({self.heldout_shards}) must be below data_gen.num_shards "
                                f"({self.data_gen.num_shards}): some shards must remain for training")
+        t = self.train
+        explicit = t.max_tokens or t.max_supervised_tokens or t.max_steps
+        if not explicit and 0 < t.data.max_epochs < t.budget_from_epochs:
+            raise FitrainError(f"the budget cannot be met: both arms train train.budget_from_epochs="
+                               f"{t.budget_from_epochs} x the FI pairs' tokens, but train.data.max_epochs="
+                               f"{t.data.max_epochs} allows fewer passes over the FI data; raise data.max_epochs")
         self.corpus.validate()
         for s in (self.slurm.train, self.slurm.data_gen, self.slurm.steps):
             s.validate()
@@ -175,9 +181,15 @@ def run_step(cfg: ExperimentConfig, step: Step, shard: int | None = None,
     if missing:
         raise FitrainError(f"step '{step.name}' needs {missing} to finish first (no completion marker under "
                            f"{root / 'steps'}); run the experiment without --step to run the whole graph")
+    import time
+
+    t0, c0 = time.perf_counter(), time.process_time()
     info = _runner_for(runners or _runners(), step.name)(cfg, step, shard) or {}
+    timing = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     if _rank() == 0:
-        mark_done(mdir, {"step": step.name, **({"shard": shard} if shard is not None else {}), **info})
+        mark_done(mdir, {"step": step.name, **({"shard": shard} if shard is not None else {}), **timing, **info})
+    log(f"    {step.name}{'' if shard is None else f' shard {shard}'} finished in {timing['wall_s']:.1f} s "
+        f"(cpu {timing['cpu_s']:.1f} s)")
     return "done"
 
 
