@@ -24,3 +24,15 @@ def save_tiny_llama(out, tokenizer_dir, dim: int = 64, layers: int = 2, seed: in
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer_dir):
     return save_tiny_llama(tmp_path_factory.mktemp("tiny_hf") / "hf", tokenizer_dir)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine torch's per-core threads
+    wait on busy cores (a forward measured 80x slower with 2 threads than 1 under load). Restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
