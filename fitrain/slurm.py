@@ -117,7 +117,7 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     if workdir is not None:
         o.append(f"#SBATCH --chdir={Path(workdir).resolve()}")
     o += [f"#SBATCH {line}" for line in cfg.extra_sbatch]
-    o += ["", "set -euo pipefail",
+    o += ["", "set -eo pipefail   # (no -u: module and venv set-up scripts may read unset variables)",
           'echo "[fitrain] job ${SLURM_JOB_ID} on ${SLURM_JOB_NODELIST} restart ${SLURM_RESTART_COUNT:-0}'
           + (' array task ${SLURM_ARRAY_TASK_ID}' if array else '') + ' at $(date -u +%FT%TZ)"']
     o += list(cfg.setup)
