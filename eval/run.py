@@ -90,11 +90,17 @@ def _arm_dir(p: Path) -> Path | None:
 def resolve_model(t: Target) -> Path:
     if t.hf_dir is not None:
         return t.hf_dir
+    from fitrain.checkpoint import latest_checkpoint
     from fitrain.export import export
 
-    dest = t.out / "hf"
+    src = t.checkpoint
+    if src.name == "checkpoints":
+        src = latest_checkpoint(src)
+        if src is None:
+            raise FitrainError(f"{t.checkpoint} holds no checkpoint (no 'latest' marker); train first or pass one")
+    dest = t.out / "hf_export" / src.stem   # one export per checkpoint: never a stale one
     if not (dest / "config.json").is_file():
-        export(t.checkpoint, dest)
+        export(src, dest)
     return dest
 
 

@@ -109,3 +109,44 @@ pairwise: {{enabled: true, instructions: "{DATA / 'alpaca_eval' / 'example_outpu
     assert "| fi | standard | 50.0% |" in md and "mixeval/overall" in md
     for png in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_fitrain_eval_on_a_saved_training_checkpoint(tmp_path, pairs_shards):
+    """The per-checkpoint job: a real trainer checkpoint is exported, then evaluated, into its own folder."""
+    from fitrain.train import TrainConfig, train
+
+    lay = RunLayout.of(tmp_path / "exp")
+    cfg = TrainConfig(run_dir=str(lay.train("fi")), max_steps=2, checkpoint_every=1, export_hf=False,
+                      progress_bar=False, log_every=1)
+    cfg.data.path = str(pairs_shards)
+    cfg.data.micro_batch_size, cfg.data.grad_accum = 2, 1
+    cfg.wandb.mode = "disabled"
+    train(cfg)
+    ckpts = sorted(lay.checkpoints("fi").glob("step-*"))
+    assert ckpts, "the trainer wrote no checkpoint"
+    rc = main(["eval", "eval/local", f"model={ckpts[-1]}", "lm_eval.limit=3", "lm_eval.formats=[plain]",
+               "lm_eval.tasks=[fitrain_mixeval_hard_mc]", "lm_eval.device=cpu"])
+    assert rc == 0
+    out = lay.eval("fi") / "checkpoints" / ckpts[-1].stem
+    res = json.loads((out / "results.json").read_text())
+    assert 0 <= res["lm_eval/fitrain_mixeval_hard_mc/acc"] <= 1
+    assert (out / "hf_export" / ckpts[-1].stem / "config.json").is_file()
+
+
+def test_local_transformers_judge_runs_and_counts_unparsable_replies(tiny_model_dir, tmp_path):
+    """A small setup's judge: a local model directory. A random tiny model never writes [[score]]: every
+    reply is retried, then counted, never scored."""
+    from fitrain.llm import LLMConfig, Request
+    from fitrain_eval.judges.common import Judge, JudgeConfig
+    from fitrain_eval.judges.mtbench101 import parse_score
+
+    judge = Judge(JudgeConfig(llm=LLMConfig(backend="transformers", model=str(tiny_model_dir), max_new_tokens=4,
+                                            device="cpu"), max_parse_retries=1), cache_dir=tmp_path)
+    r = Rejects()
+    out = judge.judge([Request(messages=[{"role": "user", "content": f"Rate {i}"}], meta={"id": i}) for i in range(2)],
+                      parse_score, r, "v-test", what="mt_judge")
+    assert [o.value for o in out] == [None, None] and r.counts == {"mt_judge_unparsable": 2}
+    assert out[0].raw == {"judge_model": str(tiny_model_dir), "judge_backend": "transformers",
+                          "prompt_version": "v-test", "decoding": {"temperature": 0.0, "max_new_tokens": 4}}
+    assert (tmp_path / "judge_cache.jsonl").is_file()
