@@ -7,9 +7,9 @@ from fitrain.llm import LLMConfig
 from fitrain_eval.generate import GenerationConfig, Generator
 from fitrain_eval.judges.common import Judge, JudgeConfig
 
-DATA = Path("/work/shared/data")
-if not DATA.is_dir():  # a checkout elsewhere: ../shared/data beside the repository
-    DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"   # ../shared/data beside the repository
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data")
 
 
 def judge_for(srv, cache_dir, **kw) -> Judge:
