@@ -12,6 +12,7 @@ import csv
 import html
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Run:
     eval_dir: Path | None = None
     metrics: dict = field(default_factory=dict)
     curve: list[dict] = field(default_factory=list)   # rows of metrics.csv (floats or None)
+    checkpoints: dict = field(default_factory=dict)   # step -> metrics of eval/<arm>/checkpoints/step-*/
 
 
 # ------------------------------------------------------------------------------------------- discovery
@@ -72,16 +74,26 @@ def _run(name: str, train_dir: Path, eval_dir: Path) -> Run:
     return Run(name, train_dir if train_dir.is_dir() else None, eval_dir if eval_dir.is_dir() else None)
 
 
+def _results(p: Path) -> dict:
+    try:
+        res = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise FitrainError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(res, dict):
+        raise FitrainError(f"{p}: expected a flat {{metric: value}} object")
+    return {k: v for k, v in res.items() if _is_num(v)}
+
+
 def load_run(run: Run, rejects: Rejects) -> Run:
-    if run.eval_dir is not None and (run.eval_dir / "results.json").is_file():
-        p = run.eval_dir / "results.json"
-        try:
-            res = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise FitrainError(f"{p}: not valid JSON ({e})") from None
-        if not isinstance(res, dict):
-            raise FitrainError(f"{p}: expected a flat {{metric: value}} object")
-        run.metrics.update({k: v for k, v in res.items() if _is_num(v)})
+    if run.eval_dir is not None:
+        if (run.eval_dir / "results.json").is_file():
+            run.metrics.update(_results(run.eval_dir / "results.json"))
+        for p in sorted((run.eval_dir / "checkpoints").glob("*/results.json")):
+            m = re.search(r"step-(\d+)", p.parent.name)
+            if m:
+                run.checkpoints[int(m.group(1))] = _results(p)
+            else:
+                rejects.add("checkpoint_eval_without_step", str(p.parent))
     if run.train_dir is not None:
         s = run.train_dir / "summary.json"
         if s.is_file():
@@ -192,6 +204,28 @@ def plot_bars(runs: list[Run], path: Path) -> bool:
     return True
 
 
+def plot_checkpoints(runs: list[Run], path: Path, max_metrics: int = 6) -> bool:
+    """Headline metrics of the saved checkpoints' evaluations against the training step."""
+    keys = sorted({k for r in runs for m in r.checkpoints.values() for k in headline_metrics(m)})[:max_metrics]
+    if not keys:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), dpi=100, squeeze=False)
+    for ax, k in zip(axes[:, 0], keys):
+        for i, r in enumerate(runs):
+            pts = sorted((s, m[k]) for s, m in r.checkpoints.items() if k in m)
+            if pts:
+                ax.plot(*zip(*pts), color=COLORS[i % len(COLORS)], marker="o", label=r.name)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def head_to_head_rows(runs: list[Run]) -> list[tuple[str, str, float, float, dict]]:
     rows = []
     for r in runs:
@@ -227,6 +261,11 @@ def plot_head_to_head(runs: list[Run], path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- writing
+def checkpoint_rows(runs: list[Run]) -> tuple[list[str], list[tuple[str, int, dict]]]:
+    keys = sorted({k for r in runs for m in r.checkpoints.values() for k in headline_metrics(m)})
+    return keys, [(r.name, st, m) for r in runs for st, m in sorted(r.checkpoints.items())]
+
+
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -246,7 +285,8 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
     images = {}
     for fname, fn, caption in (("loss_vs_tokens.png", plot_loss, "Loss vs tokens"),
                                ("eval_bars.png", plot_bars, "Evaluation scores"),
-                               ("head_to_head.png", plot_head_to_head, "Head-to-head win rates")):
+                               ("head_to_head.png", plot_head_to_head, "Head-to-head win rates"),
+                               ("checkpoint_evals.png", plot_checkpoints, "Evaluations of saved checkpoints")):
         if fn(runs, out / fname):
             images[fname] = caption
     keys = sorted({k for r in runs for k in r.metrics})
@@ -266,6 +306,12 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
                "|---|---|---|---|---|---|---|---|"]
         md += [f"| {n} | {b} | {100 * wr:.1f}% | {100 * se:.1f} | " + " | ".join(_fmt(c[x]) for x in
                ("wins", "ties", "losses", "n")) + " |" for n, b, wr, se, c in h2h]
+        md.append("")
+    ck_keys, ck_rows = checkpoint_rows(runs)
+    if ck_rows:
+        md += ["## Evaluations of saved checkpoints", "", "| run | step | " + " | ".join(ck_keys) + " |",
+               "|---|---|" + "---|" * len(ck_keys)]
+        md += [f"| {n} | {st} | " + " | ".join(_fmt(m.get(k)) for k in ck_keys) + " |" for n, st, m in ck_rows]
         md.append("")
     for fname, caption in images.items():
         md += [f"## {caption}", "", f"![{caption}]({fname})", ""]

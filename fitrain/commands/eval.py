@@ -25,7 +25,7 @@ examples:
   fitrain eval eval/cloze model=runs/exp/train/fi/hf lm_eval.formats=[plain,instruction]
   fitrain eval eval/judged model=runs/exp/train/fi judge.llm.base_url=http://judge:8000/v1 judge.llm.model=Qwen/Qwen2.5-72B-Instruct
   fitrain eval eval/judged model=runs/exp/train/fi pairwise.baseline_outputs=runs/exp/eval/standard
-  fitrain eval eval/local model=runs/exp/train/fi/checkpoints/step-00001000    # a job per checkpoint
+  fitrain eval eval/local model=runs/exp/train/fi/checkpoints/step-00001000.ckpt   # a job per checkpoint
   fitrain eval report runs/exp --out runs/exp/report
 """
 

@@ -38,6 +38,11 @@ def test_report_with_two_runs(tmp_path):
                                 "pairwise/standard/losses": 660, "pairwise/standard/n": 805})
     _write_run(lay, "standard", 1.1, {"mixeval/overall": 0.24, "mtbench101/overall": 3.5,
                                       "lm_eval/hellaswag/acc": 0.32}, with_val=False)
+    for arm, accs in (("fi", (0.25, 0.28)), ("standard", (0.26, 0.31))):  # per-checkpoint eval jobs
+        for step, acc in zip((10, 20), accs):
+            d = lay.eval(arm) / "checkpoints" / f"step-{step:08d}"
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps({"lm_eval/hellaswag/acc": acc, "lm_eval/hellaswag/n_x": 5}))
     md = make_report([lay.root], tmp_path / "report", ReportConfig(title="FI vs standard"))
     text = md.read_text()
     assert "| mixeval/overall | 0.33 | 0.24 |" in text
@@ -45,16 +50,19 @@ def test_report_with_two_runs(tmp_path):
     assert "| fi | standard | 63.6% | 2.0 | 900 | 50 | 660 | 805 |" in text
     html = (tmp_path / "report" / "report.html").read_text()
     assert "<td>mtbench101/overall</td><td>3.9</td><td>3.5</td>" in html
-    for name in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png"):
+    assert "| standard | 20 | 0.31 |" in text
+    for name in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png", "checkpoint_evals.png"):
         assert f"({name})" in text and f"src='{name}'" in html
         img = mpimg.imread(tmp_path / "report" / name)
         assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
         assert img[..., :3].std() > 0.05  # not a blank canvas
     loss = mpimg.imread(tmp_path / "report" / "loss_vs_tokens.png")
     bars = mpimg.imread(tmp_path / "report" / "eval_bars.png")
+    ckpt = mpimg.imread(tmp_path / "report" / "checkpoint_evals.png")
     for color in COLORS[:2]:  # both runs are drawn, each in its own colour
         assert _color_pixels(loss, color) > 300
         assert _color_pixels(bars, color) > 300
+        assert _color_pixels(ckpt, color) > 100
     assert _color_pixels(loss, COLORS[2]) == 0
 
 
