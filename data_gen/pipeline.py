@@ -33,9 +33,9 @@ def _check_stages(stages) -> list[str]:
 class _Resources:
     """Lazily loaded encoder (shared by index, match and the extractive handlers)."""
 
-    def __init__(self, cfg: DataGenConfig):
+    def __init__(self, cfg: DataGenConfig, encoder=None):
         self.cfg = cfg
-        self._encoder = None
+        self._encoder = encoder
 
     def encoder(self):
         if self._encoder is None:
@@ -79,14 +79,15 @@ def _stage_llm(cfg: DataGenConfig, stage: str, layout: RunLayout):
 
 
 def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None,
-        log: Callable[[str], None] = print) -> dict:
-    """Run the selected stages (all by default); returns ``{stage: status}`` with merged statistics."""
+        log: Callable[[str], None] = print, encoder=None) -> dict:
+    """Run the selected stages (all by default); returns ``{stage: status}`` with merged statistics.
+    ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``)."""
     from data_gen import index, instantiate, judge, match, templatize, write
 
     chosen = _check_stages(stages)
     layout = RunLayout.of(cfg.run_dir)
     d = {s: layout.data_gen(STAGE_DIRS[s]) for s in STAGES}
-    res = _Resources(cfg)
+    res = _Resources(cfg, encoder)
     out: dict = {}
     for stage in chosen:
         t0 = time.perf_counter()
