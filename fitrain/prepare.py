@@ -12,9 +12,11 @@ Three modes, one pipeline:
   checked to agree (FI total = document total - final carry, whenever no pair was truncated or dropped).
 
 Writing is atomic and resumable: shards are written one by one with atomic renames and recorded in
-``_progress.json``; the manifest comes last. A rerun after a kill re-reads the inputs (deterministically)
-and skips rewriting shards whose content hash is already on disk, so the result is byte-identical to an
-uninterrupted run. A finished directory with the same settings and inputs is returned as is.
+``_progress.json``; the manifest comes last. After each batch that finished a shard, the pipeline state is
+checkpointed (fitrain.prepare_resume), so a rerun after a kill re-reads the inputs but tokenizes only
+what the last checkpoint did not cover, and does not rewrite shards whose content hash is already on
+disk: the result is byte-identical to an uninterrupted run. A finished directory with the same settings
+and inputs is returned as is.
 """
 from __future__ import annotations
 
@@ -31,10 +33,10 @@ from fitrain.errors import FitrainError
 from fitrain.formatting import FormatConfig, Formatter
 from fitrain.io import clean_stale_temps, read_json, write_json
 from fitrain.packing import PackConfig, Packer, ShardWriter
+from fitrain.prepare_resume import PROGRESS, load_checkpoint, read_progress, remove_checkpoints, save_checkpoint
 from fitrain.records import DocumentPairs, InputConfig, expand_paths, iter_document_pairs, iter_documents
 from fitrain.shards import FORMAT_VERSION, MANIFEST, fingerprint, open_prepared
 
-PROGRESS = "_progress.json"
 
 
 @dataclass
@@ -163,7 +165,9 @@ class _Run:
                 else:
                     self.counts.documents += 1
 
-    def run(self) -> None:
+    def run(self, skip: int = 0, after_batch: Any = None) -> None:
+        """Process the input; the first ``skip`` batches are read but not tokenized (a restored checkpoint
+        covers them); ``after_batch(batches_done)`` runs at every batch boundary."""
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
@@ -171,13 +175,23 @@ class _Run:
 
         bar = tqdm(disable=not self.cfg.progress, unit=" docs", desc=f"prepare {self.cfg.out}", mininterval=1.0)
         pending: deque = deque()
+        done = skip
         with ThreadPoolExecutor(1, thread_name_prefix="fitrain-encode") as pool:
-            for groups, texts, n in self._units():
+            for k, (groups, texts, n) in enumerate(self._units()):
+                if k < skip:
+                    bar.update(n)
+                    continue
                 pending.append((groups, n, pool.submit(self._encode, groups, texts)))
                 if len(pending) > 1:
                     self._finish(pending.popleft(), bar)
+                    done += 1
+                    if after_batch:
+                        after_batch(done)
             while pending:
                 self._finish(pending.popleft(), bar)
+                done += 1
+                if after_batch:
+                    after_batch(done)
         self.packer.flush()
         bar.close()
 
@@ -187,22 +201,9 @@ class _Run:
         bar.update(n)
 
 
-def _load_progress(out: Path, settings: str) -> dict[int, dict]:
-    p = out / PROGRESS
-    if not p.is_file():
-        return {}
-    try:
-        prog = read_json(p)
-    except ValueError:
-        return {}
-    if prog.get("settings") != settings:
-        return {}
-    return {int(k): v for k, v in prog.get("shards", {}).items()}
-
-
 def _clear(out: Path) -> None:
     """Remove what an earlier run with other settings left (shards, manifest, temporary files)."""
-    for pat in ("shard_*.npy", MANIFEST, PROGRESS, ".*.tmp"):
+    for pat in ("shard_*.npy", MANIFEST, PROGRESS, ".*.tmp", "_resume_*.npz"):
         for p in out.glob(pat):
             p.unlink(missing_ok=True)
 
@@ -240,21 +241,29 @@ def prepare(cfg: PrepareConfig) -> dict:
             return old
         (out / MANIFEST).unlink()  # stale: no reader may pair it with the shards about to be written
     clean_stale_temps(out)  # what a killed run was writing
-    done = _load_progress(out, settings)
-    if not done:
+    progress = read_progress(out, settings)
+    if not progress["shards"]:
         _clear(out)
+    done = {int(k): v for k, v in progress["shards"].items()}
     vocab = vocab_size_of(tok)
-    shards_so_far: dict[str, dict] = {}
 
     def on_shard(i: int, entry: dict) -> None:
-        shards_so_far[str(i)] = entry
-        write_json(out / PROGRESS, {"settings": settings, "shards": shards_so_far})
+        progress["shards"][str(i)] = entry
+        write_json(out / PROGRESS, progress)
 
     writer = ShardWriter(out, cfg.pack.seq_len, vocab, cfg.pack.shard_rows(), done, on_shard)
     packer = Packer(cfg.pack.seq_len, policy, writer.add_row, cfg.pack.window, cfg.pack.max_open_rows)
     run = _Run(cfg, Formatter(tok, cfg.format), packer, kind)
+    skip = load_checkpoint(out, progress, run, packer, writer)
+    checkpointed = [len(writer.shards)]
+
+    def after_batch(batches: int) -> None:
+        if len(writer.shards) > checkpointed[0]:
+            save_checkpoint(out, progress, batches, run, packer, writer)
+            checkpointed[0] = len(writer.shards)
+
     t0 = time.perf_counter()
-    run.run()
+    run.run(skip, after_batch)
     shards = writer.close()
     seconds = time.perf_counter() - t0
     if not shards:
@@ -290,13 +299,14 @@ def prepare(cfg: PrepareConfig) -> dict:
         "min_judge_score": cfg.input.min_judge_score,
         "shards": shards,
         "settings": settings,
-        "timing": {"seconds": round(seconds, 3), "shards_reused": writer.reused,
+        "timing": {"seconds": round(seconds, 3), "shards_reused": writer.reused, "resumed_after_batches": skip,
                    "tokens_per_second": round(run.counts.total_tokens / seconds, 1) if seconds else None},
     }
     if cfg.budget_from:
         manifest["matched_budget"] = _match_budget(cfg.budget_from, run.counts, packer.overlong)
     write_json(out / MANIFEST, manifest)
     (out / PROGRESS).unlink(missing_ok=True)
+    remove_checkpoints(out)
     return manifest
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fitrain.config import to_dict
-from fitrain.prepare import PrepareConfig, prepare
-from fitrain.records import InputConfig
+from fitrain.prepare import BudgetConfig, PrepareConfig, prepare
+from fitrain.records import Document, DocumentPairs, InputConfig, Pair, write_pairs_parquet
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD = """
@@ -22,34 +22,55 @@ prepare(from_dict(PrepareConfig, json.loads(sys.argv[1])))
 """
 
 
-def config(docs, tokenizer_dir, out):
-    cfg = PrepareConfig(input=InputConfig(paths=[str(docs)], kind="documents"), tokenizer=str(tokenizer_dir),
-                        out=str(out), progress=False, encode_batch=64)
-    cfg.pack.seq_len, cfg.pack.rows_per_shard, cfg.pack.window = 64, 32, 256
+def make_input(tmp_path, corpus_texts, kind):
+    if kind == "documents":
+        path = tmp_path / "docs.jsonl"
+        with open(path, "w") as f:
+            for i, t in enumerate(corpus_texts):
+                f.write(json.dumps({"text": f"[{i}] " + t[:3000]}) + "\n")
+                if i % 25 == 0:
+                    f.write(json.dumps({"text": "  "}) + "\n")  # a counted reject
+        return path
+    groups = []
+    for i, t in enumerate(corpus_texts):
+        doc = t[:2500]
+        words = doc.split()
+        pairs = [Pair(f"d{i}", f"What does part {k} of '{' '.join(words[:6])}' say?",
+                      " ".join(words[k * 40:(k + 1) * 40]) if i % 30 else "") for k in range(5)]
+        groups.append(DocumentPairs(Document(f"d{i}", doc), pairs))  # every 30th document: empty answers
+    path = tmp_path / "pairs.parquet"
+    write_pairs_parquet(path, groups)
+    return path
+
+
+def config(path, kind, tokenizer_dir, out):
+    cfg = PrepareConfig(input=InputConfig(paths=[str(path)], kind="documents" if kind == "documents" else "pairs"),
+                        tokenizer=str(tokenizer_dir), out=str(out), progress=False, encode_batch=16)
+    if kind == "pairs":
+        cfg.budget = BudgetConfig(enabled=True, seed=3)
+    cfg.pack.seq_len, cfg.pack.rows_per_shard, cfg.pack.window, cfg.pack.max_open_rows = 64, 32, 48, 6
     return cfg
 
 
 @pytest.mark.slow
-def test_sigkilled_prepare_rerun_is_byte_identical(tmp_path, tokenizer_dir, corpus_texts):
-    docs = tmp_path / "docs.jsonl"
-    with open(docs, "w") as f:
-        for rep in range(1):
-            for i, t in enumerate(corpus_texts):
-                f.write(json.dumps({"text": f"[{rep}.{i}] " + t[:3000]}) + "\n")
-    reference = prepare(config(docs, tokenizer_dir, tmp_path / "ref"))
-    assert len(reference["shards"]) > 20
+@pytest.mark.parametrize("kind", ["documents", "pairs"])
+def test_sigkilled_prepare_rerun_is_byte_identical(tmp_path, tokenizer_dir, corpus_texts, kind):
+    path = make_input(tmp_path, corpus_texts, kind)
+    reference = prepare(config(path, kind, tokenizer_dir, tmp_path / "ref"))
+    assert len(reference["shards"]) > 15 and reference["rejects"]["total"] > 0
 
     killed = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(to_dict(config(docs, tokenizer_dir, killed)))],
-                            env=env, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", CHILD,
+                             json.dumps(to_dict(config(path, kind, tokenizer_dir, killed)))], env=env, cwd=ROOT)
     deadline = time.time() + 60
     try:
         while time.time() < deadline:
             prog = killed / "_progress.json"
             if prog.is_file():
                 try:
-                    if len(json.loads(prog.read_text())["shards"]) >= 3:
+                    ck = json.loads(prog.read_text()).get("checkpoint")
+                    if ck and len(ck["writer_shards"]) >= 3:
                         break
                 except ValueError:
                     pass
@@ -60,14 +81,14 @@ def test_sigkilled_prepare_rerun_is_byte_identical(tmp_path, tokenizer_dir, corp
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "manifest.json").exists()
-    written = len(list(killed.glob("shard_*.tokens.npy")))
-    assert 3 <= written < len(reference["shards"])
+    assert 3 <= len(list(killed.glob("shard_*.tokens.npy"))) < len(reference["shards"])
 
-    resumed = prepare(config(docs, tokenizer_dir, killed))
-    assert resumed["timing"]["shards_reused"] >= 3
+    resumed = prepare(config(path, kind, tokenizer_dir, killed))
+    assert resumed["timing"]["resumed_after_batches"] > 0  # the checkpointed batches were not re-tokenized
     assert resumed["fingerprint"] == reference["fingerprint"]
     ref_files = sorted(p.name for p in (tmp_path / "ref").iterdir() if p.name != "manifest.json")
     assert sorted(p.name for p in killed.iterdir() if p.name != "manifest.json") == ref_files
     for name in ref_files:
         assert (killed / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
-    assert resumed["counts"] == reference["counts"]
+    for key in ("counts", "rejects", "filtered", "overlong", "budget", "items_in", "segments"):
+        assert resumed[key] == reference[key], key
