@@ -28,9 +28,16 @@ def test_local_yaml_with_missing_data_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_unknown_registry_task_names_nearest():
+def test_registry_names_checked_unknown_ones_get_nearest_names():
+    import yaml
+
+    tm = harness._task_manager()
+    recipe = yaml.safe_load((harness.TASKS_DIR.parents[1] / "recipes" / "eval" / "cloze.yaml").read_text())
+    assert recipe["lm_eval"]["tasks"] == harness.CLOZE_TASKS
+    specs, needs_registry = harness.resolve_tasks(harness.CLOZE_TASKS, tm)  # every shipped cloze name exists
+    assert specs == harness.CLOZE_TASKS and needs_registry
     with pytest.raises(FitrainError, match=r"'helaswag' \(nearest: hellaswag"):
-        harness.resolve_tasks(["arc_easy", "helaswag"])
+        harness.resolve_tasks(["arc_easy", "helaswag"], tm)
 
 
 def test_instruction_rendering_matches_the_training_format():
@@ -74,3 +81,14 @@ def test_lm_eval_on_local_task_yaml_both_formats(tiny_model_dir, tmp_path):
     assert (ctx, cont) == ("What is 1 plus 2?", " 3")
     ctx, cont = first_request("instruction")[:2]
     assert (ctx, cont) == ("Instruction: What is 1 plus 2?\n\nAnswer: ", "3")
+
+
+@pytest.mark.slow
+def test_lm_eval_on_an_in_memory_model(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = harness.HarnessConfig(tasks=["fitrain_mixeval_hard_mc"], limit=3, device="cpu", bootstrap_iters=0)
+    m = harness.run_harness("in-memory", cfg, tmp_path, model=model, tokenizer=tok)
+    assert set(m) >= {"lm_eval/fitrain_mixeval_hard_mc/acc", "lm_eval/fitrain_mixeval_hard_mc/acc_norm"}
