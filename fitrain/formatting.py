@@ -12,6 +12,10 @@ concatenated, so that:
   (plus BOS when ``add_bos``) give the model **exactly the token prefix it saw in training**, so
   generation continues where training supervised it.
 
+The exact-decoding guarantee holds for tokenizers that add nothing at the start of a piece (byte-level
+BPE: ours, GPT-2, Llama-3); a SentencePiece tokenizer that prepends ``▁`` to every piece still trains
+consistently with its prompts, but its answer tokens decode with that extra leading space.
+
 Raw documents: ``[BOS] text EOS``, every token a supervised target. In both cases the first token of an
 item is never a target (nothing precedes it within its segment), so ``mask[0] = 0``; the supervised count
 of an item is therefore ``mask.sum()`` and equals what the loss will see.
