@@ -13,8 +13,12 @@ if not DOLLY.is_dir():  # the repo may be checked out elsewhere; the shared data
 
 @pytest.fixture(scope="session")
 def encoder():
+    import torch
+
     from data_gen.config import EncoderConfig
     from data_gen.encoder import Encoder
+
+    torch.set_num_threads(1)  # the cores are shared (xdist workers, other suites): one thread is faster here
 
     return Encoder(EncoderConfig(max_length=256, batch_size=32))
 
