@@ -148,6 +148,7 @@ class _Run:
             self._place(encoded, is_pair=False)
             return
         pos = 0
+        self.counts.documents += len(groups)  # pairs arm: the source documents whose pairs were considered
         for j, g in enumerate(groups):
             items = encoded[pos:pos + len(g.pairs)]
             pos += len(g.pairs)

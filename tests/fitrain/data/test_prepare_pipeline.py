@@ -110,7 +110,7 @@ def test_judge_filter_and_rejects_recorded(tmp_path, tokenizer_dir):
     p = tmp_path / "p.jsonl"
     p.write_text("".join(json.dumps(r) + "\n" for r in rows))
     m = run_prepare(tmp_path / "o", tokenizer_dir, [p], seq_len=64, input_min_judge_score=4.0)
-    assert m["counts"]["pairs"] == 2
+    assert m["counts"]["pairs"] == 2 and m["counts"]["documents"] == 2
     assert m["filtered"]["by_reason"] == {"below_min_judge_score": 1}
     assert m["rejects"]["by_reason"] == {"empty_instruction": 1} and m["min_judge_score"] == 4.0
 
