@@ -75,6 +75,7 @@ class Generator:
             backend = make_backend(llm)
         self.backend = backend
         self.model = backend.model
+        self.bos = _bos_text(cfg) if cfg.prompt_format == "instruction" and self.fmt.add_bos else ""
 
     def decoding(self) -> dict:
         return {"greedy": True, "max_new_tokens": self.cfg.max_new_tokens, "stop": list(self.cfg.stop),
@@ -93,7 +94,7 @@ class Generator:
         return Request(prompt=self.instruction_prompt(messages), **kw)
 
     def instruction_prompt(self, messages: list[dict]) -> str:
-        return render_instruction(messages, self.fmt)
+        return self.bos + render_instruction(messages, self.fmt)
 
     def generate(self, items: list[tuple[str, list[dict]]], rejects: Rejects, what: str = "generation",
                  progress=None) -> list[Generation]:
@@ -143,6 +144,19 @@ def render_instruction(messages: list[dict], fmt: FormatConfig, add_generation_p
     if open_prefix is not None:
         parts.append(open_prefix)
     return "\n\n".join(parts)
+
+
+def _bos_text(cfg: GenerationConfig) -> str:
+    """The BOS token as text (a special token: it tokenizes back to the BOS id), for format.add_bos."""
+    from transformers import AutoTokenizer
+
+    src = cfg.llm.model
+    if not src or not Path(src).exists():
+        raise FitrainError("generation.format.add_bos needs the tokenizer: set generation.llm.model to the model dir")
+    bos = AutoTokenizer.from_pretrained(src).bos_token
+    if not bos:
+        raise FitrainError(f"generation.format.add_bos is set but the tokenizer of {src} has no bos_token")
+    return bos
 
 
 def check_model_dir(path: str) -> Path:

@@ -7,6 +7,8 @@
 * ``formats``: ``plain`` (the task's own text) and/or ``instruction`` (every request rendered in the
   training format, ``Instruction: {context}\\n\\nAnswer: {continuation}``; lm-eval's chat-template path
   with our renderer). Both are reported, under ``lm_eval/...`` and ``lm_eval_instruction/...``.
+  With ``format.add_bos`` the instruction format starts with BOS as in training; the plain format uses
+  the tokenizer's own special-token settings.
 
 lm-eval's own JSON (without per-sample logs) is saved per format as ``lm_eval/<format>.json``.
 """
@@ -146,7 +148,8 @@ def instruction_lm_class():
         def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
             from fitrain_eval.generate import render_instruction
 
-            return render_instruction(chat_history, self.format_config, add_generation_prompt)
+            bos = self.tokenizer.bos_token if self.format_config.add_bos and self.tokenizer.bos_token else ""
+            return bos + render_instruction(chat_history, self.format_config, add_generation_prompt)
 
     return InstructionFormatHFLM
 

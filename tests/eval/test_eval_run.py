@@ -150,3 +150,14 @@ def test_local_transformers_judge_runs_and_counts_unparsable_replies(tiny_model_
     assert out[0].raw == {"judge_model": str(tiny_model_dir), "judge_backend": "transformers",
                           "prompt_version": "v-test", "decoding": {"temperature": 0.0, "max_new_tokens": 4}}
     assert (tmp_path / "judge_cache.jsonl").is_file()
+
+
+def test_add_bos_format_needs_a_bos_token(tiny_model_dir):
+    from fitrain.formatting import FormatConfig
+    from fitrain.llm import LLMConfig
+    from fitrain_eval.generate import GenerationConfig, Generator
+
+    cfg = GenerationConfig(llm=LLMConfig(backend="transformers", model=str(tiny_model_dir), device="cpu"),
+                           format=FormatConfig(add_bos=True))
+    with pytest.raises(FitrainError, match="has no bos_token"):
+        Generator(cfg)
