@@ -76,19 +76,25 @@ class StepHooks:
         self.last_checkpoint: Path | None = None
         self.trainer = None
         self._t_start = time.perf_counter()
+        self._window: tuple[float, int] | None = None
 
     # ------------------------------------------------------------------------------------ per step
     def __call__(self, module, row: dict) -> None:
         trainer = module.trainer
         world = trainer.world_size
-        step_time = row["step_time_s"] or 1e-12
-        row["tokens_per_s"] = row["step_tokens"] / step_time
+        now = time.perf_counter()
+        if self._window is None:   # first step of this process: its own time (start-up excluded)
+            rate = row["step_tokens"] / (row["step_time_s"] or 1e-12)
+        else:                      # over the steps since the last logged one (device work is only synced there)
+            rate = (row["tokens"] - self._window[1]) / max(1e-12, now - self._window[0])
+        row["tokens_per_s"] = rate
+        if row["logged"]:
+            self._window = (now, row["tokens"])
         if self.flops_per_token and self.peak:
             row["mfu"] = row["tokens_per_s"] / world * self.flops_per_token / self.peak
         row["elapsed_s"] = time.perf_counter() - self._t_start
         if trainer.is_global_zero:
-            if self.log is not None and (row["step"] % self.plan.log_every == 0 or module.finished
-                                         or "val_loss" in row):
+            if self.log is not None and row.pop("logged"):
                 self.log.log(row)
             self._progress(module, row)
         every = self.plan.checkpoint_every
@@ -106,8 +112,9 @@ class StepHooks:
                             desc="train", file=sys.stderr, smoothing=0.1)
         unit, total, now = self._bar_units(module)
         self.bar.update(now - self.bar.n)
-        self.bar.set_postfix(step=row["step"], loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}",
-                             refresh=False)
+        if row["loss"] is not None:
+            self.bar.set_postfix(step=row["step"], loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}",
+                                 refresh=False)
 
     def _bar_units(self, module) -> tuple[str, int | None, int]:
         p = self.plan

@@ -55,11 +55,11 @@ class WandbConfig:
 def wandb_mode(requested: str) -> str:
     if requested not in ("auto", "online", "offline", "disabled"):
         raise FitrainError(f"wandb.mode must be auto, online, offline or disabled, got '{requested}'")
-    env = os.environ.get("WANDB_MODE")
-    if env in ("online", "offline", "disabled", "dryrun"):
-        return "offline" if env == "dryrun" else env
     if requested != "auto":
         return requested
+    env = os.environ.get("WANDB_MODE")  # auto: the environment decides first (e.g. a cluster-wide offline)
+    if env in ("online", "offline", "disabled", "dryrun"):
+        return "offline" if env == "dryrun" else env
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))

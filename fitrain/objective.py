@@ -148,15 +148,15 @@ def accumulate_gradients(forward: Callable[[dict], Any], micro_batches: Sequence
     return total if total is not None else torch.zeros((), dtype=torch.float64)
 
 
-def grad_norm_and_clip(parameters, max_norm: float, module=None) -> float:
-    """Total gradient L2 norm before clipping (clips to ``max_norm`` when > 0). Under FSDP pass the wrapped
-    ``module``: its ``clip_grad_norm_`` reduces over shards."""
+def grad_norm_and_clip(parameters, max_norm: float, module=None):
+    """Total gradient L2 norm before clipping, as a tensor (no device sync); clips to ``max_norm`` when > 0.
+    Under FSDP pass the wrapped ``module``: its ``clip_grad_norm_`` reduces over shards."""
     import torch
 
     limit = max_norm if max_norm and max_norm > 0 else float("inf")
     if module is not None and hasattr(module, "clip_grad_norm_"):
-        return float(module.clip_grad_norm_(limit))
+        return module.clip_grad_norm_(limit)
     params = [p for p in parameters if p.grad is not None]
     if not params:
-        return 0.0
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+        return torch.zeros(())
+    return torch.nn.utils.clip_grad_norm_(params, limit)

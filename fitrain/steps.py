@@ -61,7 +61,8 @@ def cut_step(micro: list[dict], keep: int, by: str, pad_id: int) -> tuple[list[d
 
 
 class StepStream:
-    """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "loader_state": dict}``.
+    """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "tokens": int, "supervised": int,
+    "loader_state": dict}`` (this rank's non-padding tokens and supervised targets).
 
     Continues across epochs up to ``max_epochs`` passes (0 = unlimited), then ends; a last step with fewer
     micro-batches is still a step (the normalisation is per supervised target, so it is exact). Not
@@ -69,8 +70,8 @@ class StepStream:
     trainer restores the loader before the first ``iter()``.
     """
 
-    def __init__(self, loader: Any, grad_accum: int, max_epochs: int):
-        self.loader, self.grad_accum, self.max_epochs = loader, grad_accum, max_epochs
+    def __init__(self, loader: Any, grad_accum: int, max_epochs: int, pad_id: int):
+        self.loader, self.grad_accum, self.max_epochs, self.pad_id = loader, grad_accum, max_epochs, pad_id
 
     def __iter__(self) -> Iterator[dict]:
         remaining = None if self.max_epochs <= 0 else self.max_epochs - self._epochs_started()
@@ -80,10 +81,16 @@ class StepStream:
         for mb in self.loader.iter_epochs(remaining):
             micro.append(mb)
             if len(micro) == self.grad_accum:
-                yield {"micro": micro, "loader_state": self.loader.state_dict()}
+                yield self._item(micro)
                 micro = []
         if micro:
-            yield {"micro": micro, "loader_state": self.loader.state_dict()}
+            yield self._item(micro)
+
+    def _item(self, micro: list[dict]) -> dict:
+        # counted here, on the host, before Lightning moves the batch: no device sync in the step
+        tokens, supervised = count_step(micro, self.pad_id)
+        return {"micro": micro, "tokens": tokens, "supervised": supervised,
+                "loader_state": self.loader.state_dict()}
 
     def _epochs_started(self) -> int:
         """Epochs already begun (a state at the very end of an epoch counts that epoch as done)."""

@@ -19,7 +19,7 @@ import torch
 from fitrain.errors import FitrainError
 from fitrain.models import forward_logits, shape_fingerprint
 from fitrain.objective import accumulate_gradients, build_optimizer, grad_norm_and_clip, sum_cross_entropy
-from fitrain.steps import StepStream, allowances, count_step, cut_step
+from fitrain.steps import StepStream, allowances, cut_step
 
 
 class FitrainModule(pl.LightningModule):
@@ -52,7 +52,7 @@ class FitrainModule(pl.LightningModule):
         self.loader = self._make_loader(self.global_rank, self.trainer.world_size)
         if self._restored_state is not None:
             self.loader.load_state_dict(self._restored_state)  # before the first iter(): no silent replay
-        return StepStream(self.loader, self.plan.grad_accum, self.plan.max_epochs)
+        return StepStream(self.loader, self.plan.grad_accum, self.plan.max_epochs, self.plan.pad_id)
 
     def configure_optimizers(self):
         opt, sched = build_optimizer(self.model, self.plan.optim, self.plan.total_steps)
@@ -88,7 +88,7 @@ class FitrainModule(pl.LightningModule):
         wait = (t0 - self._t_end) if self._t_end is not None else 0.0
         plan = self.plan
         micro = item["micro"]
-        tok, sup = count_step(micro, plan.pad_id)
+        tok, sup = int(item["tokens"]), int(item["supervised"])
         gathered = self._gather([tok, sup, self.stop_requested])
         g_tok, g_sup = sum(r[0] for r in gathered), sum(r[1] for r in gathered)
         stop_signal = any(r[2] for r in gathered)
@@ -122,17 +122,23 @@ class FitrainModule(pl.LightningModule):
         self.tokens += g_tok
         self.supervised += g_sup
         self.loader_state = item["loader_state"]
-        loss = float(self._sum(loss_sum.to(self.device))) / g_sup if g_sup else float("nan")
-        self.last_loss = loss
         if (plan.max_steps and self.step >= plan.max_steps) or final:
             self.finished = True
+        do_val = (self._make_val_batches is not None and plan.val_every and self.step % plan.val_every == 0
+                  and not self.finished)
+        # the loss all-reduce and the host syncs happen only on logged steps (the same steps on every rank)
+        logged = self.step % plan.log_every == 0 or self.finished or stop_signal or do_val
+        loss = None
+        if logged:
+            loss = float(self._sum(loss_sum.to(self.device))) / g_sup if g_sup else float("nan")
+            self.last_loss = loss
         step_time = time.perf_counter() - t0
         row = {"step": self.step, "tokens": self.tokens, "supervised_tokens": self.supervised,
                "supervised_fraction": self.supervised / self.tokens if self.tokens else 0.0, "loss": loss,
-               "lr": lr, "grad_norm": grad_norm, "step_time_s": step_time + wait, "data_wait_s": wait,
-               "step_tokens": g_tok, "epoch": int(item["loader_state"].get("epoch", 0))}
-        if self._make_val_batches is not None and plan.val_every and self.step % plan.val_every == 0 \
-                and not self.finished:
+               "lr": lr, "grad_norm": float(grad_norm) if logged else None, "step_time_s": step_time + wait,
+               "data_wait_s": wait, "step_tokens": g_tok, "epoch": int(item["loader_state"].get("epoch", 0)),
+               "logged": logged}
+        if do_val:
             row["val_loss"] = self.validate()
         self.stopped_by_signal = stop_signal and not self.finished
         if self.on_step is not None:

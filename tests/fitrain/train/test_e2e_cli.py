@@ -26,9 +26,12 @@ def test_prepare_then_train_tiny_loss_falls_and_standard_arm_is_token_matched(do
 
     run = tmp_path / "train" / "fi"
     assert main(["train", "train/fi-tiny", f"data.path={fi}", f"run_dir={run}", "max_steps=36",
-                 "data.max_epochs=0", "progress_bar=false", "wandb.mode=disabled"]) == 0
+                 "data.max_epochs=0", "progress_bar=false", "wandb.mode=offline", "wandb.project=fitrain-test"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["status"] == "finished" and summary["steps"] == 36
+    # W&B offline without credentials: the run id is persisted and names the offline run directory
+    assert (run / "wandb" / "run_id").read_text().strip() == summary["wandb_id"]
+    assert list((run / "wandb").glob(f"offline-run-*-{summary['wandb_id']}"))
     losses = [float(r["loss"]) for r in th.train_rows(run).values()]
     assert len(losses) == 36
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3

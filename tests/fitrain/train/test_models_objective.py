@@ -137,3 +137,15 @@ def test_schedules(schedule):
         assert s(54) > 0.55 > s(55)  # midpoint of the cosine: floor + (1 - floor) / 2
     with pytest.raises(ConfigError):
         LRSchedule(OptimConfig(schedule="cosin"), 10)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    batch = synthetic.packed_batch(2, 24, VOCAB, seed=11)
+    grads = []
+    for ac in (False, True):
+        model = tiny(seed=2, activation_checkpointing=ac).train()
+        loss, n = sum_cross_entropy(forward_logits(model, batch), batch["labels"])
+        (loss / n).backward()
+        grads.append(_grads(model))
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7)

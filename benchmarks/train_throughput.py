@@ -1,0 +1,130 @@
+"""`fitrain train` tokens/s as a ratio to a bare PyTorch loop with the same model, batch and data, measured
+in the same run (aim >= 0.95).
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 16] [--skip 4] [--repeats 2] [--seq-len 512]
+
+Data: the pydoc topics (real English text) as documents, a 1000-token BPE, `fitrain.prepare` into rows of
+--seq-len. Model: a ~5M-parameter Llama (dim 256, 4 layers, 8 heads, untied) at batch 8 x seq-len, fp32
+on CPU (bf16-mixed with --precision bf16-mixed). Both sides read the same PackedLoader batches (same seed),
+compute the same loss (sum CE / supervised targets), clip, step AdamW and the schedule. The rate is tokens
+(non-padding) over wall time from the end of step --skip to the end of the last step (so Lightning's
+start-up and the first steps are outside it). The two are run alternately --repeats times; the ratio of
+medians is printed. Other processes on the machine make single timings noisy: run with the machine quiet.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def make_data(tmp: Path, seq_len: int) -> tuple[Path, Path]:
+    import json
+
+    from pydoc_data.topics import topics
+
+    from fitrain.prepare import PrepareConfig, prepare
+    from fitrain.records import InputConfig
+    from fitrain.tokenizer import TokenizerConfig, train_tokenizer_from_texts
+
+    texts = [topics[k] for k in sorted(topics)]
+    tok = train_tokenizer_from_texts(texts, TokenizerConfig(out=str(tmp / "tok"), vocab_size=1000))
+    docs = tmp / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    cfg = PrepareConfig(input=InputConfig(paths=[str(docs)], kind="documents"), tokenizer=str(tok),
+                        out=str(tmp / "prepared"), progress=False)
+    cfg.pack.seq_len = seq_len
+    prepare(cfg)
+    return tmp / "prepared", tok
+
+
+def fitrain_config(run_dir: Path, data: Path, steps: int, precision: str):
+    from fitrain.train import TrainConfig
+
+    cfg = TrainConfig(run_dir=str(run_dir), max_steps=steps, log_every=1, checkpoint_every=0, progress_bar=False,
+                      export_hf=False, precision=precision, accelerator="cpu", devices=1, resume="never")
+    cfg.model.preset, cfg.model.dim, cfg.model.n_layers = "tiny", 256, 4
+    cfg.model.n_heads, cfg.model.n_kv_heads, cfg.model.ffn_dim, cfg.model.tie_embeddings = 8, 8, 688, False
+    cfg.data.path, cfg.data.micro_batch_size, cfg.data.grad_accum, cfg.data.max_epochs = str(data), 8, 1, 0
+    cfg.optim.warmup_steps = 2
+    cfg.wandb.mode = "disabled"
+    return cfg
+
+
+def run_fitrain(cfg, skip: int) -> float:
+    from fitrain.metrics import read_metrics
+    from fitrain.train import train
+
+    train(cfg)
+    rows = [r for r in read_metrics(Path(cfg.run_dir) / "logs" / "metrics.csv") if r["loss"] is not None]
+    a, b = rows[skip - 1], rows[-1]
+    return (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
+
+
+def run_bare(cfg, skip: int) -> float:
+    """The same step by hand: no Lightning, no hooks, no logging."""
+    import torch
+
+    from fitrain.loader import PackedLoader
+    from fitrain.models import build_model, forward_logits
+    from fitrain.objective import build_optimizer, sum_cross_entropy
+    from fitrain.tokenizer import load_tokenizer
+    from fitrain.train import manifest_of, tokenizer_path
+
+    manifest = manifest_of(cfg.data.path, "data")
+    tok = load_tokenizer(tokenizer_path(cfg, manifest))
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, len(tok), "sdpa", seed=cfg.seed, verbose=False)
+    opt, sched = build_optimizer(model, cfg.optim, cfg.max_steps)
+    loader = PackedLoader(cfg.data.path, cfg.data.micro_batch_size, seed=cfg.seed, rank=0, world_size=1)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
+    tokens, t_skip, tok_skip = 0, None, 0
+    it = loader.iter_epochs(None)
+    for step in range(1, cfg.max_steps + 1):
+        batch = next(it)
+        n_sup = int((batch["labels"][:, 1:] != -100).sum())
+        with autocast:
+            loss_sum, _ = sum_cross_entropy(forward_logits(model, batch), batch["labels"])
+        (loss_sum / n_sup).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        float(loss_sum)
+        tokens += int((batch["input_ids"] != tok.pad_token_id).sum())
+        if step == skip:
+            t_skip, tok_skip = time.perf_counter(), tokens
+    return (tokens - tok_skip) / (time.perf_counter() - t_skip)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--skip", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    args = ap.parse_args()
+    import os
+
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        data, _ = make_data(tmp, args.seq_len)
+        fit, bare = [], []
+        for i in range(args.repeats):
+            bare.append(run_bare(fitrain_config(tmp / f"bare{i}", data, args.steps, args.precision), args.skip))
+            fit.append(run_fitrain(fitrain_config(tmp / f"fit{i}", data, args.steps, args.precision), args.skip))
+            print(f"repeat {i + 1}: bare loop {bare[-1]:.0f} tok/s, fitrain train {fit[-1]:.0f} tok/s", flush=True)
+    b, f = statistics.median(bare), statistics.median(fit)
+    print(f"model ~5M params (dim 256, 4 layers), batch 8 x {args.seq_len}, {args.precision}, CPU; steps "
+          f"{args.skip + 1}..{args.steps} timed, {args.repeats} alternating repeats")
+    print(f"bare PyTorch loop: {b:.0f} tokens/s")
+    print(f"fitrain train:     {f:.0f} tokens/s")
+    print(f"ratio fitrain/bare: {f / b:.3f} (aim >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
