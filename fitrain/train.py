@@ -218,11 +218,19 @@ def build_trainer(cfg: TrainConfig):
 
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # fitrain checkpoints and requeues itself
-    return pl.Trainer(accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes, strategy=strategy,
-                      precision=precision, max_epochs=1, max_steps=-1, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      limit_val_batches=0, use_distributed_sampler=False, default_root_dir=cfg.run_dir,
-                      plugins=plugins or None)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    if cfg.strategy == "fsdp" and not on_gpu:
+        raise FitrainError("strategy=fsdp needs GPUs (Lightning's FSDP runs on CUDA only); use strategy=ddp on CPU")
+    try:
+        return pl.Trainer(accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes, strategy=strategy,
+                          precision=precision, max_epochs=1, max_steps=-1, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                          limit_val_batches=0, use_distributed_sampler=False, default_root_dir=cfg.run_dir,
+                          plugins=plugins or None)
+    except (ValueError, RuntimeError, MisconfigurationException) as e:
+        raise FitrainError(f"cannot set up training on this machine (accelerator={cfg.accelerator}, devices="
+                           f"{cfg.devices or 'auto'}, strategy={cfg.strategy}, precision={precision}): {e}") from None
 
 
 def _val_batches_factory(val_path: str, micro_batch_size: int, max_rows: int):

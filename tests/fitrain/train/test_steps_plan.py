@@ -90,3 +90,14 @@ def test_budget_from_a_manifest(tmp_path):
         resolve_budget(TrainConfig(budget_from=str(tmp_path), max_tokens=5))
     with pytest.raises(FitrainError, match="no prepared data"):
         resolve_budget(TrainConfig(budget_from=str(tmp_path / "nope")))
+
+
+def test_trainer_setup_errors_are_clear():
+    from fitrain.train import build_trainer
+
+    with pytest.raises(FitrainError, match="fsdp needs GPUs"):
+        build_trainer(TrainConfig(strategy="fsdp", accelerator="cpu"))
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        build_trainer(TrainConfig(strategy="deepspeed"))
+    with pytest.raises(FitrainError, match="cannot set up training"):
+        build_trainer(TrainConfig(accelerator="gpu", devices=1))
