@@ -251,7 +251,8 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         from fitrain.experiment_slurm import submit_all
 
         result["jobs"] = submit_all(cfg, steps, log=log)
-        write_json(root / "slurm" / "jobs.json", result["jobs"])
+        jobs_path = root / "slurm" / "jobs.json"
+        write_json(jobs_path, {**(read_json(jobs_path) if jobs_path.is_file() else {}), **result["jobs"]})
         return result
     for i, s in enumerate(steps, 1):
         shards = list(range(s.shards)) if s.shards else [None]

@@ -9,7 +9,7 @@ from typing import Callable
 
 from fitrain.experiment import ExperimentConfig, Step, plan, step_done
 from fitrain.io import atomic_path
-from fitrain.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, render_sbatch, submit
+from fitrain.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, job_states, render_sbatch, submit
 
 
 def _resources(cfg: ExperimentConfig, step: Step) -> SlurmConfig:
@@ -37,15 +37,45 @@ def render_all(cfg: ExperimentConfig, steps: list[Step] | None = None) -> list[t
     return [(s, render_step(cfg, s)) for s in (steps if steps is not None else plan(cfg))]
 
 
+ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",
+         "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def _earlier_jobs(root: Path) -> dict[str, str]:
+    from fitrain.io import read_json
+
+    p = root / "slurm" / "jobs.json"
+    try:
+        return {k: str(v) for k, v in read_json(p).items()} if p.is_file() else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _alive(job_id: str) -> bool:
+    """Whether any task of an earlier job is still queued or running (finished jobs age out of scontrol)."""
+    from fitrain.errors import FitrainError
+
+    try:
+        states = job_states(job_id)
+    except FitrainError:  # "Invalid job id specified": long gone
+        return False
+    return any(st.split()[0] in ALIVE for st in states.values())
+
+
 def submit_all(cfg: ExperimentConfig, steps: list[Step] | None = None,
                log: Callable[[str], None] = print) -> dict[str, str]:
     """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out)."""
     check_reachable()
     root = cfg.root
     jobs: dict[str, str] = {}
+    earlier = _earlier_jobs(root)
     for s in steps if steps is not None else plan(cfg):
         if step_done(root, s):
             log(f"  {s.name}: finished earlier, not submitted")
+            continue
+        if s.name in earlier and _alive(earlier[s.name]):
+            jobs[s.name] = earlier[s.name]
+            log(f"  {s.name}: still queued or running as job {jobs[s.name]}, not submitted again")
             continue
         script = root / "slurm" / f"{s.name}.sbatch"
         with atomic_path(script) as tmp:

@@ -106,8 +106,8 @@ def data_gen_step(cfg: ExperimentConfig, step: Step, shard: int | None) -> dict:
     out = {s: {k: v for k, v in st.items() if k in ("complete", "ran", "skipped", "wall_s")} for s, st in status.items()}
     if step.name == "data_gen" and status.get("write", {}).get("complete"):
         stats = status["write"].get("stats", {})
-        out["pairs"] = stats.get("outputs")
-        if not stats.get("outputs"):
+        out["pairs"] = stats.get("out", stats.get("outputs"))
+        if not out["pairs"]:
             raise FitrainError("data_gen kept no pairs (every match/instantiation/judgment was rejected); see "
                                f"{cfg.root / 'data_gen' / 'report.json'} and lower data_gen.match.threshold or "
                                "raise corpus.max_documents")

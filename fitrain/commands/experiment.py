@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
         print(f"{step.name} shard {args.shard}: {run_step(cfg, step, int(args.shard))}", flush=True)
         return 0
-    result = run_experiment(cfg, dry_run=args.dry_run, slurm=True if args.slurm else None, only=args.step)
+    # --step runs here (that is what a Slurm job does), even when the recipe says slurm.enabled
+    slurm = True if args.slurm else (False if args.step else None)
+    result = run_experiment(cfg, dry_run=args.dry_run, slurm=slurm, only=args.step)
     if not args.dry_run and "jobs" not in result and not args.step:
         print(f"experiment {cfg.name} finished; report: {result['report']}")
     return 0
