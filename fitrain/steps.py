@@ -61,8 +61,8 @@ def cut_step(micro: list[dict], keep: int, by: str, pad_id: int) -> tuple[list[d
 
 
 class StepStream:
-    """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "tokens": int, "supervised": int,
-    "loader_state": dict}`` (this rank's non-padding tokens and supervised targets).
+    """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "tokens": [int], "supervised": [int],
+    "loader_state": dict}`` (this rank's non-padding tokens and supervised targets per micro-batch).
 
     Continues across epochs up to ``max_epochs`` passes (0 = unlimited), then ends; a last step with fewer
     micro-batches is still a step (the normalisation is per supervised target, so it is exact). Not
@@ -88,8 +88,8 @@ class StepStream:
 
     def _item(self, micro: list[dict]) -> dict:
         # counted here, on the host, before Lightning moves the batch: no device sync in the step
-        tokens, supervised = count_step(micro, self.pad_id)
-        return {"micro": micro, "tokens": tokens, "supervised": supervised,
+        counts = [count_step([mb], self.pad_id) for mb in micro]
+        return {"micro": micro, "tokens": [c[0] for c in counts], "supervised": [c[1] for c in counts],
                 "loader_state": self.loader.state_dict()}
 
     def _epochs_started(self) -> int:

@@ -88,22 +88,28 @@ class FitrainModule(pl.LightningModule):
         wait = (t0 - self._t_end) if self._t_end is not None else 0.0
         plan = self.plan
         micro = item["micro"]
-        tok, sup = int(item["tokens"]), int(item["supervised"])
-        gathered = self._gather([tok, sup, self.stop_requested])
-        g_tok, g_sup = sum(r[0] for r in gathered), sum(r[1] for r in gathered)
-        stop_signal = any(r[2] for r in gathered)
+        A, W, rank = plan.grad_accum, self.trainer.world_size, self.global_rank
+        tok_m = list(item["tokens"]) + [0] * (A - len(micro))   # per micro-batch, this rank
+        sup_m = list(item["supervised"]) + [0] * (A - len(micro))
+        gathered = self._gather(tok_m + sup_m + [self.stop_requested])
+        g_tok = sum(sum(r[:A]) for r in gathered)
+        g_sup = sum(sum(r[A:2 * A]) for r in gathered)
+        stop_signal = any(r[2 * A] for r in gathered)
         final = False
+        cut = None
         if plan.max_tokens and self.tokens + g_tok >= plan.max_tokens:
-            keep = allowances([r[0] for r in gathered], plan.max_tokens - self.tokens)[self.global_rank]
-            micro, tok, sup = cut_step(micro, keep, "tokens", plan.pad_id)
-            final = True
+            cut, col, left = "tokens", 0, plan.max_tokens - self.tokens
         elif plan.max_supervised_tokens and self.supervised + g_sup >= plan.max_supervised_tokens:
-            keep = allowances([r[1] for r in gathered], plan.max_supervised_tokens - self.supervised)[self.global_rank]
-            micro, tok, sup = cut_step(micro, keep, "supervised", plan.pad_id)
-            final = True
-        if final:
-            gathered = self._gather([tok, sup, 0])
+            cut, col, left = "supervised", A, plan.max_supervised_tokens - self.supervised
+        if cut is not None:
+            # the budget is handed out in the loader's global reading order: micro-batch, then rank
+            order = [gathered[r][col + m] for m in range(A) for r in range(W)]
+            keeps = allowances(order, left)
+            parts = [cut_step([mb], keeps[m * W + rank], cut, plan.pad_id) for m, mb in enumerate(micro)]
+            micro = [p[0][0] for p in parts]
+            gathered = self._gather([sum(p[1] for p in parts), sum(p[2] for p in parts), 0])
             g_tok, g_sup = sum(r[0] for r in gathered), sum(r[1] for r in gathered)
+            final = True
 
         opt = self.optimizers()
         sched = self.lr_schedulers()
