@@ -130,8 +130,11 @@ def evaluate(cfg: EvalConfig) -> dict:
     rejects = Rejects()
     metrics: dict = {}
 
+    _log(f"evaluating {model_dir} as '{t.arm}' -> {t.out}")
     if cfg.lm_eval.tasks:
         from fitrain_eval.harness import run_harness
+
+        _log(f"lm-eval: {', '.join(cfg.lm_eval.tasks)} ({', '.join(cfg.lm_eval.formats)} format)")
 
         metrics.update(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
 
@@ -148,19 +151,24 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.mixeval.enabled:
             from fitrain_eval.judges.mixeval import evaluate_mixeval
 
+            _log(f"MixEval: {', '.join(cfg.mixeval.splits)}")
             metrics.update(evaluate_mixeval(cfg.mixeval, generator, judge, t.out, rejects))
         if cfg.mtbench101.enabled:
             from fitrain_eval.judges.mtbench101 import evaluate_mtbench101
 
+            _log("MT-Bench-101")
             metrics.update(evaluate_mtbench101(cfg.mtbench101, generator, judge, t.out, rejects))
         if cfg.pairwise.enabled:
             from fitrain_eval.judges.pairwise import evaluate_pairwise
 
+            _log("AlpacaEval outputs" + (f" + head-to-head vs {cfg.pairwise.baseline_outputs}"
+                                         if cfg.pairwise.baseline_outputs else ""))
             metrics.update(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
 
     if cfg.decontamination.enabled:
         from fitrain_eval.decontamination import decontaminate, eval_sets
 
+        _log(f"decontamination: {', '.join(cfg.decontamination.benchmarks)}")
         sets = eval_sets(cfg.decontamination.benchmarks, cfg.mixeval.root, cfg.mtbench101.path,
                          cfg.pairwise.instructions, rejects)
         m, details = decontaminate(cfg.decontamination, sets, rejects)
@@ -172,7 +180,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     merged.update(metrics)
     write_json(results_path, merged)
     write_json(t.out / "rejects.json", rejects.to_dict())
+    _log(f"wrote {results_path}" + (f"; rejected/counted: {rejects.summary()}" if rejects.total else ""))
     return merged
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"fitrain eval: {msg}", file=sys.stderr, flush=True)
 
 
 def _yaml(d: dict) -> str:
