@@ -230,6 +230,7 @@ def flatten(res: dict, prefix: str) -> dict:
                 if key == "alias" or not isinstance(v, (int, float)) or isinstance(v, bool):
                     continue
                 metric, _, filt = key.partition(",")
+                metric = "n_samples" if metric == "sample_len" else metric  # a count, not a score
                 name = metric if filt in ("", "none") else f"{metric}[{filt}]"
                 out[f"{prefix}/{task}/{name}"] = float(v)
     return out
