@@ -210,19 +210,17 @@ def _judge_letters(batch, reqs, judge: Judge, rejects: Rejects, split: str):
     """Letter extraction; a reply of [[none]] is a valid verdict (no option chosen, scored wrong)."""
     from fitrain_eval.judges.common import Judged
 
-    out: list[Judged | None] = []
-    by_n: dict[int, list[int]] = {}
+    by_n: dict[int, list[int]] = {}  # the parser checks the letter against each item's option count
     for i, it in enumerate(batch):
         by_n.setdefault(len(it.options), []).append(i)
-    slots: list = [None] * len(batch)
+    slots: list[Judged | None] = [None] * len(batch)
     for n, idx in by_n.items():
         parse = parse_letter(n)
         res = judge.judge([reqs[i] for i in idx], lambda s, p=parse: (p(s),), rejects, MC_PROMPT_VERSION,
                           what=f"{split}_judge")
         for i, r in zip(idx, res):
             slots[i] = None if r.value is None else Judged(r.value[0], r.raw)
-    out.extend(slots)
-    return out
+    return slots
 
 
 def evaluate_mixeval(cfg: MixEvalConfig, generator, judge: Judge, out_dir: str | Path, rejects: Rejects) -> dict:
