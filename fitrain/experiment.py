@@ -245,6 +245,10 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
             for s, script in render_all(cfg, steps):
                 log(f"\n# ---- {s.name}.sbatch ----\n{script}")
         return result
+    if use_slurm:
+        from fitrain.slurm import check_reachable
+
+        check_reachable()  # before anything is written
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg)
     if use_slurm:
@@ -303,6 +307,10 @@ def frozen_config(root: str | Path) -> ExperimentConfig:
     return load_experiment(str(path))
 
 
+def _num(v) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+
 def summary_table(cfg: ExperimentConfig) -> list[str]:
     """One line per arm: tokens trained (total and supervised) from the train summaries."""
     lines = []
@@ -310,8 +318,8 @@ def summary_table(cfg: ExperimentConfig) -> list[str]:
         p = cfg.root / "train" / arm / "summary.json"
         if p.is_file():
             s = read_json(p)
-            lines.append(f"  {arm:<9} tokens {s.get('tokens', '?'):>12}  supervised {s.get('supervised_tokens', '?'):>12}"
-                         f"  final loss {s.get('final_loss', s.get('loss', '?'))}")
+            lines.append(f"  {arm:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
+                         f"  final loss {_num(s.get('final_loss'))}  held-out answer loss {_num(s.get('val_loss'))}")
     return lines
 
 

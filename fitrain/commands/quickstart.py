@@ -30,6 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     from fitrain.experiment import load_experiment, run_experiment, summary_table
 
+    import warnings
+
+    # Lightning's "srun is available but not used" hint is noise for a local run on a Slurm login node
+    warnings.filterwarnings("ignore", message=r".*`srun` command is available")
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
