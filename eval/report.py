@@ -353,7 +353,11 @@ def _log_wandb(cfg: ReportConfig, runs: list[Run], keys: list[str], out: Path, i
     import wandb
 
     kw = {"mode": cfg.wandb_mode} if cfg.wandb_mode else {}
-    run = wandb.init(project=cfg.wandb_project, name=cfg.title, job_type="report", dir=str(out), **kw)
+    try:
+        run = wandb.init(project=cfg.wandb_project, name=cfg.title, job_type="report", dir=str(out), **kw)
+    except Exception as e:  # no credentials, no network, ...
+        raise FitrainError(f"W&B logging failed ({type(e).__name__}: {e}); the report files are written in {out}. "
+                           "Log in (`wandb login`) or set WANDB_MODE=offline") from None
     try:
         table = wandb.Table(columns=["metric"] + [r.name for r in runs],
                             data=[[k] + [r.metrics.get(k) for r in runs] for k in keys])
