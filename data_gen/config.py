@@ -49,6 +49,9 @@ class TemplatizeConfig:
     query_column: str = "instruction"
     query_pattern: str = ""                            # regex whose group 1 is the query ('' = whole column)
     bank: list[str] = field(default_factory=list)      # template bank files (source=bank)
+    bank_template_column: str = "template"
+    bank_description_column: str = "compatible_document_description"
+    bank_id_column: str = "template_id"                # '' or missing = a hash of the normalised template
     max_queries: int = 0                               # 0 = all
     prompt: str = "templatizer_released"               # a file under data_gen/prompts/ (or a path)
     max_slots: int = 12                                # more slots than this is a reject

@@ -111,7 +111,13 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
         with parquet_sink(out / "documents.parquet", doc_schema()) as write_docs, \
                 parquet_sink(out / "matches.parquet", match_schema()) as write_matches:
             batch: list[Document] = []
+            seen: set[str] = set()
             for doc in shard_documents(cfg, i, cfg.num_shards, st.rejects):
+                if doc.doc_id in seen:  # its pairs would be grouped with the first document of that id
+                    st.inputs += 1
+                    st.rejects.add("duplicate_doc_id", doc.doc_id)
+                    continue
+                seen.add(doc.doc_id)
                 batch.append(doc)
                 if len(batch) >= m.batch_documents:
                     _match_batch(batch, enc, tindex, target, cfg, st, write_docs, write_matches)

@@ -176,16 +176,18 @@ def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Ba
 
 
 def _bank_shard(cfg: DataGenConfig, out: Path) -> StageStats:
+    t = cfg.templatize
     stats = StageStats("templatize")
     with parquet_sink(out / "templates.parquet", _schema()) as write:
         rows = []
-        for path in expand_paths(cfg.templatize.bank):
+        for path in expand_paths(t.bank):
             for where, rec in _rows(path, stats.rejects):
                 stats.inputs += 1
-                row = _validated(rec, rec.get("query"), str(rec.get("source") or "bank"),
-                                 cfg.templatize.max_slots, stats, where)
+                obj = {"template": rec.get(t.bank_template_column),
+                       "compatible_document_description": rec.get(t.bank_description_column)}
+                row = _validated(obj, rec.get("query"), str(rec.get("source") or "bank"), t.max_slots, stats, where)
                 if row:
-                    given = rec.get("template_id", rec.get("id"))
+                    given = rec.get(t.bank_id_column) if t.bank_id_column else None
                     if given is not None and str(given).strip():
                         row["template_id"] = str(given)
                     rows.append(row)

@@ -59,11 +59,13 @@ def test_bank_and_documents_bad_rows_counted_by_reason(tmp_path, encoder):
             json.dumps({"id": "null", "text": None}).encode(),
             json.dumps({"id": "huge", "text": "x " * 150_000}).encode(),
             json.dumps({"id": "long", "text": "Python function documentation. " * 400}).encode(),
-            b'{"id": "bad", "text": "\xff\xfe"}']
+            b'{"id": "bad", "text": "\xff\xfe"}',
+            json.dumps({"id": "ok", "text": "Another document that reuses the id."}).encode()]
     docs.write_bytes(b"\n".join(rows) + b"\n")
     cfg.match.documents, cfg.match.id_column, cfg.match.threshold = [str(docs)], "id", 0.1
     st = match.run(cfg, tmp_path / "matches", tmp_path / "index", lambda: encoder, log=lambda s: None)["stats"]
-    assert st["rejected"]["by_reason"] == {"empty_document": 2, "document_huge": 1, "invalid_utf8": 1}
+    assert st["rejected"]["by_reason"] == {"empty_document": 2, "document_huge": 1, "invalid_utf8": 1,
+                                           "duplicate_doc_id": 1}
     assert st["counters"]["truncated_for_encoder"] == 1 and st["out"] == 2
     m = pq.read_table(tmp_path / "matches" / "shard-00000" / "matches.parquet").to_pylist()
     assert {r["doc_id"] for r in m} == {"ok", "long"}

@@ -62,7 +62,7 @@ def instantiator(calls):
                                                 + f"<excerpt>{words[0]} {words[1]}</excerpt>"})),
                 "unfilled": Reply(text=json.dumps({"instantiated_instruction": tpl, "answer": quote})),
                 "fail": Reply(status=500),
-                "slow": Reply(text=good, delay_s=2.0 if calls[(k, doc[:20])] == 1 else 0.0),
+                "slow": Reply(text=good, delay_s=6.0 if calls[(k, doc[:20])] == 1 else 0.0),  # times out once
                 "nullanswer": Reply(text=json.dumps({"instantiated_instruction": ins, "answer": None})),
                 "fenced": Reply(text=f"```json\n{good}\n```"),
                 }[k]
@@ -89,8 +89,8 @@ def test_openai_backend_instantiate_judge_write(tmp_path, dolly_contexts):
     cfg = DataGenConfig(run_dir=str(tmp_path), progress=False)
     calls: dict = {}
     with ScriptedLLMServer(instantiator(calls)) as srv:
-        cfg.instantiate.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=1, backoff_s=0.01,
-                                        timeout_s=1.0)
+        cfg.instantiate.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=2, backoff_s=0.01,
+                                        timeout_s=3.0)  # generous: the cores are shared
         st = instantiate.run(cfg, tmp_path / "pairs", mdir, tdir, lambda d: make_backend(cfg.instantiate.llm),
                              log=lambda s: None)
     by = st["stats"]["rejected"]["by_reason"]
@@ -98,6 +98,8 @@ def test_openai_backend_instantiate_judge_write(tmp_path, dolly_contexts):
                   "excerpt_fraction_low": 2, "unfilled_slot": 2, "instantiator_failed": 2, "null_answer": 2}
     assert st["stats"]["in"] == 20 and st["stats"]["out"] == 6
     assert calls[("malformed", docs[0]["text"][:20])] == 3   # asked again twice, then counted
+    assert calls[("slow", docs[0]["text"][:20])] == 2        # timed out once, then answered
+    assert calls[("fail", docs[0]["text"][:20])] == 3        # 500 three times (2 retries), then counted
     pairs = pq.read_table(shard_dir(tmp_path / "pairs", 0) / "pairs.parquet").to_pylist()
     for p in pairs:
         doc = next(d["text"] for d in docs if d["id"] == p["doc_id"])
@@ -105,7 +107,7 @@ def test_openai_backend_instantiate_judge_write(tmp_path, dolly_contexts):
 
     jcalls: dict = {}
     with ScriptedLLMServer(judge_reply(jcalls)) as srv:
-        cfg.judge.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=0, timeout_s=5.0)
+        cfg.judge.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=2, backoff_s=0.01, timeout_s=10.0)
         st = judge.run(cfg, tmp_path / "judged", tmp_path / "pairs", mdir, lambda d: make_backend(cfg.judge.llm),
                        log=lambda s: None)
     assert st["stats"]["counters"]["score_histogram"] == {"5": 2, "3": 2, "4": 2}
