@@ -59,7 +59,7 @@ class FitrainModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def forward(self, batch):
-        fwd = self._fwd or self.model
+        fwd = self._fwd if self._fwd is not None else self.model
         return forward_logits(fwd, batch)
 
     def on_fit_start(self):
