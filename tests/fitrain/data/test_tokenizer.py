@@ -46,3 +46,12 @@ def test_errors(tmp_path):
     (tmp_path / "empty.txt").write_text("  \n")
     with pytest.raises(FitrainError, match="no text"):
         train_tokenizer(TokenizerConfig(files=[str(tmp_path / "empty.txt")], out=str(tmp_path / "t")))
+
+
+def test_train_from_pair_records(tmp_path, dolly_pairs_file):
+    cfg = TokenizerConfig(out=str(tmp_path / "tok"), vocab_size=400, max_chars=50_000)
+    cfg.input.paths = [str(dolly_pairs_file)]
+    tok = load_tokenizer(train_tokenizer(cfg))
+    # documents, instructions and answers all fed the merges: a frequent Dolly word is one token
+    assert len(tok(" the", add_special_tokens=False)["input_ids"]) == 1
+    assert tok.decode(tok("Virgin Australia", add_special_tokens=False)["input_ids"]) == "Virgin Australia"
