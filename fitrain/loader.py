@@ -148,7 +148,7 @@ class PackedLoader:
         self._generation = 0
         info = self.epoch_info()
         if info["wrapped_rows"] or info["dropped_rows"]:
-            log.info("PackedLoader: %d rows do not divide by %d ranks x %d rows; remainder=%s: %d rows %s per epoch",
+            (log.warning if info["dropped_rows"] else log.info)("PackedLoader: %d rows do not divide by %d ranks x %d rows; remainder=%s: %d rows %s per epoch",
                      n, world_size, batch_size, remainder, info["wrapped_rows"] or info["dropped_rows"],
                      "repeated" if remainder == "wrap" else "skipped")
 
