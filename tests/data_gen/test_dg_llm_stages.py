@@ -155,3 +155,36 @@ def test_transformers_backend_garbage_is_counted_never_fatal(tmp_path, dolly_con
     st = instantiate.run(cfg, tmp_path / "pairs", mdir, tdir, lambda d: make_backend(llm), log=lambda s: None)
     assert st["complete"] and st["stats"]["out"] == 0
     assert st["stats"]["rejected"]["by_reason"] == {"instantiator_unparsable": 10}
+
+
+def test_openai_backend_templatize_validates_and_deduplicates(tmp_path):
+    queries = ["Is sorted() stable?", "Is sorted() stable ?", "no slots please", "garbage", "broken tags",
+               "server error", "  "]
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps({"instruction": x}) + "\n" for x in queries))
+
+    def respond(kind, body):
+        x = last_user_message(body)
+        desc = "Python documentation of a built-in function."
+        if x.startswith("Is sorted()"):  # two queries, one template (deduplicated)
+            return Reply(text=json.dumps({"template": "Is <fi>function</fi> stable?", "compatible_document_description": desc}))
+        if x == "no slots please":
+            return Reply(text=json.dumps({"template": "Is it stable?", "compatible_document_description": desc}))
+        if x == "broken tags":
+            return Reply(text=json.dumps({"template": "Is <fi>function stable?", "compatible_document_description": desc}))
+        if x == "server error":
+            return Reply(status=503)
+        return Reply(text="I'd rather chat.")
+
+    with ScriptedLLMServer(respond) as srv:
+        cfg = DataGenConfig(run_dir=str(tmp_path), progress=False)
+        cfg.templatize.queries = [str(q)]
+        cfg.templatize.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=1, backoff_s=0.01)
+        st = templatize.run(cfg, tmp_path / "templates", lambda d: make_backend(cfg.templatize.llm),
+                            log=lambda s: None)["stats"]
+        assert srv.requests[0][1]["messages"] == [{"role": "user", "content": "Is sorted() stable?"}]  # bare query
+    assert st["rejected"]["by_reason"] == {"no_slots": 1, "unbalanced_slot_tags": 1, "templatizer_unparsable": 1,
+                                           "templatizer_failed": 1, "empty_query": 1}
+    assert st["filtered"]["by_reason"] == {"duplicate_template": 1} and st["out"] == 1
+    rows = pq.read_table(tmp_path / "templates" / "templates.parquet").to_pylist()
+    assert [(r["template"], r["slot_count"], r["query"]) for r in rows] == [("Is <fi>function</fi> stable?", 1, "Is sorted() stable?")]
