@@ -15,7 +15,6 @@ Packed rows hold several documents. They must not attend to each other (engineer
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import sys
 from dataclasses import dataclass
@@ -205,6 +204,3 @@ def shape_fingerprint(model) -> dict:
     return {k: getattr(c, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                        "num_attention_heads", "num_key_value_heads", "tie_word_embeddings")}
 
-
-def config_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(ModelConfig)]

@@ -233,7 +233,7 @@ def build_trainer(cfg: TrainConfig):
                            f"{cfg.devices or 'auto'}, strategy={cfg.strategy}, precision={precision}): {e}") from None
 
 
-def _val_batches_factory(val_path: str, micro_batch_size: int, max_rows: int):
+def val_batches_factory(val_path: str, micro_batch_size: int, max_rows: int):
     """(rank, world) -> held-out micro-batches: every row once, the same number of batches on every rank."""
     import numpy as np
     import torch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fitrain.errors import FitrainError
 from fitrain.io import write_json
-from fitrain.train import (TrainConfig, _val_batches_factory, build_trainer, config_dict, data_dir,
+from fitrain.train import (TrainConfig, val_batches_factory, build_trainer, config_dict, data_dir,
                            describe_plan, make_plan, manifest_of, resume_checkpoint, tokenizer_path)
 
 
@@ -73,7 +73,7 @@ def run(cfg: TrainConfig) -> dict:
     meta = {"arm": cfg.arm, "tokenizer": str(Path(tok_path).resolve()), "tokenizer_hash": tokenizer_hash(tok_path),
             "data_fingerprint": fingerprint, "data_path": str(ddir.resolve()), "format": manifest.get("format"),
             "config": config_dict(cfg), "wandb_id": wandb_id}
-    val = (_val_batches_factory(cfg.data.val_path, cfg.data.micro_batch_size, cfg.data.val_rows)
+    val = (val_batches_factory(cfg.data.val_path, cfg.data.micro_batch_size, cfg.data.val_rows)
            if cfg.data.val_path and cfg.val_every else None)
 
     log = None

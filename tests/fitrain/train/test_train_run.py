@@ -77,7 +77,7 @@ def test_budgets_stop_exactly(pairs_shards, tmp_path, budget):
     assert int(last["tokens"]) == summary["tokens"] and summary["budget"]["planned_steps"] >= summary["steps"] - 1
 
 
-def test_bad_inputs_give_clear_errors(run_a, pairs_shards, tmp_path):
+def test_bad_inputs_give_clear_errors(run_a, pairs_shards, documents_shards, tmp_path):
     cfg, _ = run_a
     with pytest.raises(FitrainError, match="no prepared data"):
         train(th.tiny_config(tmp_path / "x", tmp_path / "missing", max_steps=1))
@@ -100,6 +100,8 @@ def test_bad_inputs_give_clear_errors(run_a, pairs_shards, tmp_path):
     truncated.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with pytest.raises(FitrainError, match="corrupt"):
         train(th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(truncated)))
+    with pytest.raises(FitrainError, match="trained on data with fingerprint"):
+        train(th.tiny_config(tmp_path / "x", documents_shards, max_steps=1, resume=str(ckpt)))
     with pytest.raises(FitrainError, match="does not match the model.*hidden_size"):
         bad = th.tiny_config(tmp_path / "x", pairs_shards, max_steps=8, resume=str(ckpt))
         bad.model.dim = 32
