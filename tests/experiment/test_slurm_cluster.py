@@ -16,7 +16,7 @@ from fitrain.io import is_done, mark_done, read_json
 from fitrain.slurm import SlurmConfig, job_field, wait
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-TOKENS = 60_000
+TOKENS = 40_000
 
 
 def _train_experiment(root: Path, tokenizer_dir: Path, pairs: Path, documents: Path) -> ExperimentConfig:
