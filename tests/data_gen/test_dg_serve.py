@@ -60,3 +60,23 @@ def test_served_reports_a_server_that_dies(tmp_path):
     with pytest.raises(FitrainError, match="cannot start"):
         with served(LLMConfig(model="m"), ServeConfig(command=[str(tmp_path / "no-such-vllm")]), tmp_path / "log"):
             pass
+
+
+def test_pipeline_stage_runs_behind_the_started_server(tmp_path, dolly_contexts):
+    from data_gen.config import DataGenConfig
+    from data_gen.pipeline import run
+    from tests.data_gen.test_dg_llm_stages import setup_matches
+
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(FAKE)
+    setup_matches(tmp_path / "data_gen", dolly_contexts[:1])
+    cfg = DataGenConfig(run_dir=str(tmp_path), progress=False)
+    cfg.instantiate.llm = LLMConfig(backend="openai", model="instantiator", base_url="http://unused/v1", max_retries=0)
+    cfg.serve = ServeConfig(enabled=True, command=[sys.executable, str(script), "serve"], port=free_port(),
+                            health_timeout_s=30)
+    st = run(cfg, ["instantiate"], log=lambda s: None)["instantiate"]
+    # the stand-in answers "served instantiator" to every request: reached, and counted as unparsable
+    assert st["complete"] and st["stats"]["rejected"]["by_reason"] == {"instantiator_unparsable": 10}
+    assert (tmp_path / "data_gen" / "vllm-instantiate.log").is_file()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", cfg.serve.port)) != 0  # stopped after the stage
