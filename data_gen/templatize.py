@@ -10,7 +10,6 @@ recorded. Output: ``templates/templates.parquet`` (+ per-shard parts, stats.json
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
 from pathlib import Path
@@ -105,18 +104,6 @@ def iter_queries(paths: list[str], column: str, rejects: Rejects, pattern: str =
 
 
 def _rows(path: str, rejects: Rejects) -> Iterator[tuple[str, dict]]:
-    p = Path(path)
-    if p.suffix == ".json" and p.is_file() and p.read_text(encoding="utf-8", errors="replace").lstrip().startswith("["):
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FitrainError(f"{p}: not a valid JSON list: {e}") from None
-        for i, rec in enumerate(data):
-            if isinstance(rec, dict):
-                yield f"{p}:{i}", rec
-            else:
-                rejects.add("not_an_object", f"{p}:{i}", type(rec).__name__)
-        return
     yield from iter_rows(path, None, rejects)
 
 

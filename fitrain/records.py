@@ -121,6 +121,8 @@ def iter_rows(path: str, columns: list[str] | None = None, rejects: Rejects | No
     suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
     if suffix == ".parquet":
         yield from _iter_parquet(p, columns)
+    elif suffix == ".json" and _is_json_list(p):
+        yield from _iter_json_list(p, rejects)
     elif suffix in (".jsonl", ".json", ".jsonl.gz"):
         yield from _iter_jsonl(p, rejects)
     else:
@@ -174,6 +176,25 @@ def _iter_jsonl(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
                 rejects.add("not_an_object", where, type(rec).__name__)
                 continue
             yield where, rec
+
+
+def _is_json_list(p: Path) -> bool:
+    """A ``.json`` file holding one JSON list of objects (rather than JSON lines)."""
+    with open(p, "rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"[")
+
+
+def _iter_json_list(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
+    try:
+        data = json.loads(p.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FitrainError(f"{p}: not a valid JSON list: {e}") from None
+    for i, rec in enumerate(data if isinstance(data, list) else []):
+        if isinstance(rec, dict):
+            yield f"{p}:{i}", rec
+        else:
+            rejects.add("not_an_object", f"{p}:{i}", type(rec).__name__)
 
 
 def _iter_hub(name: str, split: str) -> Iterator[tuple[str, dict]]:  # pragma: no cover - needs network
