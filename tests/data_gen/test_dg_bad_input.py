@@ -89,3 +89,12 @@ def test_queries_reader_and_missing_inputs(tmp_path):
         templatize.run(cfg, tmp_path / "t", None)
     with pytest.raises(FitrainError, match="not finished"):
         index.run(cfg, tmp_path / "i", tmp_path / "t", None)
+
+
+def test_json_list_files_are_read_as_lists():
+    from fitrain.accounting import Rejects
+    from tests.data_gen.conftest import DOLLY
+
+    rej = Rejects()
+    got = list(templatize.iter_queries([str(DOLLY / "litgpt_fixture_dolly.json")], "instruction", rej))
+    assert len(got) == 12 and got[0][1] == "When did Virgin Australia start operating?" and not rej.counts
