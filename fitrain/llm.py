@@ -212,6 +212,7 @@ class TransformersBackend:
             batch = reqs[i:i + self.cfg.batch_size]
             enc = self.tok([self._prompt_text(r) for r in batch], return_tensors="pt", padding=True,
                            add_special_tokens=False).to(self.device)
+            enc.pop("token_type_ids", None)  # BERT-style tokenizers add it; causal LMs' generate rejects it
             max_new = max(r.max_new_tokens or self.cfg.max_new_tokens for r in batch)
             temp = batch[0].temperature if batch[0].temperature is not None else self.cfg.temperature
             with torch.no_grad():
