@@ -16,7 +16,6 @@ chained with ``--dependency=afterok``. The step functions live in :mod:`fitrain.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -300,13 +299,6 @@ def resolve_experiment_recipe(name: str) -> str:
                       + f" Experiment recipes: {', '.join(known)} (or give a path to a YAML file)")
 
 
-def frozen_config(root: str | Path) -> ExperimentConfig:
-    path = Path(root) / "experiment.yaml"
-    if not path.is_file():
-        raise FitrainError(f"{path} not found: not an experiment run directory")
-    return load_experiment(str(path))
-
-
 def _num(v) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
@@ -321,7 +313,3 @@ def summary_table(cfg: ExperimentConfig) -> list[str]:
             lines.append(f"  {arm:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
                          f"  final loss {_num(s.get('final_loss'))}  held-out answer loss {_num(s.get('val_loss'))}")
     return lines
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `fitrain experiment`")

@@ -113,7 +113,7 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     if cfg.signal_lead_s:
         o.append(f"#SBATCH --signal={cfg.signal}@{cfg.signal_lead_s}")
     o.append("#SBATCH --requeue" if cfg.requeue else "#SBATCH --no-requeue")
-    o += [f"#SBATCH --open-mode=append", f"#SBATCH --output={log}"]
+    o += ["#SBATCH --open-mode=append", f"#SBATCH --output={log}"]
     if workdir is not None:
         o.append(f"#SBATCH --chdir={Path(workdir).resolve()}")
     o += [f"#SBATCH {line}" for line in cfg.extra_sbatch]
