@@ -16,7 +16,7 @@ from fitrain.io import is_done, mark_done, read_json
 from fitrain.slurm import SlurmConfig, job_field, wait
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
-TOKENS = 40_000
+TOKENS = 60_000
 
 
 def _train_experiment(root: Path, tokenizer_dir: Path, pairs: Path, documents: Path) -> ExperimentConfig:
@@ -63,11 +63,12 @@ def test_ddp_training_job_then_preempted_job_resumes_to_the_same_tokens(
     assert is_done(marker_dir(cfg.root, "train-fi"))
     assert "fitrain train: world=2 " in log_a and log_a.count("[fitrain] job") == 1, log_a[-3000:]
 
-    # 2. the standard arm, preempted with SIGUSR1 after its first checkpoint: checkpoint, requeue, resume
+    # 2. the standard arm, preempted with SIGUSR1 as soon as it has trained a step (long before the end of
+    # its ~30 steps, however fast the machine): checkpoint at the end of that step, requeue, resume
     jobs = run_experiment(cfg, slurm=True, only=["train-standard"], log=lambda m: None)["jobs"]
     jid = jobs["train-standard"]
-    ckpts = cfg.root / "train" / "standard" / "checkpoints"
-    _wait_for(lambda: ckpts.is_dir() and any(ckpts.iterdir()), 120, "the first checkpoint")
+    metrics = cfg.root / "train" / "standard" / "logs" / "metrics.csv"
+    _wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, 120, "the first step")
     subprocess.run(["scancel", "--signal=USR1", jid], check=True)
     _wait_for(lambda: job_field(jid, "Restarts") not in ("", "0"), 60, "the requeue")
     states = wait(jid, timeout=150)
@@ -77,6 +78,12 @@ def test_ddp_training_job_then_preempted_job_resumes_to_the_same_tokens(
     assert log_b.count("fitrain train: world=2 ") == 2  # both runs (the first and the requeued one) were 2-rank
     b = read_json(cfg.root / "train" / "standard" / "summary.json")
     assert b["status"] == "finished" and b["tokens"] == TOKENS == a["tokens"]
+    import csv
+
+    rows = [r for r in csv.DictReader(open(cfg.root / "train" / "standard" / "logs" / "metrics.csv")) if r["loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == b["steps"]  # resumed: no step logged twice
+    assert int(rows[-1]["tokens"]) == TOKENS
     assert is_done(marker_dir(cfg.root, "train-standard"))
 
     # 3. a rerun submits nothing for finished steps
