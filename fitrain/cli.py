@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except FitrainError as e:
         print(f"fitrain {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `fitrain ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"fitrain {args.command}: interrupted", file=sys.stderr)
         return 130

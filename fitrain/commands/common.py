@@ -45,7 +45,7 @@ def resolve_recipe(name: str) -> str:
     p = Path(name)
     if p.is_file():
         return str(p)
-    root = Path(__file__).resolve().parents[2] / "recipes"
+    root = recipes_root()
     for cand in (root / name, root / f"{name}.yaml"):
         if cand.is_file():
             return str(cand)
@@ -55,3 +55,15 @@ def resolve_recipe(name: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     raise ConfigError(f"unknown recipe '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
                       + (f" Known recipes: {', '.join(known)}" if known else ""))
+
+
+def recipes_root():
+    """The shipped recipes/ folder: the checkout's (editable install) or the installed ``fitrain_recipes``."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[2] / "recipes"
+    if here.is_dir():
+        return here
+    spec = importlib.util.find_spec("fitrain_recipes")
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else here
