@@ -7,6 +7,7 @@ version and the decoding settings, so a saved judgment says exactly how it was m
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,3 +107,17 @@ def save_records(path: str | Path, records: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+
+
+def load_benchmark_json(p: Path, benchmark: str, expected: type, shape: str) -> Any:
+    """Read a benchmark's JSON file; a missing file, invalid JSON or the wrong top-level type is a clear
+    error naming the file and the expected ``shape``."""
+    if not p.is_file():
+        raise FitrainError(f"{benchmark} file not found: {p}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FitrainError(f"{p}: not a {benchmark} file: not valid JSON ({e}); expected {shape}") from None
+    if not isinstance(data, expected):
+        raise FitrainError(f"{p}: not a {benchmark} file: expected {shape}, got a {type(data).__name__}")
+    return data

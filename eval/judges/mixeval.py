@@ -10,14 +10,13 @@ string ids (the published layout).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.accounting import Rejects
 from fitrain.errors import FitrainError
 from fitrain.llm import Request
-from fitrain_eval.judges.common import Judge, letters, parse_number, bracketed
+from fitrain_eval.judges.common import Judge, bracketed, letters, load_benchmark_json, parse_number
 
 SPLITS = {"mixeval": "mixeval", "mixeval_hard": "mixeval-hard"}
 KINDS = {"free_form": "free-form", "multiple_choice": "multiple-choice"}
@@ -49,16 +48,7 @@ def load_file(path: str | Path, kind: str, rejects: Rejects) -> list[Item]:
     """Read one MixEval file. A file that is not a JSON object keyed by ids is an error; a bad item is
     counted in ``rejects`` (``mixeval_bad_item``)."""
     p = Path(path)
-    if not p.is_file():
-        raise FitrainError(f"MixEval file not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FitrainError(f"{p}: not a MixEval file: not valid JSON ({e}); expected one JSON object keyed by "
-                           "string ids") from None
-    if not isinstance(data, dict):
-        raise FitrainError(f"{p}: not a MixEval file: expected a JSON object keyed by string ids, "
-                           f"got a {type(data).__name__}")
+    data = load_benchmark_json(p, "MixEval", dict, "one JSON object keyed by string ids")
     items = []
     for key in sorted(data, key=lambda k: (len(k), k)):
         rec, where = data[key], f"{p.name}:{key}"

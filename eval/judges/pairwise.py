@@ -12,7 +12,6 @@ dataset}`` in the order of the instruction set.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from fitrain.accounting import Rejects
 from fitrain.errors import FitrainError
 from fitrain.llm import Request
-from fitrain_eval.judges.common import Judge, bracketed
+from fitrain_eval.judges.common import Judge, bracketed, load_benchmark_json
 
 PROMPT_VERSION = "pairwise-v1"
 OUTPUTS_FILE = "model_outputs.json"
@@ -41,16 +40,7 @@ def load_outputs(path: str | Path, need_output: bool = True) -> list[dict]:
     p = Path(path)
     if p.is_dir():
         p = p / "alpaca_eval" / OUTPUTS_FILE
-    if not p.is_file():
-        raise FitrainError(f"AlpacaEval file not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FitrainError(f"{p}: not an AlpacaEval file: not valid JSON ({e}); expected a JSON list of "
-                           "{instruction, output, ...}") from None
-    if not isinstance(data, list):
-        raise FitrainError(f"{p}: not an AlpacaEval file: expected a JSON list of {{instruction, output, ...}}, "
-                           f"got a {type(data).__name__}")
+    data = load_benchmark_json(p, "AlpacaEval", list, "a JSON list of {instruction, output, ...}")
     for i, rec in enumerate(data):
         if not isinstance(rec, dict) or not isinstance(rec.get("instruction"), str):
             raise FitrainError(f"{p}: entry {i} has no string 'instruction'")

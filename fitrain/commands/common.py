@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -25,10 +25,13 @@ def recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str
 
 
 def load(args: argparse.Namespace, schema: type[T], section: str | None = None) -> T | None:
-    """Load the command's config; with --print-config print it and return None (the caller exits 0)."""
+    """Load the command's config (RECIPE is a path or a shipped recipe's name, e.g. ``train/fi-300m``);
+    with --print-config print it and return None (the caller exits 0)."""
     from fitrain.config import load_config, to_yaml
 
     recipe, overrides = recipe_and_overrides(args)
+    if recipe is not None:
+        recipe = resolve_recipe(recipe)
     cfg = load_config(schema, recipe, overrides, section=section)
     if getattr(args, "print_config", False):
         print(to_yaml(cfg), end="")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from fitrain.commands.common import add_recipe_arguments, load, recipe_and_overrides, resolve_recipe
+from fitrain.commands.common import add_recipe_arguments, load
 
 STAGES = ("templatize", "index", "match", "instantiate", "judge", "write")
 HELP = "generate FineInstructions pairs: templatize, index, match, instantiate, judge, write (or run all)"
@@ -44,10 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from data_gen.pipeline import DataGenConfig, plan
     from data_gen.pipeline import run as run_pipeline
 
-    recipe, overrides = recipe_and_overrides(args)
-    if recipe is not None:
-        args.recipe = resolve_recipe(recipe)
-        args.overrides = overrides
     cfg = load(args, DataGenConfig)
     if cfg is None:
         return 0

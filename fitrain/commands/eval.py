@@ -44,12 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.recipe == "report":
         return _report(args)
-    from fitrain.commands.common import load, recipe_and_overrides, resolve_recipe
+    from fitrain.commands.common import load
     from fitrain_eval.run import EvalConfig, evaluate
 
-    recipe, _ = recipe_and_overrides(args)
-    if recipe is not None:
-        args.recipe = resolve_recipe(recipe)
     cfg = load(args, EvalConfig)
     if cfg is None:
         return 0
