@@ -13,7 +13,6 @@ from fitrain.train import (TrainConfig, val_batches_factory, build_trainer, conf
 
 def run(cfg: TrainConfig) -> dict:
     import lightning.pytorch as pl
-    import torch
 
     from fitrain.callbacks import SignalFlag, StepHooks, requeue_slurm_job
     from fitrain.checkpoint import check_compatible, read_checkpoint

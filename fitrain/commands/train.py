@@ -31,12 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from fitrain.commands.common import load, recipe_and_overrides, resolve_recipe
+    from fitrain.commands.common import load
     from fitrain.train import TrainConfig, train
 
-    recipe, _ = recipe_and_overrides(args)
-    if recipe is not None:
-        args.recipe = resolve_recipe(recipe)
     cfg = load(args, TrainConfig)
     if cfg is None:
         return 0

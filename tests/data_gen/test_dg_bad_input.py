@@ -8,7 +8,6 @@ from data_gen import index, match, templatize
 from data_gen.config import DataGenConfig
 from data_gen.templatize import TemplateError, parse_templatizer, validate_template
 from fitrain.errors import FitrainError
-from tests.data_gen.conftest import write_jsonl
 
 
 def test_validate_template_reasons():
