@@ -43,6 +43,9 @@ RUBRICS = {
     "GR": "General reasoning: the answer's reasoning is sound and its conclusion correct given all turns.",
 }
 TASKS = tuple(sorted(RUBRICS))
+# the benchmark's ``skip_first_tasks``: their first turn only sets up the context (gold answer fed as
+# history); it is neither generated nor judged
+SKIP_FIRST_TASKS = ("FR", "CR", "AR", "SA", "SC", "CM")
 
 
 @dataclass
@@ -62,6 +65,10 @@ class Dialogue:
     @property
     def key(self) -> str:
         return f"{self.task}-{self.id}"
+
+    def scored_turns(self) -> range:
+        """The turns the model answers and the judge scores (the first is skipped for SKIP_FIRST_TASKS)."""
+        return range(1 if self.task in SKIP_FIRST_TASKS else 0, len(self.history))
 
     def turn_messages(self, t: int) -> list[dict]:
         """Gold history before turn ``t`` (user + gold bot turns), then user turn ``t``."""
@@ -157,8 +164,9 @@ def aggregate(turn_scores: dict[str, dict[int, float]], dialogues: list[Dialogue
     by_task: dict[str, list[float]] = {}
     for d in dialogues:
         scores = turn_scores.get(d.key, {})
-        if len(scores) != len(d.history):
-            rejects.add("mtbench101_incomplete_dialogue", d.key, f"{len(scores)}/{len(d.history)} turns scored")
+        if len(scores) != len(d.scored_turns()):
+            rejects.add("mtbench101_incomplete_dialogue", d.key,
+                        f"{len(scores)}/{len(d.scored_turns())} turns scored")
             continue
         by_task.setdefault(d.task, []).append(min(scores.values()))
     if not by_task:
@@ -176,7 +184,7 @@ def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir:
     from fitrain_eval.judges.common import save_records
 
     dialogues = load(cfg.path, rejects, cfg.limit_per_task, cfg.tasks)
-    turns = [(d, t) for d in dialogues for t in range(len(d.history))]
+    turns = [(d, t) for d in dialogues for t in d.scored_turns()]
     gens = generator.generate([(f"{d.key}#{t}", d.turn_messages(t)) for d, t in turns], rejects,
                               what="mtbench101_generation")
     out = Path(out_dir) / "mtbench101"

@@ -53,7 +53,7 @@ def test_end_to_end_min_over_turns_task_means_overall(tmp_path):
     # last answer is empty (scored 1 without the judge) -> 1, then one whose first turn never parses (left
     # out, counted) -> AR = 2.  overall = mean over tasks = 4.5 (the mean over dialogues would be 5.0).
     low = {"GR-1": 5, "GR-2": 8, "GR-3": 8, "AR-222": 3, "AR-223": 10}
-    bad_turn = ("AR-224", 0)
+    bad_turn = ("AR-224", 1)  # AR's turn 0 is context only (mt.SKIP_FIRST_TASKS): never generated nor judged
     empty_turn = ("AR-223", 3)
     gen_msgs: dict[str, list] = {}
 
@@ -70,7 +70,8 @@ def test_end_to_end_min_over_turns_task_means_overall(tmp_path):
         t = int(t)
         if (key, t) == bad_turn:
             return Reply(text="a fine answer, I would say")
-        return Reply(text=f"Reason. [[{low[key] if t == 0 else 10}]]")
+        first = 1 if key.startswith("AR") else 0
+        return Reply(text=f"Reason. [[{low[key] if t == first else 10}]]")
 
     cfg = mt.MTBench101Config(enabled=True, path=str(sub))
     with ScriptedLLMServer(responder) as srv:
@@ -89,7 +90,7 @@ def test_end_to_end_min_over_turns_task_means_overall(tmp_path):
     assert [m["content"] for m in msgs if m["role"] == "assistant"] == [h["bot"] for h in d["history"][:2]]
     recs = [json.loads(x) for x in (tmp_path / "out" / "mtbench101" / "judgments.jsonl").read_text().splitlines()]
     assert sum(1 for x in recs if x.get("prompt_version") == mt.PROMPT_VERSION) == sum(
-        len(c["history"]) for c in chosen) - 2
+        len(c["history"]) for c in chosen) - 3 - 2
 
 
 def test_instruction_format_renders_gold_history_as_training_pairs():
