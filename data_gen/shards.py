@@ -96,6 +96,7 @@ def run_shards(stage: str, stage_dir: Path, n: int, work: Callable[[int, Path], 
     """Run ``work(i, out_dir)`` for each selected unfinished shard; return the stage's status.
     ``on_complete(total)`` runs once when every shard is done, before the stage is marked (e.g. a merge)."""
     stage_dir = Path(stage_dir)
+    _check_shard_count(stage, stage_dir, n)
     ran, skipped = [], []
     for i in selected_shards(n, shard):
         d = shard_dir(stage_dir, i)
@@ -112,6 +113,23 @@ def run_shards(stage: str, stage_dir: Path, n: int, work: Callable[[int, Path], 
         log(f"[{stage}] shard {i}/{n}: in {stats.inputs}, out {stats.outputs}, {stats.rejects.summary()}")
         ran.append(i)
     return {"ran": ran, "skipped": skipped, **finalize(stage, stage_dir, n, on_complete)}
+
+
+def _check_shard_count(stage: str, stage_dir: Path, n: int) -> None:
+    """Refuse to mix two shardings: shards finished under another shard count hold other rows
+    (``j % n``), so skipping them would duplicate some rows and lose others."""
+    if not stage_dir.is_dir():
+        return
+    for d in sorted(stage_dir.glob("shard-*")):
+        if not is_done(d):
+            continue
+        try:
+            of = read_json(d / "_SUCCESS").get("of")
+        except (ValueError, OSError, AttributeError):
+            of = None
+        if of is not None and int(of) != n:
+            raise FitrainError(f"[{stage}] {d} was finished as one of {of} shards, but this run uses {n}; "
+                               f"rerun with the same shard count or remove {stage_dir}")
 
 
 def finalize(stage: str, stage_dir: Path, n: int, on_complete: Callable[[StageStats], None] | None = None) -> dict:
