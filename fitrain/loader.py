@@ -42,9 +42,22 @@ REMAINDERS = ("wrap", "drop")
 STATE_VERSION = 1
 
 
-def batch_arrays(tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> dict[str, np.ndarray]:
-    """Shard rows -> ``input_ids``, ``labels``, ``position_ids`` (int64 numpy arrays, [B, T])."""
+def pad_id_of(manifest: dict) -> int | None:
+    """The pad token id recorded by prepare (None for manifests that record none)."""
+    tok = manifest.get("tokenizer")
+    pad = tok.get("pad_token_id") if isinstance(tok, dict) else None
+    return None if pad is None else int(pad)
+
+
+def batch_arrays(tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray,
+                 pad_id: int | None = None) -> dict[str, np.ndarray]:
+    """Shard rows -> ``input_ids``, ``labels``, ``position_ids`` (int64 numpy arrays, [B, T]).
+
+    Shards hold 0 at padding positions (EOS in fitrain's tokenizers); with ``pad_id`` those positions get
+    the pad id, which is how the trainer tells padding from text when it counts tokens."""
     tokens = tokens.astype(np.int64, copy=False)
+    if pad_id is not None:
+        tokens = np.where(seg == 0, np.int64(pad_id), tokens)
     b, t = tokens.shape
     starts = np.ones((b, t), dtype=bool)
     starts[:, 1:] = seg[:, 1:] != seg[:, :-1]
@@ -102,7 +115,7 @@ class _StepDataset:
         import torch
 
         epoch, step = key
-        arrays = batch_arrays(*self.data.rows(self.row_indices(epoch, step)))
+        arrays = batch_arrays(*self.data.rows(self.row_indices(epoch, step)), pad_id=pad_id_of(self.data.manifest))
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
     def __getstate__(self) -> dict:

@@ -238,7 +238,7 @@ def val_batches_factory(val_path: str, micro_batch_size: int, max_rows: int):
     import numpy as np
     import torch
 
-    from fitrain.loader import batch_arrays
+    from fitrain.loader import batch_arrays, pad_id_of
     from fitrain.shards import open_prepared
 
     data = open_prepared(val_path)
@@ -252,7 +252,7 @@ def val_batches_factory(val_path: str, micro_batch_size: int, max_rows: int):
         for j in range(per_rank):
             k = j * world + rank
             idx = chunks[k] if k < len(chunks) else chunks[0]
-            b = {kk: torch.from_numpy(np.ascontiguousarray(v)) for kk, v in batch_arrays(*data.rows(idx)).items()}
+            b = {kk: torch.from_numpy(np.ascontiguousarray(v)) for kk, v in batch_arrays(*data.rows(idx), pad_id=pad_id_of(data.manifest)).items()}
             if k >= len(chunks):  # filler so ranks run the same number of forwards; carries no loss
                 b["labels"] = torch.full_like(b["labels"], -100)
             out.append(b)
