@@ -148,15 +148,19 @@ def accumulate_gradients(forward: Callable[[dict], Any], micro_batches: Sequence
     return total if total is not None else torch.zeros((), dtype=torch.float64)
 
 
-def grad_norm_and_clip(parameters, max_norm: float, module=None):
+def grad_norm_and_clip(parameters, max_norm: float, module=None, grad_scale: float = 1.0):
     """Total gradient L2 norm before clipping, as a tensor (no device sync); clips to ``max_norm`` when > 0.
-    Under FSDP pass the wrapped ``module``: its ``clip_grad_norm_`` reduces over shards."""
+    Under FSDP pass the wrapped ``module``: its ``clip_grad_norm_`` reduces over shards.
+
+    ``grad_scale``: the AMP loss scale the gradients still carry (fp16 '16-mixed' under manual optimisation:
+    Lightning unscales only inside ``optimizer.step()``); the limit and the returned norm are in unscaled
+    units."""
     import torch
 
-    limit = max_norm if max_norm and max_norm > 0 else float("inf")
+    limit = max_norm * grad_scale if max_norm and max_norm > 0 else float("inf")
     if module is not None and hasattr(module, "clip_grad_norm_"):
-        return module.clip_grad_norm_(limit)
+        return module.clip_grad_norm_(limit) / grad_scale
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return torch.zeros(())
-    return torch.nn.utils.clip_grad_norm_(params, limit)
+    return torch.nn.utils.clip_grad_norm_(params, limit) / grad_scale

@@ -64,7 +64,9 @@ class FitrainModule(pl.LightningModule):
 
     def on_fit_start(self):
         if self.plan.compile and self._fwd is None:
-            self._fwd = torch.compile(self.model)
+            # not registered as a submodule: its '_fwd._orig_mod.*' keys would enter the checkpoint, and
+            # Lightning restores the weights (strictly) before on_fit_start, so resuming would fail
+            self.__dict__["_fwd"] = torch.compile(self.model)
 
     # ------------------------------------------------------------------------------------ collectives
     def _gather(self, values: list[int]) -> list[list[int]]:
@@ -119,7 +121,8 @@ class FitrainModule(pl.LightningModule):
         loss_sum = accumulate_gradients(self.forward, micro, g_sup, self.trainer.world_size,
                                         backward=self.manual_backward, no_sync=no_sync)
         fsdp_root = strategy.model if type(strategy).__name__ == "FSDPStrategy" else None
-        grad_norm = grad_norm_and_clip(self.model.parameters(), plan.optim.clip_grad_norm, fsdp_root)
+        grad_norm = grad_norm_and_clip(self.model.parameters(), plan.optim.clip_grad_norm, fsdp_root,
+                                       grad_scale=amp_grad_scale(self.trainer.precision_plugin))
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
@@ -200,6 +203,15 @@ class FitrainModule(pl.LightningModule):
             random.setstate(rng["python"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def amp_grad_scale(precision_plugin) -> float:
+    """The loss scale of fp16 AMP ('16-mixed'), 1.0 otherwise: under manual optimisation the gradients are
+    still scaled when fitrain clips them (Lightning unscales inside ``optimizer.step()``)."""
+    scaler = getattr(precision_plugin, "scaler", None)
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
+        return 1.0
+    return float(scaler.get_scale())
 
 
 def _numpy_state() -> tuple:

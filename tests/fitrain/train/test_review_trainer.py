@@ -1,0 +1,47 @@
+"""Review findings in the trainer (fast unit checks, no training run)."""
+from types import SimpleNamespace
+
+import torch
+
+
+def _tiny_model():
+    from fitrain.models import ModelConfig, build_model
+
+    return build_model(ModelConfig(preset="tiny", vocab_multiple=8), 64, "sdpa", seed=0, verbose=False)
+
+
+def test_compiled_forward_is_not_saved_in_the_checkpoint_state_dict():
+    """compile=True: Lightning restores the weights (strict) *before* on_fit_start compiles again, so a
+    compiled wrapper registered as a submodule adds '_fwd._orig_mod.*' keys that make resume fail."""
+    from fitrain.training_module import FitrainModule
+
+    model = _tiny_model()
+    module = FitrainModule(model, SimpleNamespace(compile=True), {}, make_loader=None)
+    keys_before = set(module.state_dict())
+    module.on_fit_start()
+    assert module._fwd is not None
+    assert set(module.state_dict()) == keys_before
+    fresh = FitrainModule(_tiny_model(), SimpleNamespace(compile=True), {}, make_loader=None)
+    fresh.load_state_dict(module.state_dict(), strict=True)
+
+
+def test_clipping_under_fp16_amp_is_in_unscaled_units():
+    """precision=16-mixed: fitrain clips before opt.step(), where Lightning's GradScaler unscales; clipping
+    the still-scaled gradients to 1.0 would shrink the real update by the loss scale (65536)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from fitrain.objective import grad_norm_and_clip
+    from fitrain.training_module import amp_grad_scale
+
+    plugin = MixedPrecision("16-mixed", "cpu")
+    scale = amp_grad_scale(plugin)
+    assert scale == float(plugin.scaler.get_scale()) > 1
+    assert amp_grad_scale(MixedPrecision("bf16-mixed", "cpu")) == 1.0
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.full((4,), 0.25) * scale            # true gradient norm 0.5, below the limit
+    norm = grad_norm_and_clip([p], 1.0, grad_scale=scale)
+    assert abs(float(norm) - 0.5) < 1e-6
+    assert torch.allclose(p.grad / scale, torch.full((4,), 0.25))  # not clipped
+    p.grad = torch.full((4,), 2.0) * scale             # true norm 4 -> clipped to 1
+    norm = grad_norm_and_clip([p], 1.0, grad_scale=scale)
+    assert abs(float(norm) - 4.0) < 1e-5 and abs(float((p.grad / scale).norm()) - 1.0) < 1e-5
