@@ -236,9 +236,10 @@ def iter_document_pairs(cfg: InputConfig, rejects: Rejects, filtered: Rejects | 
     if scores_files and len(scores_files) != len(files):
         raise FitrainError(f"judge_score_paths: {len(scores_files)} files for {len(files)} pair files; "
                            "they must be row-aligned one to one")
+    # a document's rows may straddle two files (hub files are split by row count): the group carries over
+    current: DocumentPairs | None = None
     for i, path in enumerate(files):
         score_iter = _iter_scores(scores_files[i]) if scores_files else None
-        current: DocumentPairs | None = None
         checked = False
         for where, rec in iter_rows(path, None, rejects, cfg.hub_split):
             score = next(score_iter, _END) if score_iter is not None else None
@@ -290,8 +291,8 @@ def iter_document_pairs(cfg: InputConfig, rejects: Rejects, filtered: Rejects | 
                 synthetic_token_count=_int(rec.get(c.synthetic_token_count))))
         if score_iter is not None and next(score_iter, _END) is not _END:
             raise FitrainError(f"{scores_files[i]} has more rows than {path}; they must be row-aligned")
-        if current is not None:
-            yield current
+    if current is not None:
+        yield current
 
 
 _END = object()
