@@ -99,6 +99,8 @@ def model_state_dict(path: str | Path) -> tuple[dict, dict]:
             raise FitrainError(f"cannot consolidate sharded checkpoint {path}: {e}") from None
         ckpt.setdefault("fitrain", read_checkpoint(path)["fitrain"])
     state = ckpt.get("state_dict")
+    if state is None and path.is_dir():
+        state = ckpt.get("model")  # Lightning's FSDP sharded layout saves the module state under 'model'
     if not isinstance(state, dict):
         raise FitrainError(f"checkpoint {path} has no model state_dict")
     prefix = "model."

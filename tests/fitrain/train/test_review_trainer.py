@@ -45,3 +45,26 @@ def test_clipping_under_fp16_amp_is_in_unscaled_units():
     p.grad = torch.full((4,), 2.0) * scale             # true norm 4 -> clipped to 1
     norm = grad_norm_and_clip([p], 1.0, grad_scale=scale)
     assert abs(float(norm) - 4.0) < 1e-5 and abs(float((p.grad / scale).norm()) - 1.0) < 1e-5
+
+
+def test_sharded_fsdp_checkpoint_exports(tmp_path):
+    """Lightning's FSDPStrategy(state_dict_type='sharded') saves the weights under 'model' (not
+    'state_dict') with torch.distributed.checkpoint and the rest in meta.pt; model_state_dict (export at
+    the end of every FSDP run) must read that layout."""
+    import warnings
+
+    from torch.distributed.checkpoint import save
+
+    from fitrain.checkpoint import model_state_dict
+
+    model = _tiny_model()
+    ckpt = tmp_path / "step-00000001.ckpt"
+    ckpt.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save({"model": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint_id=ckpt)
+    torch.save({"fitrain": {"step": 1, "hf_config": model.config.to_dict()}, "global_step": 1}, ckpt / "meta.pt")
+    state, meta = model_state_dict(ckpt)
+    assert meta["step"] == 1
+    assert set(state) == set(model.state_dict())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
