@@ -257,9 +257,12 @@ class ExtractiveBackend:
 class CachedBackend:
     """Append-only JSONL cache in front of a backend. Failed completions are not cached."""
 
-    def __init__(self, inner: Backend, path: str | Path):
+    def __init__(self, inner: Backend, path: str | Path, defaults: str = ""):
+        """``defaults``: the backend's decoding defaults (temperature, token limit) as text; they are part of
+        every key, so a changed setting never reads replies made under the old one."""
         self.inner, self.path = inner, Path(path)
         self.name, self.model = inner.name, inner.model
+        self._key_model = f"{inner.model}|{defaults}"
         self._mem: dict[str, str] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -272,7 +275,7 @@ class CachedBackend:
 
     def complete(self, requests, progress=None):
         reqs = list(requests)
-        keys = [r.key(self.model) for r in reqs]
+        keys = [r.key(self._key_model) for r in reqs]
         todo = [i for i, k in enumerate(keys) if k not in self._mem]
         fresh = self.inner.complete([reqs[i] for i in todo], progress) if todo else []
         with open(self.path, "a", encoding="utf-8") as f:
@@ -288,7 +291,7 @@ class CachedBackend:
 
     def store(self, request: Request, text: str) -> None:
         """Record a reply obtained past the cache (a parse-retry): a rerun then reads the good reply."""
-        key = request.key(self.model)
+        key = request.key(self._key_model)
         self._mem[key] = text
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
@@ -308,7 +311,8 @@ def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | N
         b = ExtractiveBackend(handlers)
     else:
         raise FitrainError(f"unknown llm.backend '{cfg.backend}'; one of openai, transformers, extractive")
-    return CachedBackend(b, cfg.cache) if cfg.cache else b
+    defaults = json.dumps([cfg.backend, cfg.temperature, cfg.max_new_tokens])
+    return CachedBackend(b, cfg.cache, defaults) if cfg.cache else b
 
 
 def check_reachable(cfg: LLMConfig, timeout_s: float = 5.0) -> None:

@@ -45,3 +45,14 @@ def test_raw_prompt_goes_to_completions():
         b = make_backend(LLMConfig(model="scripted", base_url=srv.base_url))
         [c] = b.complete([Request(prompt="Instruction: hi\n\nAnswer:", stop=["STOP"])])
         assert c.text == "completions:Instruction: hi\n\nAnswer: "
+
+
+def test_cache_key_includes_backend_decoding_defaults(tmp_path):
+    with ScriptedLLMServer(lambda kind, body: Reply(text=str(body.get("max_tokens")))) as srv:
+        def ask(max_new):
+            cfg = LLMConfig(model="scripted", base_url=srv.base_url, max_new_tokens=max_new,
+                            cache=str(tmp_path / "c.jsonl"))
+            return make_backend(cfg).complete([Request(messages=[{"role": "user", "content": "q"}])])[0]
+        first, again, changed = ask(16), ask(16), ask(32)
+        assert (first.text, first.cached, again.text, again.cached) == ("16", False, "16", True)
+        assert (changed.text, changed.cached) == ("32", False)  # a new limit is never served the old reply
