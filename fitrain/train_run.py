@@ -113,12 +113,7 @@ def run(cfg: TrainConfig) -> dict:
         raise FitrainError(f"the data ran out after {module.step} steps ({module.tokens} tokens, {module.supervised} "
                            f"supervised) with data.max_epochs={cfg.data.max_epochs}, before the budget "
                            f"({describe_plan(plan)}); raise data.max_epochs or lower the budget")
-    last_val = module.last_val_loss
-    if val is not None and status == "finished":
-        last_val = module.validate()
-        if log is not None:
-            log.log({"step": module.step, "tokens": module.tokens, "supervised_tokens": module.supervised,
-                     "val_loss": last_val})
+    last_val = module.last_val_loss  # the last step validated inside fit (see FitrainModule.training_step)
     state = {"step": module.step, "tokens": module.tokens, "supervised_tokens": module.supervised,
              "last_loss": module.last_loss, "wandb_id": wandb_id, "tokenizer": meta["tokenizer"], "arm": cfg.arm,
              "data_fingerprint": fingerprint}

@@ -133,8 +133,10 @@ class FitrainModule(pl.LightningModule):
         self.loader_state = item["loader_state"]
         if (plan.max_steps and self.step >= plan.max_steps) or final:
             self.finished = True
-        do_val = (self._make_val_batches is not None and plan.val_every and self.step % plan.val_every == 0
-                  and not self.finished)
+        # the final validation happens here too, not after trainer.fit: Lightning's teardown has then moved
+        # the module to the CPU and unwrapped DDP/FSDP (NCCL all-reduce of CPU tensors, sharded weights)
+        do_val = (self._make_val_batches is not None and plan.val_every
+                  and (self.step % plan.val_every == 0 or self.finished))
         # the loss all-reduce and the host syncs happen only on logged steps (the same steps on every rank)
         logged = self.step % plan.log_every == 0 or self.finished or stop_signal or do_val
         loss = None
@@ -178,7 +180,8 @@ class FitrainModule(pl.LightningModule):
         checkpoint["fitrain"] = {
             **self.meta, "step": self.step, "tokens": self.tokens, "supervised_tokens": self.supervised,
             "finished": self.finished, "loader_state": self.loader_state, "wandb_id": self.wandb_id,
-            "last_loss": self.last_loss, "model_shape": shape_fingerprint(self.model),
+            "last_loss": self.last_loss, "last_val_loss": self.last_val_loss,
+            "model_shape": shape_fingerprint(self.model),
             "hf_config": self.model.config.to_dict(),
             "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -193,6 +196,7 @@ class FitrainModule(pl.LightningModule):
         self.loader_state = self._restored_state = meta.get("loader_state")
         self.wandb_id = meta.get("wandb_id") or self.wandb_id
         self.last_loss = meta.get("last_loss")
+        self.last_val_loss = meta.get("last_val_loss")
         rng = meta.get("rng") or {}
         if rng.get("torch") is not None:
             torch.set_rng_state(rng["torch"])

@@ -68,3 +68,35 @@ def test_sharded_fsdp_checkpoint_exports(tmp_path):
     assert meta["step"] == 1
     assert set(state) == set(model.state_dict())
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_final_validation_runs_inside_fit(pairs_shards, tmp_path, monkeypatch):
+    """After trainer.fit Lightning's teardown has moved the module to the CPU (and DDP/FSDP are unwrapped):
+    a validation there runs a GPU model on the CPU, all-reduces CPU tensors over NCCL (crash under DDP) or
+    runs FSDP-sharded weights unwrapped. The final validation must happen in the last training step."""
+    import importlib.util
+    from pathlib import Path
+
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    from fitrain.train import train
+    from fitrain.training_module import FitrainModule
+
+    spec = importlib.util.spec_from_file_location("th_review", Path(__file__).with_name("trainhelp.py"))
+    th = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(th)
+    seen = []
+    orig = FitrainModule.validate
+
+    def spy(self):
+        seen.append(self.trainer.state.status)
+        return orig(self)
+
+    monkeypatch.setattr(FitrainModule, "validate", spy)
+    cfg = th.tiny_config(tmp_path, pairs_shards, max_steps=3, val_every=2, export_hf=False)
+    cfg.data.val_path, cfg.data.val_rows = str(pairs_shards), 8
+    summary = train(cfg)
+    assert seen == [TrainerStatus.RUNNING] * 2            # step 2, and the last step (3)
+    val_rows = [r for r in th.rows(tmp_path) if r["val_loss"]]
+    assert [int(r["step"]) for r in val_rows] == [2, 3]
+    assert summary["val_loss"] == float(val_rows[-1]["val_loss"])
