@@ -18,7 +18,7 @@ from fitrain.errors import FitrainError
 from fitrain.llm import Request
 from fitrain_eval.judges.common import Judge, parse_number
 
-PROMPT_VERSION = "mtbench101-turn-v1"
+PROMPT_VERSION = "mtbench101-turn-v2"
 
 # One line per task: what a good answer to the current turn does (our wording of the task definitions).
 RUBRICS = {
@@ -46,6 +46,9 @@ TASKS = tuple(sorted(RUBRICS))
 # the benchmark's ``skip_first_tasks``: their first turn only sets up the context (gold answer fed as
 # history); it is neither generated nor judged
 SKIP_FIRST_TASKS = ("FR", "CR", "AR", "SA", "SC", "CM")
+# as in the benchmark's judge prompts, only the reasoning tasks show the judge the gold answer; for the others
+# (e.g. self-correction, instruction clarification) a gold reply would steer the judge toward one wording
+REFERENCE_TASKS = ("MR", "GR")
 
 
 @dataclass
@@ -145,8 +148,8 @@ def judge_request(d: Dialogue, t: int, answer: str) -> Request:
         "You evaluate one assistant turn of a multi-turn dialogue.\n"
         f"Task {d.task}. {RUBRICS[d.task]}\n\n"
         f"Earlier dialogue:\n{ctx}\n\nCurrent user turn:\n{d.history[t]['user']}\n\n"
-        f"Reference answer (for guidance):\n{d.history[t]['bot']}\n\n"
-        f"Assistant's answer to evaluate:\n{answer}\n\n"
+        + (f"Reference answer (for guidance):\n{d.history[t]['bot']}\n\n" if d.task in REFERENCE_TASKS else "")
+        + f"Assistant's answer to evaluate:\n{answer}\n\n"
         "Score the assistant's answer from 1 (fails the task) to 10 (excellent). Reply with a short reason, "
         "then the score in double brackets, e.g. [[6]].")
     return Request(messages=[{"role": "user", "content": text}], task=PROMPT_VERSION,
