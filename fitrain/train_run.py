@@ -16,7 +16,7 @@ def run(cfg: TrainConfig) -> dict:
 
     from fitrain.callbacks import SignalFlag, StepHooks, requeue_slurm_job
     from fitrain.checkpoint import check_compatible, read_checkpoint
-    from fitrain.loader import PackedLoader
+    from fitrain.loader import PackedLoader, pad_id_of
     from fitrain.metrics import MetricsLog, device_name, new_run_id, peak_flops
     from fitrain.models import build_model, flops_per_token, select_attention, shape_fingerprint
     from fitrain.tokenizer import load_tokenizer, tokenizer_hash, vocab_size_of
@@ -33,6 +33,10 @@ def run(cfg: TrainConfig) -> dict:
     if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
         raise FitrainError(f"tokenizer {tok_path} needs a pad token distinct from EOS: padding is told apart from "
                            "text by its id when tokens are counted")
+    data_pad = pad_id_of(manifest)
+    if data_pad is not None and data_pad != tok.pad_token_id:
+        raise FitrainError(f"data.path was prepared with pad id {data_pad} but the tokenizer {tok_path} pads with "
+                           f"{tok.pad_token_id}: use the tokenizer the data was prepared with")
     tok_vocab = vocab_size_of(tok)
     if int(manifest.get("vocab_size", 0) or 0) > tok_vocab:
         raise FitrainError(f"data.path was prepared with a {manifest['vocab_size']}-token vocabulary but the "

@@ -157,3 +157,16 @@ def test_preemption_signal_checkpoints_and_resume_matches_uninterrupted_run(run_
     assert sorted(b) == list(range(1, 9))  # each step logged once
     for step in b:
         assert (a[step]["loss"], a[step]["grad_norm"]) == (b[step]["loss"], b[step]["grad_norm"]), step
+
+
+def test_tokenizer_with_another_pad_id_is_refused(pairs_shards, tmp_path):
+    import json
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(pairs_shards, data)
+    m = json.loads((data / "manifest.json").read_text())
+    m["tokenizer"]["pad_token_id"] = 7  # as if prepared with a tokenizer that pads with 7
+    (data / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FitrainError, match="prepared with pad id 7"):
+        train(th.tiny_config(tmp_path / "x", data, max_steps=1))
