@@ -68,8 +68,9 @@ class StepHooks:
     """Called by the training module after every step (all ranks; files only on global rank 0)."""
 
     def __init__(self, plan: Any, run_dir: Path, log: MetricsLog | None, progress: bool, flops_per_token: float | None,
-                 peak_flops: float | None):
+                 peak_flops: float | None, eval_command: str = ""):
         self.plan, self.run_dir, self.log = plan, Path(run_dir), log
+        self.eval_command = eval_command
         self.flops_per_token, self.peak = flops_per_token, peak_flops
         self.show_progress = progress
         self.bar = None
@@ -138,6 +139,8 @@ class StepHooks:
         trainer.strategy.barrier("fitrain_ckpt_saved")
         if trainer.is_global_zero:
             publish(ckpt_dir, tmp, final, self.plan.keep_checkpoints)
+            if self.eval_command:
+                launch_checkpoint_eval(self.eval_command, final, self.run_dir)
         trainer.strategy.barrier("fitrain_ckpt_published")
         self.last_checkpoint = final
         return final
@@ -146,3 +149,19 @@ class StepHooks:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def launch_checkpoint_eval(command: str, checkpoint: Path, run_dir: Path):
+    """Start ``command`` (with ``{checkpoint}`` and ``{run_dir}`` filled in) in the background and return at
+    once: training never waits for evaluation. Locally it is e.g. ``fitrain eval eval/local
+    model={checkpoint}``; on a cluster ``sbatch ... --wrap 'fitrain eval eval/local model={checkpoint}'``
+    makes it a Slurm job per checkpoint. Its output goes to ``logs/eval-<checkpoint>.log``. Keep enough
+    checkpoints (``keep_checkpoints``, 0 = all) that a queued evaluation still finds its own."""
+    import shlex
+
+    logs = Path(run_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = command.format(checkpoint=shlex.quote(str(checkpoint)), run_dir=shlex.quote(str(run_dir)))
+    with open(logs / f"eval-{checkpoint.stem}.log", "ab") as out:
+        return subprocess.Popen(cmd, shell=True, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)

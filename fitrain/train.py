@@ -61,6 +61,10 @@ class TrainConfig:
     val_every: int = 0             # steps between validations (0 = none; needs data.val_path)
     checkpoint_every: int = 1000   # steps (0 = only at the end and on SIGUSR1/SIGTERM)
     keep_checkpoints: int = 2
+    # run in the background after each checkpoint ({checkpoint}, {run_dir} filled in), e.g.
+    # "fitrain eval eval/local model={checkpoint}", or with sbatch --wrap for a Slurm job per checkpoint;
+    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all)
+    eval_on_checkpoint: str = ""
     resume: str = "auto"           # auto (latest in run_dir/checkpoints) | never | <checkpoint path>
     requeue_on_sigusr1: bool = True  # under Slurm: after the preemption checkpoint, scontrol requeue
     export_hf: bool = True         # export <run_dir>/hf at the end

@@ -91,7 +91,7 @@ def run(cfg: TrainConfig) -> dict:
               + (f" (resuming {ckpt_path}, step {resumed['step']})" if resumed else ""), file=sys.stderr, flush=True)
     seq_len = int(manifest.get("seq_len", 0) or model.config.max_position_embeddings)
     hooks = StepHooks(plan, run_dir, log, cfg.progress_bar, flops_per_token(model, seq_len),
-                      peak_flops(device_name()) if device_type == "cuda" else None)
+                      peak_flops(device_name()) if device_type == "cuda" else None, cfg.eval_on_checkpoint)
     module = FitrainModule(model, plan, meta, make_loader, val, on_step=hooks)
     signals = SignalFlag()
 

@@ -170,3 +170,23 @@ def test_tokenizer_with_another_pad_id_is_refused(pairs_shards, tmp_path):
     (data / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FitrainError, match="prepared with pad id 7"):
         train(th.tiny_config(tmp_path / "x", data, max_steps=1))
+
+
+def test_eval_on_checkpoint_runs_in_the_background_per_checkpoint(pairs_shards, tmp_path):
+    import sys
+    import time
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    # the command records which checkpoint it was given and that the file existed when it ran
+    cmd = (f"{sys.executable} -c \"import pathlib,sys; p=pathlib.Path(sys.argv[1]); "
+           f"(pathlib.Path(sys.argv[2])/p.name).write_text(str(p.exists()))\" {{checkpoint}} {marks}")
+    cfg = th.tiny_config(tmp_path / "run", pairs_shards, max_steps=4, checkpoint_every=2, keep_checkpoints=0,
+                         eval_on_checkpoint=cmd)
+    train(cfg)
+    deadline = time.time() + 30
+    while len(list(marks.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    got = {p.name: p.read_text() for p in marks.iterdir()}
+    assert got == {"step-00000002.ckpt": "True", "step-00000004.ckpt": "True"}
+    assert (tmp_path / "run" / "logs" / "eval-step-00000002.log").is_file()
