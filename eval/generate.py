@@ -181,23 +181,3 @@ def save_generations(path: str | Path, gens: list[Generation], info: dict) -> No
         f.write(json.dumps({"_header": info}, ensure_ascii=False) + "\n")
         for g in gens:
             f.write(json.dumps(g.to_dict(), ensure_ascii=False) + "\n")
-
-
-def load_generations(path: str | Path) -> tuple[dict, list[Generation]]:
-    p = Path(path)
-    if not p.is_file():
-        raise FitrainError(f"generations file not found: {p}")
-    info: dict = {}
-    gens = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FitrainError(f"{p}:{i}: not JSON ({e})") from None
-        if "_header" in rec:
-            info = rec["_header"]
-            continue
-        gens.append(Generation(str(rec["id"]), rec.get("prompt"), rec.get("output"), rec.get("meta", {})))
-    return info, gens

@@ -335,13 +335,6 @@ def iter_documents(cfg: InputConfig, rejects: Rejects) -> Iterator[Document]:
             yield Document(doc_id, text)
 
 
-def documents_of(groups: Iterable[DocumentPairs]) -> Iterator[Document]:
-    """The source documents of pair groups (for the token-matched standard baseline)."""
-    for g in groups:
-        if g.document.text:
-            yield g.document
-
-
 # ---------------------------------------------------------------------------------------------- write
 def pair_rows(groups: Iterable[DocumentPairs], extra: bool = True) -> Iterator[dict]:
     """Rows in the released layout (text/token_count on each document's first row only)."""
