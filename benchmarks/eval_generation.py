@@ -22,8 +22,8 @@ def build(tmp: Path):
     from pydoc_data.topics import topics
     from transformers import AutoTokenizer
 
-    from fitrain.models import ModelConfig, build_model
-    from fitrain.tokenizer import TokenizerConfig, train_tokenizer_from_texts
+    from fitrain.train.model import ModelConfig, build_model
+    from fitrain.data.tokenizer import TokenizerConfig, train_tokenizer_from_texts
 
     tok_dir = train_tokenizer_from_texts([topics[k] for k in sorted(topics)],
                                          TokenizerConfig(out=str(tmp / "tok"), vocab_size=1000))
@@ -32,7 +32,7 @@ def build(tmp: Path):
     # every output would be whitespace (the Generator refuses all-empty outputs)
     model = build_model(ModelConfig(preset="tiny", tie_embeddings=False), len(tok), seed=0,
                         token_ids={"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id})
-    model.config.use_cache = True  # as fitrain.export writes it
+    model.config.use_cache = True  # as fitrain.train.export writes it
     out = tmp / "hf"
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -53,8 +53,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from fitrain.accounting import Rejects
-    from fitrain.llm import LLMConfig
+    from fitrain.core.accounting import Rejects
+    from fitrain.core.llm import LLMConfig
     from fitrain_eval.generate import GenerationConfig, Generator
 
     torch.manual_seed(0)

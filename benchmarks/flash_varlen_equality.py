@@ -1,5 +1,5 @@
 """On a GPU with flash-attn: packed logits through flash_attention_2 varlen (cu_seq_lens/max_length passed
-explicitly by fitrain.models.forward_logits) equal (a) the sdpa packed logits of the same weights and
+explicitly by fitrain.train.model.forward_logits) equal (a) the sdpa packed logits of the same weights and
 (b) each document run alone; and a leak check: the same packed rows with *no* varlen kwargs and batch > 1
 (what transformers does when they are not passed) are printed for contrast.
 
@@ -26,7 +26,7 @@ def main() -> None:
     import torch
     from transformers.utils import is_flash_attn_2_available
 
-    from fitrain.models import ModelConfig, build_model, forward_logits
+    from fitrain.train.model import ModelConfig, build_model, forward_logits
 
     if not (torch.cuda.is_available() and is_flash_attn_2_available()):
         raise SystemExit("needs a CUDA GPU and the flash-attn package")

@@ -4,10 +4,10 @@
     python benchmarks/gpu_throughput_mfu.py [--seq-len 4096] [--micro-batch 2] [--steps 12] [--skip 4]
                                             [--attention auto] [--compile] [--activation-checkpointing]
 
-It runs fitrain's own step (fitrain.objective.accumulate_gradients: exact normalisation, sum CE in fp32),
+It runs fitrain's own step (fitrain.train.loss.accumulate_gradients: exact normalisation, sum CE in fp32),
 bf16 autocast, fused AdamW and clipping on packed synthetic rows (documents of random lengths with
 per-document position ids, so flash-attn varlen / sdpa see real packing). Reference in the same run: the
-device's peak dense bf16 FLOP/s (fitrain.metrics.PEAK_BF16_FLOPS); MFU = tokens/s x FLOPs/token / peak,
+device's peak dense bf16 FLOP/s (fitrain.train.metrics.PEAK_BF16_FLOPS); MFU = tokens/s x FLOPs/token / peak,
 with FLOPs/token = 6 x non-embedding params + 6 x vocab x dim + 12 x layers x dim x seq_len. Published
 anchors (engineering notes): OLMo2-1B ~55k tok/s/GPU on H100; MPT-1B 41.8% MFU.
 """
@@ -50,10 +50,10 @@ def main() -> None:
 
     import torch
 
-    from fitrain.metrics import peak_flops
-    from fitrain.models import ModelConfig, build_model, count_parameters, flops_per_token, forward_logits, \
+    from fitrain.train.metrics import peak_flops
+    from fitrain.train.model import ModelConfig, build_model, count_parameters, flops_per_token, forward_logits, \
         select_attention
-    from fitrain.objective import OptimConfig, accumulate_gradients, build_optimizer, grad_norm_and_clip
+    from fitrain.train.loss import OptimConfig, accumulate_gradients, build_optimizer, grad_norm_and_clip
 
     if not torch.cuda.is_available():
         raise SystemExit("gpu_throughput_mfu.py needs a CUDA GPU")
@@ -100,7 +100,7 @@ def main() -> None:
     if peak:
         print(f"MFU: {tps * fpt / peak:.3f} (FLOPs/token {fpt / 1e9:.2f} G, peak {peak / 1e12:.0f} TFLOP/s bf16)")
     else:
-        print(f"MFU: unknown peak for '{name}' (add it to fitrain.metrics.PEAK_BF16_FLOPS)")
+        print(f"MFU: unknown peak for '{name}' (add it to fitrain.train.metrics.PEAK_BF16_FLOPS)")
 
 
 if __name__ == "__main__":

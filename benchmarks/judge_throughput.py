@@ -1,5 +1,5 @@
 """Judge requests/s against the local scripted OpenAI-compatible server (tests/helpers/llm_server.py), at
-the configured concurrency vs concurrency 1, through fitrain_eval's Judge (fitrain.llm's async client,
+the configured concurrency vs concurrency 1, through fitrain_eval's Judge (fitrain.core.llm's async client,
 parse + retry bookkeeping included; no cache).
 
     .venv/bin/python benchmarks/judge_throughput.py [--requests 200] [--latency-ms 50] [--concurrency 16]
@@ -24,8 +24,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=0, help="0 = LLMConfig's default max_concurrency")
     args = ap.parse_args()
 
-    from fitrain.accounting import Rejects
-    from fitrain.llm import LLMConfig, Request
+    from fitrain.core.accounting import Rejects
+    from fitrain.core.llm import LLMConfig, Request
     from fitrain_eval.judges.common import Judge, JudgeConfig
     from fitrain_eval.judges.mtbench101 import parse_score
     from tests.helpers.llm_server import Reply, ScriptedLLMServer

@@ -31,7 +31,7 @@ def main() -> None:
     from data_gen.index import TemplateIndex
     from data_gen.match import candidates
     from data_gen.pipeline import run
-    from fitrain.corpus import CorpusConfig, iter_builtin_documents
+    from fitrain.data.corpus import CorpusConfig, iter_builtin_documents
 
     cfg = DataGenConfig(run_dir=tempfile.mkdtemp(prefix="thr_"), progress=False)
     cfg.encoder.max_length = 256

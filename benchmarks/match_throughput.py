@@ -120,7 +120,7 @@ def main() -> None:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
 
-    from fitrain.corpus import CorpusConfig, iter_builtin_documents
+    from fitrain.data.corpus import CorpusConfig, iter_builtin_documents
 
     from data_gen.pipeline import run
 

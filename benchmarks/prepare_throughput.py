@@ -46,12 +46,12 @@ def main() -> None:
 
     from pydoc_data.topics import topics
 
-    from fitrain.formatting import FormatConfig
-    from fitrain.loader import PackedLoader
-    from fitrain.prepare import PrepareConfig, prepare
-    from fitrain.records import Document, DocumentPairs, InputConfig, Pair, write_pairs_parquet
-    from fitrain.shards import open_prepared
-    from fitrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer_from_texts
+    from fitrain.data.formatting import FormatConfig
+    from fitrain.data.loader import PackedLoader
+    from fitrain.data.prepare import PrepareConfig, prepare
+    from fitrain.data.records import Document, DocumentPairs, InputConfig, Pair, write_pairs_parquet
+    from fitrain.data.shards import open_prepared
+    from fitrain.data.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer_from_texts
     from tests.fitrain.data.dolly import dolly_groups, write_dolly_pairs
 
     tmp = Path(tempfile.mkdtemp(prefix="fitrain-bench-"))

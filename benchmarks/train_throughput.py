@@ -3,7 +3,7 @@ in the same run (aim >= 0.95).
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 16] [--skip 4] [--repeats 2] [--seq-len 512]
 
-Data: the pydoc topics (real English text) as documents, a 1000-token BPE, `fitrain.prepare` into rows of
+Data: the pydoc topics (real English text) as documents, a 1000-token BPE, `fitrain.data.prepare` into rows of
 --seq-len. Model: a ~5M-parameter Llama (dim 256, 4 layers, 8 heads, untied) at batch 8 x seq-len, fp32
 on CPU (bf16-mixed with --precision bf16-mixed). Both sides read the same PackedLoader batches (same seed),
 compute the same loss (sum CE / supervised targets), clip, step AdamW and the schedule. The rate is tokens
@@ -26,9 +26,9 @@ def make_data(tmp: Path, seq_len: int) -> tuple[Path, Path]:
 
     from pydoc_data.topics import topics
 
-    from fitrain.prepare import PrepareConfig, prepare
-    from fitrain.records import InputConfig
-    from fitrain.tokenizer import TokenizerConfig, train_tokenizer_from_texts
+    from fitrain.data.prepare import PrepareConfig, prepare
+    from fitrain.data.records import InputConfig
+    from fitrain.data.tokenizer import TokenizerConfig, train_tokenizer_from_texts
 
     texts = [topics[k] for k in sorted(topics)]
     tok = train_tokenizer_from_texts(texts, TokenizerConfig(out=str(tmp / "tok"), vocab_size=1000))
@@ -42,7 +42,7 @@ def make_data(tmp: Path, seq_len: int) -> tuple[Path, Path]:
 
 
 def fitrain_config(run_dir: Path, data: Path, steps: int, precision: str):
-    from fitrain.train import TrainConfig
+    from fitrain.train.config import TrainConfig
 
     cfg = TrainConfig(run_dir=str(run_dir), max_steps=steps, log_every=1, checkpoint_every=0, progress_bar=False,
                       export_hf=False, precision=precision, accelerator="cpu", devices=1, resume="never")
@@ -56,8 +56,8 @@ def fitrain_config(run_dir: Path, data: Path, steps: int, precision: str):
 
 def run_fitrain(cfg, skip: int) -> tuple[float, float]:
     """(tokens/s over the timed window, median tokens per step / median step time)."""
-    from fitrain.metrics import read_metrics
-    from fitrain.train import train
+    from fitrain.train.metrics import read_metrics
+    from fitrain.train.config import train
 
     train(cfg)
     rows = [r for r in read_metrics(Path(cfg.run_dir) / "logs" / "metrics.csv") if r["loss"] is not None]
@@ -72,11 +72,11 @@ def run_bare(cfg, skip: int) -> tuple[float, float]:
     """The same step by hand: no Lightning, no hooks, no logging."""
     import torch
 
-    from fitrain.loader import PackedLoader
-    from fitrain.models import build_model, forward_logits
-    from fitrain.objective import build_optimizer, sum_cross_entropy
-    from fitrain.tokenizer import load_tokenizer
-    from fitrain.train import manifest_of, tokenizer_path
+    from fitrain.data.loader import PackedLoader
+    from fitrain.train.model import build_model, forward_logits
+    from fitrain.train.loss import build_optimizer, sum_cross_entropy
+    from fitrain.data.tokenizer import load_tokenizer
+    from fitrain.train.config import manifest_of, tokenizer_path
 
     manifest = manifest_of(cfg.data.path, "data")
     tok = load_tokenizer(tokenizer_path(cfg, manifest))

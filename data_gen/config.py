@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fitrain.llm import LLMConfig
+from fitrain.core.llm import LLMConfig
 
 STAGES = ("templatize", "index", "match", "instantiate", "judge", "write")
 # the RunLayout directory of each stage's output
@@ -74,7 +74,7 @@ class IndexConfig:
 @dataclass
 class MatchConfig:
     documents: list[str] = field(default_factory=list)  # jsonl/parquet files or globs
-    builtin_corpus: bool = False                       # no documents: the Python documentation corpus (fitrain.corpus)
+    builtin_corpus: bool = False                       # no documents: the Python documentation corpus (fitrain.data.corpus)
     text_column: str = "text"
     id_column: str = ""                                # '' = file:row
     max_documents: int = 0                             # 0 = all
@@ -107,7 +107,7 @@ class JudgeConfig:
 
 @dataclass
 class WriteConfig:
-    """Write-out is budget-free: ``fitrain prepare`` applies the token-for-token budget (fitrain.budget)
+    """Write-out is budget-free: ``fitrain prepare`` applies the token-for-token budget (fitrain.data.budget)
     with the experiment's tokenizer, which may not exist yet when data is generated."""
 
     extra_columns: bool = True         # judge_score, excerpt_fraction, chunk_index, slot_count

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_gen.config import EncoderConfig, PoolingConfig
-from fitrain.errors import FitrainError
+from fitrain.core.errors import FitrainError
 
 
 def default_model_path() -> str:

@@ -1,4 +1,4 @@
-"""Offline extractive handlers for ``fitrain.llm.ExtractiveBackend``.
+"""Offline extractive handlers for ``fitrain.core.llm.ExtractiveBackend``.
 
 **A lightweight fallback, not the paper's method.** It lets the whole pipeline run on a CPU with no
 language model: it honours the templatize / instantiate / judge contracts (same JSON in, same replies out,
@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from data_gen.excerpts import ExcerptError, expand_excerpts
-from fitrain.errors import FitrainError
-from fitrain.llm import Completion, ExtractiveBackend, Request
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Completion, ExtractiveBackend, Request
 
 STOP = set("""a an the and or but if of to in on at by for with from as is are was were be been being do does did
 how what which who whom whose why when where can could should would will shall may might must i you he she it we they
@@ -132,7 +132,7 @@ def excerpt_marker(doc: str, a: int, b: int) -> str:
 
 class ExtractiveHandlers:
     """The offline handlers. ``backend()`` gives a batched ExtractiveBackend; ``handlers()`` the plain
-    task -> handler map (one request at a time) for ``fitrain.llm.ExtractiveBackend``."""
+    task -> handler map (one request at a time) for ``fitrain.core.llm.ExtractiveBackend``."""
 
     def __init__(self, encoder):
         self.encoder = encoder

@@ -17,8 +17,8 @@ import numpy as np
 
 from data_gen.config import DataGenConfig, IndexConfig
 from data_gen.shards import StageStats, require_done, run_shards, shard_dir
-from fitrain.errors import FitrainError
-from fitrain.io import atomic_path, is_done, mark_done, read_json, write_json
+from fitrain.core.errors import FitrainError
+from fitrain.core.io import atomic_path, is_done, mark_done, read_json, write_json
 
 
 def choose_kind(cfg: IndexConfig, n: int) -> str:

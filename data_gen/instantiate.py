@@ -18,8 +18,8 @@ from data_gen.excerpts import ExcerptError, expand_excerpts
 from data_gen.prompting import extract_json, load_prompt
 from data_gen.shards import (StageStats, iter_parquet, parquet_sink, progress_bar, read_parquet_rows,
                              require_done, run_shards, shard_dir)
-from fitrain.errors import FitrainError
-from fitrain.llm import Backend, complete_parsed
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Backend, complete_parsed
 
 BATCH = 256
 NULL = object()  # the template does not fit the document

@@ -15,7 +15,7 @@ from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
 from data_gen.shards import (StageStats, iter_parquet, parquet_sink, progress_bar, read_parquet_rows,
                              require_done, run_shards, shard_dir)
-from fitrain.llm import Backend, complete_parsed
+from fitrain.core.llm import Backend, complete_parsed
 
 BATCH = 256
 _SCORE_TAG = re.compile(r"<score>\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5)?\s*</score>", re.IGNORECASE)

@@ -19,10 +19,11 @@ from typing import Iterator
 import numpy as np
 
 from data_gen.config import DataGenConfig, MatchConfig
-from data_gen.shards import StageStats, doc_rng, parquet_sink, progress_bar, run_shards
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.records import Document, InputConfig, iter_documents
+from data_gen.shards import StageStats, parquet_sink, progress_bar, run_shards
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.rng import item_rng
+from fitrain.data.records import Document, InputConfig, iter_documents
 
 
 def doc_schema():
@@ -84,7 +85,7 @@ def sample_templates(doc_id: str, cands: dict[int, tuple[float, int]], slot_coun
     rows = np.array(sorted(cands), dtype=np.int64)
     w = slot_weights(slot_counts[rows], target)
     take = min(n, int((w > 0).sum()))
-    return [int(r) for r in doc_rng(seed, doc_id, "match").choice(rows, size=take, replace=False, p=w)]
+    return [int(r) for r in item_rng(seed, "match", doc_id).choice(rows, size=take, replace=False, p=w)]
 
 
 def target_distribution(m: MatchConfig, index_meta: dict) -> dict[int, float]:

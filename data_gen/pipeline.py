@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 from data_gen.config import STAGE_DIRS, STAGES, DataGenConfig
-from fitrain.errors import FitrainError
-from fitrain.io import read_json, write_json
-from fitrain.llm import Backend, CachedBackend, LLMConfig, make_backend
-from fitrain.runs import RunLayout
+from fitrain.core.errors import FitrainError
+from fitrain.core.io import read_json, write_json
+from fitrain.core.llm import Backend, CachedBackend, LLMConfig, make_backend
+from fitrain.core.layout import RunLayout
 
 __all__ = ["DataGenConfig", "run", "plan", "STAGES"]
 
@@ -73,7 +73,7 @@ def _stage_llm(cfg: DataGenConfig, stage: str, layout: RunLayout):
         return
     from data_gen.serve import served
 
-    log = Path(cfg.serve.log) if cfg.serve.log else layout.root / "data_gen" / f"vllm-{stage}.log"
+    log = Path(cfg.serve.log) if cfg.serve.log else layout.server_log(stage)
     with served(llm, cfg.serve, log) as pointed:
         yield pointed
 
@@ -93,7 +93,7 @@ def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None =
         t0 = time.perf_counter()
         with _stage_llm(cfg, stage, layout) as llm:
             if llm is not None and llm.backend == "openai":
-                from fitrain.llm import check_reachable
+                from fitrain.core.llm import check_reachable
 
                 check_reachable(llm)
             if stage == "templatize":
@@ -121,10 +121,10 @@ def _builtin_corpus(cfg: DataGenConfig, layout: RunLayout, log) -> None:
     if cfg.match.documents or not cfg.match.builtin_corpus:
         return
     try:
-        from fitrain.corpus import CorpusConfig, write_builtin_corpus
+        from fitrain.data.corpus import CorpusConfig, write_builtin_corpus
     except ImportError as e:
-        raise FitrainError(f"match.builtin_corpus needs fitrain.corpus ({e}); name match.documents instead") from None
-    out = layout.root / "corpus"
+        raise FitrainError(f"match.builtin_corpus needs fitrain.data.corpus ({e}); name match.documents instead") from None
+    out = layout.corpus
     if not (out / "stats.json").is_file():
         stats = write_builtin_corpus(CorpusConfig(max_documents=cfg.match.max_documents), out)
         log(f"[match] built-in corpus: {stats['documents']} documents in {out}")
@@ -140,13 +140,13 @@ def _report(layout: RunLayout) -> None:
         if p.is_file():
             rep[stage] = read_json(p)
     if rep:
-        write_json(layout.root / "data_gen" / "report.json", rep)
+        write_json(layout.data_gen_report, rep)
 
 
 def plan(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None) -> list[dict]:
     """What ``run`` would do, without loading any model: per stage, its shards and which are done."""
     from data_gen.shards import selected_shards, shard_dir
-    from fitrain.io import is_done
+    from fitrain.core.io import is_done
 
     layout = RunLayout.of(cfg.run_dir)
     rows = []

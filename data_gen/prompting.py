@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fitrain.errors import FitrainError
-from fitrain.llm import Request
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Request
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 _FIELD = re.compile(r"\{\{\s*(\w+)\s*\}\}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from data_gen.config import ServeConfig
-from fitrain.errors import FitrainError
-from fitrain.llm import LLMConfig
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import LLMConfig
 
 
 def _healthy(base: str, timeout: float = 2.0) -> bool:

@@ -13,18 +13,16 @@ split that needs no count up front). On Slurm, ``SLURM_ARRAY_TASK_ID`` picks the
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
 
 
 @dataclass
@@ -153,11 +151,6 @@ def require_done(directory: Path, what: str) -> None:
     if not is_done(directory):
         raise FitrainError(f"{what} is not finished: {directory} has no _SUCCESS marker; run that stage first")
 
-
-def doc_rng(seed: int, key: str, salt: str) -> np.random.Generator:
-    """A generator that depends only on (seed, key, salt): the same choice whatever shard a document is in."""
-    h = int.from_bytes(hashlib.blake2b(f"{salt}\0{key}".encode("utf-8"), digest_size=8).digest(), "little")
-    return np.random.default_rng([seed & 0xFFFFFFFF, h & 0xFFFFFFFF, h >> 32])
 
 
 # ---------------------------------------------------------------------------------------------- parquet

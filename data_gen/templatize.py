@@ -18,10 +18,10 @@ from typing import Callable, Iterator
 from data_gen.config import DataGenConfig
 from data_gen.prompting import extract_json, load_prompt
 from data_gen.shards import StageStats, iter_parquet, parquet_sink, run_shards, shard_dir
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.llm import Backend, complete_parsed
-from fitrain.records import expand_paths, iter_rows
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Backend, complete_parsed
+from fitrain.data.records import expand_paths, iter_rows
 
 SLOT = re.compile(r"<fi>(.*?)</fi>", re.DOTALL)
 TAG = re.compile(r"</?fi>")

@@ -6,7 +6,7 @@ layout (``warc_record_id``, ``text`` and ``token_count`` on each document's firs
 
 Write-out is budget-free by design: the token-for-token budget needs token counts under the experiment's
 tokenizer (formatted pair incl. EOS, document incl. EOS), and that tokenizer is often trained after the data
-exists. ``fitrain prepare`` applies it with fitrain.budget.TokenBudget, the one implementation, so
+exists. ``fitrain prepare`` applies it with fitrain.data.budget.TokenBudget, the one implementation, so
 ``token_count`` and ``synthetic_token_count`` are left empty here.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from data_gen.config import DataGenConfig
 from data_gen.shards import StageStats, iter_parquet, require_done, run_shards, shard_dir
-from fitrain.records import Document, DocumentPairs, Pair, write_pairs_parquet
+from fitrain.data.records import Document, DocumentPairs, Pair, write_pairs_parquet
 
 FINAL_GLOB = "shard-*/pairs.parquet"
 

@@ -5,7 +5,7 @@ Texts are lower-cased and split into word tokens (``\\w+``). An eval item is *co
 ``include_documents``, the source documents), the instance-level rule of Tulu-3's decontamination. Items
 shorter than ``ngram`` words cannot be checked and are counted as ``too_short``.
 
-Training data are read through :mod:`fitrain.records` (pairs or raw documents); eval sets through the
+Training data are read through :mod:`fitrain.data.records` (pairs or raw documents); eval sets through the
 judges' own loaders, so both sides see exactly what training and evaluation see.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.records import InputConfig
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.data.records import InputConfig
 
 WORD = re.compile(r"\w+")
 BENCHMARKS = ("mixeval", "mixeval_hard", "mtbench101", "alpaca_eval")
@@ -70,7 +70,7 @@ class Index:
 
 
 def training_texts(cfg: InputConfig, include_documents: bool, rejects: Rejects):
-    from fitrain.records import iter_document_pairs, iter_documents
+    from fitrain.data.records import iter_document_pairs, iter_documents
 
     if cfg.kind == "documents":
         for d in iter_documents(cfg, rejects):

@@ -2,13 +2,13 @@
 
 ``prompt_format``:
 
-* ``instruction`` (default): the pair text format of :mod:`fitrain.formatting`; a single turn is
+* ``instruction`` (default): the pair text format of :mod:`fitrain.data.formatting`; a single turn is
   ``FormatConfig.generation_prompt(instruction)`` (``Instruction: ...\\n\\nAnswer:``); earlier turns of a
   multi-turn dialogue are rendered as complete pairs before it, separated by a blank line;
 * ``chat``: the tokenizer's chat template (transformers backend) or the server's (OpenAI-compatible);
 * ``raw``: the last user message as is.
 
-Backends come from :mod:`fitrain.llm`: ``transformers`` on the exported directory (CPU/GPU), or any
+Backends come from :mod:`fitrain.core.llm`: ``transformers`` on the exported directory (CPU/GPU), or any
 OpenAI-compatible server (``vllm serve DIR``). Every output is saved with the exact prompt it answered.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.formatting import FormatConfig
-from fitrain.llm import LLMConfig, Request
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.data.formatting import FormatConfig
+from fitrain.core.llm import LLMConfig, Request
 
 PROMPT_FORMATS = ("instruction", "chat", "raw")
 
@@ -54,7 +54,7 @@ class Generator:
     """Turns chat-style dialogues into requests in the model's training format and generates."""
 
     def __init__(self, cfg: GenerationConfig, backend=None):
-        from fitrain.llm import check_reachable, make_backend
+        from fitrain.core.llm import check_reachable, make_backend
 
         if cfg.prompt_format not in PROMPT_FORMATS:
             raise FitrainError(f"generation.prompt_format must be one of {PROMPT_FORMATS}, got '{cfg.prompt_format}'")
@@ -175,7 +175,7 @@ def check_model_dir(path: str) -> Path:
 
 def save_generations(path: str | Path, gens: list[Generation], info: dict) -> None:
     """JSONL, one line per item, each with the exact prompt; the first line is a header with ``info``."""
-    from fitrain.io import atomic_path
+    from fitrain.core.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(json.dumps({"_header": info}, ensure_ascii=False) + "\n")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fitrain.errors import FitrainError
-from fitrain.formatting import FormatConfig
+from fitrain.core.errors import FitrainError
+from fitrain.data.formatting import FormatConfig
 
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 FORMATS = ("plain", "instruction")
@@ -204,7 +204,7 @@ def run_harness(model_dir: str | Path, cfg: HarnessConfig, out_dir: str | Path,
             _save_samples(out_dir / f"{fmt_name}_samples.jsonl", samples, handle_non_serializable)
         res["fitrain"] = {"format": fmt_name, "model": str(model_dir),
                           "template": (format_config or FormatConfig()).template if fmt_name == "instruction" else None}
-        from fitrain.io import atomic_path
+        from fitrain.core.io import atomic_path
 
         with atomic_path(out_dir / f"{fmt_name}.json") as tmp:
             tmp.write_text(json.dumps(res, indent=2, default=handle_non_serializable))
@@ -213,7 +213,7 @@ def run_harness(model_dir: str | Path, cfg: HarnessConfig, out_dir: str | Path,
 
 
 def _save_samples(path: Path, samples: dict, default) -> None:
-    from fitrain.io import atomic_path
+    from fitrain.core.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for task, rows in samples.items():

@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.layout import RunLayout, TrainDir
 
 LOSS_COLUMNS = ("step", "tokens", "loss")
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -49,15 +50,16 @@ def discover(run_dirs: list[str | Path]) -> list[Run]:
     for d in map(Path, run_dirs):
         if not d.is_dir():
             raise FitrainError(f"run directory not found: {d}")
+        exp, as_train = RunLayout(d), TrainDir(d)
         if (d / "train").is_dir() or (d / "eval").is_dir():
-            arms = sorted({p.name for sub in ("train", "eval") if (d / sub).is_dir()
-                           for p in (d / sub).iterdir() if p.is_dir()})
+            arms = sorted(set(exp.train_arms()) | set(exp.eval_arms()))
             prefix = f"{d.name}/" if len(run_dirs) > 1 else ""
-            runs += [_run(prefix + a, d / "train" / a, d / "eval" / a) for a in arms]
-        elif (d / "logs" / "metrics.csv").is_file() or (d / "summary.json").is_file():
-            runs.append(_run(d.name, d, d.parent.parent / "eval" / d.name))
+            runs += [_run(prefix + a, exp.train(a).root, exp.eval(a)) for a in arms]
+        elif as_train.metrics_csv.is_file() or as_train.summary.is_file():
+            parent = as_train.experiment() or RunLayout(d.parent.parent)
+            runs.append(_run(d.name, d, parent.eval(d.name)))
         elif (d / "results.json").is_file():
-            runs.append(_run(d.name, d.parent.parent / "train" / d.name, d))
+            runs.append(_run(d.name, RunLayout(d.parent.parent).train(d.name).root, d))
         else:
             raise FitrainError(f"{d} is not a run: expected an experiment directory (train/, eval/), a train "
                                "directory (logs/metrics.csv) or an eval directory (results.json)")
@@ -95,14 +97,14 @@ def load_run(run: Run, rejects: Rejects) -> Run:
             else:
                 rejects.add("checkpoint_eval_without_step", str(p.parent))
     if run.train_dir is not None:
-        s = run.train_dir / "summary.json"
+        s = TrainDir(run.train_dir).summary
         if s.is_file():
             try:
                 summ = json.loads(s.read_text())
             except json.JSONDecodeError as e:
                 raise FitrainError(f"{s}: not valid JSON ({e})") from None
             run.metrics.update({f"train/{k}": v for k, v in summ.items() if _is_num(v)})
-        m = run.train_dir / "logs" / "metrics.csv"
+        m = TrainDir(run.train_dir).metrics_csv
         if m.is_file():
             run.curve = read_metrics_csv(m, rejects)
     return run

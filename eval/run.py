@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.layout import TrainDir
 from fitrain_eval.decontamination import DecontaminationConfig
 from fitrain_eval.generate import GenerationConfig
 from fitrain_eval.harness import HarnessConfig
@@ -55,43 +56,37 @@ def locate(cfg: EvalConfig) -> Target:
         raise FitrainError(f"checkpoint not found: {p}")
     p = p.resolve()
     hf, ckpt, sub = None, None, None
+    as_run = TrainDir(p)
     if (p / "config.json").is_file():
         hf = p
-    elif (p / "hf" / "config.json").is_file():
-        hf = p / "hf"
-    elif (p / "checkpoints").is_dir():
-        ckpt = p / "checkpoints"
+    elif (as_run.hf / "config.json").is_file():
+        hf = as_run.hf
+    elif as_run.checkpoints.is_dir():
+        ckpt = as_run.checkpoints
     elif p.suffix == ".ckpt" or (p / "meta.pt").exists() or p.name == "checkpoints":
         ckpt = p
         sub = None if p.name == "checkpoints" else p.stem
     else:
         raise FitrainError(f"{p} is neither an exported HF model (config.json), a train run directory (hf/ or "
                            "checkpoints/) nor a checkpoint (.ckpt or a checkpoint directory)")
-    arm_dir = _arm_dir(p)
-    arm = cfg.arm or (arm_dir.name if arm_dir else (hf or p).name)
+    run = TrainDir.containing(p)
+    arm = cfg.arm or (run.arm if run else (hf or p).name)
+    experiment = run.experiment() if run else None
     if cfg.out:
         out = Path(cfg.out)
-    elif arm_dir is not None:
-        out = arm_dir.parent.parent / "eval" / arm
+    elif experiment is not None:
+        out = experiment.eval(arm)
         out = out / "checkpoints" / sub if sub else out
     else:
         out = Path("eval_out") / arm
     return Target(hf, ckpt, arm, out)
 
 
-def _arm_dir(p: Path) -> Path | None:
-    """The ``train/<arm>`` directory containing ``p``, if it is inside a run layout."""
-    for q in [p, *p.parents]:
-        if q.parent.name == "train":
-            return q
-    return None
-
-
 def resolve_model(t: Target) -> Path:
     if t.hf_dir is not None:
         return t.hf_dir
-    from fitrain.checkpoint import latest_checkpoint
-    from fitrain.export import export
+    from fitrain.train.checkpoint import latest_checkpoint
+    from fitrain.train.export import export
 
     src = t.checkpoint
     if src.name == "checkpoints":
@@ -108,8 +103,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Run every enabled evaluation; write ``results.json`` (merged), ``rejects.json`` and the config."""
     import dataclasses
 
-    from fitrain.config import redact, to_dict
-    from fitrain.io import read_json, write_json
+    from fitrain.core.config import redact, to_dict
+    from fitrain.core.io import read_json, write_json
     from fitrain_eval.generate import check_model_dir
 
     judged = cfg.mixeval.enabled or cfg.mtbench101.enabled or cfg.pairwise.enabled

@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from fitrain.errors import FitrainError
+from fitrain.core.errors import FitrainError
 
 COMMANDS = {
     "quickstart": "fitrain.commands.quickstart",

@@ -3,7 +3,7 @@
 * ``corpus_texts``: real English text every Python install carries (pydoc topics + stdlib docstrings).
 * ``tokenizer_dir``: a small byte-level BPE (vocab 1000) trained on that text in this session (~1 s);
   a transformers tokenizer directory with ``<|endoftext|>`` (eos) and ``<|pad|>`` (pad), no BOS.
-* ``pairs_shards``: a prepared pairs directory (fitrain.prepare of the Dolly records, seq_len 256,
+* ``pairs_shards``: a prepared pairs directory (fitrain.data.prepare of the Dolly records, seq_len 256,
   response mask) with manifest.json and shards, for trainer and loader tests.
 * ``documents_shards``: the same Dolly records' documents prepared for the standard arm (seq_len 256).
 """
@@ -51,7 +51,7 @@ def corpus_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory, corpus_texts) -> Path:
-    from fitrain.tokenizer import TokenizerConfig, train_tokenizer_from_texts
+    from fitrain.data.tokenizer import TokenizerConfig, train_tokenizer_from_texts
 
     out = tmp_path_factory.mktemp("tokenizer")
     return train_tokenizer_from_texts(corpus_texts, TokenizerConfig(out=str(out), vocab_size=1000))
@@ -59,14 +59,14 @@ def tokenizer_dir(tmp_path_factory, corpus_texts) -> Path:
 
 @pytest.fixture(scope="session")
 def dolly_pairs_file(tmp_path_factory) -> Path:
-    from tests.fitrain.data.dolly import write_dolly_pairs
+    from tests.helpers.dolly import write_dolly_pairs
 
     return write_dolly_pairs(tmp_path_factory.mktemp("dolly") / "dolly_pairs.parquet")
 
 
 def _prepare(out: Path, tokenizer_dir: Path, pairs_file: Path, **kw) -> Path:
-    from fitrain.prepare import PrepareConfig, prepare
-    from fitrain.records import InputConfig
+    from fitrain.data.prepare import PrepareConfig, prepare
+    from fitrain.data.records import InputConfig
 
     cfg = PrepareConfig(input=InputConfig(paths=[str(pairs_file)]), tokenizer=str(tokenizer_dir),
                         out=str(out), progress=False)

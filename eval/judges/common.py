@@ -1,8 +1,8 @@
 """The one judge client of the eval judges (MixEval, MT-Bench-101, pairwise).
 
-A :class:`Judge` wraps :mod:`fitrain.llm`: an OpenAI-compatible endpoint or a local transformers model,
+A :class:`Judge` wraps :mod:`fitrain.core.llm`: an OpenAI-compatible endpoint or a local transformers model,
 judgments cached on disk (a rerun does not pay twice), unparsable replies asked again then counted
-(:func:`fitrain.llm.complete_parsed`). Every judgment it returns carries the judge model, the prompt
+(:func:`fitrain.core.llm.complete_parsed`). Every judgment it returns carries the judge model, the prompt
 version and the decoding settings, so a saved judgment says exactly how it was made.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.llm import LLMConfig, Request
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import LLMConfig, Request
 
 
 def _judge_llm() -> LLMConfig:
@@ -41,7 +41,7 @@ class Judge:
     def __init__(self, cfg: JudgeConfig, cache_dir: str | Path | None = None, backend=None):
         from dataclasses import replace
 
-        from fitrain.llm import check_reachable, make_backend
+        from fitrain.core.llm import check_reachable, make_backend
 
         llm = cfg.llm
         if backend is None:
@@ -62,7 +62,7 @@ class Judge:
     def judge(self, requests: Sequence[Request], parse: Callable[[str], Any], rejects: Rejects,
               prompt_version: str, what: str = "judge") -> list[Judged]:
         """Judge every request; each result records the judge model, prompt version and decoding."""
-        from fitrain.llm import complete_parsed
+        from fitrain.core.llm import complete_parsed
 
         values = complete_parsed(self.backend, requests, parse, rejects,
                                  max_parse_retries=self.cfg.max_parse_retries, what=what)
@@ -102,7 +102,7 @@ def save_records(path: str | Path, records: list[dict]) -> None:
     """Per-item judgments as JSONL (atomic)."""
     import json
 
-    from fitrain.io import atomic_path
+    from fitrain.core.io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in records:

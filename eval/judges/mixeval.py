@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.llm import Request
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Request
 from fitrain_eval.judges.common import Judge, bracketed, letters, load_benchmark_json, parse_number
 
 SPLITS = {"mixeval": "mixeval", "mixeval_hard": "mixeval-hard"}

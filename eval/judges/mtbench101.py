@@ -13,9 +13,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.llm import Request
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Request
 from fitrain_eval.judges.common import Judge, parse_number
 
 PROMPT_VERSION = "mtbench101-turn-v2"

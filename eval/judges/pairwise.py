@@ -17,9 +17,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from fitrain.accounting import Rejects
-from fitrain.errors import FitrainError
-from fitrain.llm import Request
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.core.llm import Request
 from fitrain_eval.judges.common import Judge, bracketed, load_benchmark_json
 
 PROMPT_VERSION = "pairwise-v1"
@@ -52,7 +52,7 @@ def load_outputs(path: str | Path, need_output: bool = True) -> list[dict]:
 
 
 def write_outputs(path: str | Path, instructions: list[dict], outputs: list[str | None], generator: str) -> None:
-    from fitrain.io import write_json
+    from fitrain.core.io import write_json
 
     write_json(path, [{"instruction": r["instruction"], "output": o, "generator": generator,
                        "dataset": r.get("dataset", "")} for r, o in zip(instructions, outputs)])

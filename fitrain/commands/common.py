@@ -27,7 +27,8 @@ def recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str
 def load(args: argparse.Namespace, schema: type[T], section: str | None = None) -> T | None:
     """Load the command's config (RECIPE is a path or a shipped recipe's name, e.g. ``train/fi-300m``);
     with --print-config print it and return None (the caller exits 0)."""
-    from fitrain.config import load_config, to_yaml
+    from fitrain.core.config import load_config, to_yaml
+    from fitrain.core.recipes import resolve_recipe
 
     recipe, overrides = recipe_and_overrides(args)
     if recipe is not None:
@@ -37,36 +38,3 @@ def load(args: argparse.Namespace, schema: type[T], section: str | None = None) 
         print(to_yaml(cfg), end="")
         return None
     return cfg
-
-
-def resolve_recipe(name: str) -> str:
-    """A recipe path, or a name under the packaged recipes/ folder (``train/tiny`` -> recipes/train/tiny.yaml)."""
-    from pathlib import Path
-
-    from fitrain.errors import ConfigError
-
-    p = Path(name)
-    if p.is_file():
-        return str(p)
-    root = recipes_root()
-    for cand in (root / name, root / f"{name}.yaml"):
-        if cand.is_file():
-            return str(cand)
-    known = sorted(str(x.relative_to(root).with_suffix("")) for x in root.rglob("*.yaml")) if root.is_dir() else []
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1)
-    raise ConfigError(f"unknown recipe '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                      + (f" Known recipes: {', '.join(known)}" if known else ""))
-
-
-def recipes_root():
-    """The shipped recipes/ folder: the checkout's (editable install) or the installed ``fitrain_recipes``."""
-    import importlib.util
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parents[2] / "recipes"
-    if here.is_dir():
-        return here
-    spec = importlib.util.find_spec("fitrain_recipes")
-    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else here

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from fitrain.errors import FitrainError
+    from fitrain.core.errors import FitrainError
     from fitrain_eval.report import ReportConfig, make_report
 
     if not args.overrides:

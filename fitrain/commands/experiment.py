@@ -32,9 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitrain.config import to_yaml
-    from fitrain.errors import FitrainError
-    from fitrain.experiment import load_experiment, plan, run_experiment, run_step
+    from fitrain.core.config import to_yaml
+    from fitrain.core.errors import FitrainError
+    from fitrain.pipeline.graph import experiment_steps
+    from fitrain.pipeline.run import load_experiment, run_experiment, run_step
 
     cfg = load_experiment(args.recipe, args.overrides)
     if args.print_config:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shard is not None:
         if not args.step or len(args.step) != 1:
             raise FitrainError("--shard needs exactly one --step")
-        step = {s.name: s for s in plan(cfg)}.get(args.step[0])
+        step = {s.name: s for s in experiment_steps(cfg)}.get(args.step[0])
         if step is None or not step.shards:
             raise FitrainError(f"step '{args.step[0]}' is not an array step")
         if not str(args.shard).isdigit() or int(args.shard) >= step.shards:

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitrain.export import export
+    from fitrain.train.export import export
 
     out = export(args.checkpoint, args.out, tokenizer=args.tokenizer)
     print(f"exported to {out}")

@@ -32,15 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fitrain.commands.common import load
-    from fitrain.prepare import PrepareConfig, prepare
+    from fitrain.data.prepare import PrepareConfig, prepare
 
     cfg = load(args, PrepareConfig)
     if cfg is None:
         return 0
     m = prepare(cfg)
-    c = m["counts"]
-    print(json.dumps({"out": cfg.out, "kind": m["kind"], "fingerprint": m["fingerprint"], "rows": c["rows"],
-                      "total_tokens": c["total_tokens"], "supervised_tokens": c["supervised_tokens"],
-                      "packing_efficiency": c["packing_efficiency"], "rejects": m["rejects"]["total"],
-                      "overlong": {k: v for k, v in m["overlong"].items() if v}}, indent=2))
+    c = m.counts
+    print(json.dumps({"out": cfg.out, "kind": m.kind, "fingerprint": m.fingerprint, "rows": c.rows,
+                      "total_tokens": c.total_tokens, "supervised_tokens": c.supervised_tokens,
+                      "packing_efficiency": round(c.packing_efficiency, 6), "rejects": m.rejects.total,
+                      "overlong": {k: v for k, v in m.overlong.items() if v}}, indent=2))
     return 0

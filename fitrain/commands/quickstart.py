@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from fitrain.experiment import load_experiment, run_experiment, summary_table
+    from fitrain.pipeline.run import load_experiment, run_experiment, summary_table
 
     import warnings
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_experiment(cfg, dry_run=args.dry_run, slurm=False, log=log)
     if args.dry_run:
         return 0
-    report = cfg.root / "report"
+    report = cfg.layout.report
     pngs = sorted(report.glob("*.png"))
     log(f"done in {time.monotonic() - t0:.0f} s")
     for line in summary_table(cfg):

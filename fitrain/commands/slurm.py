@@ -34,9 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fitrain.experiment import load_experiment, run_experiment
-    from fitrain.experiment_slurm import render_all
-    from fitrain.io import atomic_path
+    from fitrain.pipeline.run import load_experiment, run_experiment
+    from fitrain.pipeline.submit import render_all
+    from fitrain.core.io import atomic_path
 
     cfg = load_experiment(args.recipe, args.overrides)
     if args.slurm_command == "submit":

@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fitrain.commands.common import load
-    from fitrain.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+    from fitrain.data.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
 
     cfg = load(args, TokenizerConfig)
     if cfg is None:

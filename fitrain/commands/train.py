@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from fitrain.commands.common import load
-    from fitrain.train import TrainConfig, train
+    from fitrain.train.config import TrainConfig
+    from fitrain.train.trainer import train
 
     cfg = load(args, TrainConfig)
     if cfg is None:

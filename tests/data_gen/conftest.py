@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-DOLLY = Path(__file__).resolve().parents[3] / "shared" / "data" / "dolly"
-if not DOLLY.is_dir():  # the repo may be checked out elsewhere; the shared data sits beside /work/main
-    DOLLY = Path("/work/shared/data/dolly")
+from tests.helpers.paths import SHARED_DATA
+
+DOLLY = SHARED_DATA / "dolly"
 
 
 @pytest.fixture(scope="session")

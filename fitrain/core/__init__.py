@@ -1,0 +1,12 @@
+"""Shared by every other package; imports nothing heavy (no torch, no lightning) at module load.
+
+* ``errors``     -- FitrainError / ConfigError: the messages users see instead of tracebacks.
+* ``config``     -- dataclass schemas, YAML recipes merged over them, ``key=value`` overrides, nearest-key hints.
+* ``recipes``    -- named recipes (``train/fi-300m``) -> files of the shipped recipes/ folder.
+* ``io``         -- atomic writes, JSON, ``_SUCCESS`` markers.
+* ``accounting`` -- TokenCounts (total vs supervised tokens) and Rejects (counted by reason).
+* ``layout``     -- every path under a run directory (RunLayout, TrainDir).
+* ``rng``        -- per-item generators that do not depend on sharding.
+* ``llm``        -- the one client layer for language models (OpenAI-compatible servers, transformers,
+  the offline extractive fallback), used by data_gen's stages and eval's judges.
+"""

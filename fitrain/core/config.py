@@ -1,0 +1,197 @@
+"""Typed configuration: dataclass schemas, YAML recipes merged over them, ``key=value`` overrides.
+
+Every component defines a dataclass of its settings with the method's numbers as defaults. A command
+loads its root schema with :func:`load_config`, which merges, in order:
+
+1. the dataclass defaults;
+2. the recipe YAML (which may name a base recipe with ``_base_: other.yaml``, resolved relative to it,
+   applied first; ``_base_`` may be a list);
+3. ``key=value`` overrides from the command line (``model.dim=512``, ``train.max_tokens=1e9``).
+
+An unknown key fails with the nearest valid key; a wrong type fails naming the key and the expected
+type. The merged result is an instance of the schema (real dataclasses, not DictConfig), so downstream
+code gets plain attribute access and type checkers help.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from fitrain.core.errors import ConfigError
+
+T = TypeVar("T")
+
+SECRET_KEY = re.compile(r"(api_?key|secret|password|(^|_)token)$", re.IGNORECASE)
+
+
+def _default_instance(schema: Any, dotted: str) -> Any:
+    obj = schema() if isinstance(schema, type) else schema
+    for part in [p for p in dotted.split(".") if p]:
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def _nearest_hint(schema: Any, full_key: str) -> str:
+    parent, _, leaf = full_key.rpartition(".")
+    valid = _valid_keys_of_instance(schema, parent)
+    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
+    where = f" under '{parent}'" if parent else ""
+    hint = f"; did you mean '{(parent + '.') if parent else ''}{close[0]}'?" if close else ""
+    listing = f" Valid keys{where}: {', '.join(sorted(valid))}." if valid else ""
+    return f"unknown config key '{full_key}'{hint}{listing}"
+
+
+def _valid_keys_of_instance(schema: Any, dotted_parent: str) -> list[str]:
+    obj = _default_instance(schema, dotted_parent)
+    if obj is not None and dataclasses.is_dataclass(obj):
+        return [f.name for f in dataclasses.fields(obj)]
+    return []
+
+
+def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"recipe {path} includes itself through _base_ ({' -> '.join(map(str, seen))})")
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of keys to values, got {type(data).__name__}")
+    bases = data.pop("_base_", None)
+    if bases is None:
+        return data
+    merged: dict = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        merged = _deep_merge(merged, _load_yaml(path.parent / base, seen + (path,)))
+    return _deep_merge(merged, data)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _translate(e: OmegaConfBaseException, schema: Any) -> ConfigError:
+    full_key = getattr(e, "full_key", None) or ""
+    if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and "not in" in str(e):
+        return ConfigError(_nearest_hint(schema, full_key))
+    if isinstance(e, ValidationError):
+        expected = _field_type(schema, full_key)
+        msg = str(e).splitlines()[0]
+        exp = f" (expected {expected})" if expected else ""
+        return ConfigError(f"bad value for config key '{full_key}'{exp}: {msg}")
+    return ConfigError(f"config error at '{full_key}': {str(e).splitlines()[0]}")
+
+
+def _field_type(schema: Any, full_key: str) -> str:
+    parent, _, leaf = full_key.rpartition(".")
+    obj = _default_instance(schema, parent)
+    if obj is None or not dataclasses.is_dataclass(obj):
+        return ""
+    try:
+        t = typing.get_type_hints(type(obj)).get(leaf)
+    except Exception:
+        return ""
+    return "" if t is None else getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def parse_overrides(overrides: list[str]) -> list[str]:
+    bad = [o for o in overrides if "=" not in o or o.startswith("=")]
+    if bad:
+        raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
+    return list(overrides)
+
+
+def load_config(schema: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None,
+                section: str | None = None) -> T:
+    """Merge defaults <- recipe (or its ``section`` sub-mapping) <- overrides into an instance of ``schema``."""
+    base = OmegaConf.structured(schema)
+    layers = []
+    if recipe is not None:
+        data = _load_yaml(Path(recipe))
+        if section is not None:
+            data = data.get(section, {}) or {}
+        layers.append(OmegaConf.create(data))
+    if overrides:
+        layers.append(OmegaConf.from_dotlist(parse_overrides(overrides)))
+    try:
+        merged = OmegaConf.merge(base, *layers)
+        OmegaConf.resolve(merged)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise _translate(e, schema) from None
+
+
+def from_dict(schema: type[T], data: dict) -> T:
+    """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))  # type: ignore
+    except OmegaConfBaseException as e:
+        raise _translate(e, schema) from None
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def redact(d: Any) -> Any:
+    """Copy of a config mapping with secret-looking values (api keys, tokens, passwords) replaced."""
+    if isinstance(d, dict):
+        return {k: ("***" if isinstance(k, str) and SECRET_KEY.search(k) and isinstance(v, str) and v
+                    else redact(v)) for k, v in d.items()}
+    if isinstance(d, list):
+        return [redact(v) for v in d]
+    return d
+
+
+_PLAIN = re.compile(r"^[\w./:@+-]+$")
+
+
+def _flow(value: Any) -> str:
+    """A value as command-line text that ``OmegaConf.from_dotlist`` reads back as the same value."""
+    import json
+
+    if isinstance(value, str):
+        if _PLAIN.match(value) and yaml.safe_load(value) == value:
+            return value
+        return json.dumps(value).replace("${", "\\${")
+    return json.dumps(value).replace("${", "\\${")
+
+
+def overrides_from_defaults(cfg: Any) -> list[str]:
+    """``key=value`` overrides that turn the defaults of ``type(cfg)`` into ``cfg``: with them,
+    ``load_config(type(cfg), None, overrides)`` equals ``cfg``. Used to print the one command an
+    experiment step stands for."""
+    out: list[str] = []
+
+    def walk(prefix: str, have: Any, default: Any) -> None:
+        for key, value in have.items():
+            dflt = default.get(key, _MISSING) if isinstance(default, dict) else _MISSING
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and isinstance(dflt, dict) and value and not set(dflt) - set(value):
+                walk(name + ".", value, dflt)
+            elif value != dflt:
+                out.append(f"{name}={_flow(value)}")
+
+    walk("", to_dict(cfg), to_dict(type(cfg)()))
+    return out
+
+
+_MISSING = object()

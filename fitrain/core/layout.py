@@ -1,0 +1,168 @@
+"""The run-directory layout, defined once: every path a command reads or writes under a run comes from here.
+
+    runs/<experiment>/                       RunLayout
+      experiment.yaml                        the frozen, merged experiment config every step reads
+      corpus/  tokenizer/                    the source documents and the experiment's tokenizer
+      data_gen/{templates,index,matches,pairs,judged,final}/   stage outputs + _SUCCESS + stats.json
+      data_gen/report.json                   merged statistics of every finished stage
+      prepared/<arm>/                        token shards + manifest.json
+      train/<arm>/                           TrainDir: the trainer's run_dir
+        checkpoints/ hf/ logs/metrics.csv summary.json wandb/
+      eval/<arm>/                            results.json, generations, judgments, lm-eval JSON
+      report/                                report.md, report.html, *.png
+      steps/<step>[/shard-NNNNN]/_SUCCESS    experiment step completion markers
+      slurm/<step>.sbatch slurm/logs/ slurm/jobs.json
+
+A :class:`TrainDir` stands alone too (``fitrain train run_dir=...`` outside any experiment); when it sits at
+``<root>/train/<arm>`` it knows its experiment (:meth:`TrainDir.experiment`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_GEN_STAGES = ("templates", "index", "matches", "pairs", "judged", "final")
+
+
+@dataclass(frozen=True)
+class TrainDir:
+    """One training run's directory (``train/<arm>/`` in an experiment)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, root: str | Path) -> "TrainDir":
+        return cls(Path(root))
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def hf(self) -> Path:
+        return self.root / "hf"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.logs / "metrics.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def wandb(self) -> Path:
+        return self.root / "wandb"
+
+    @property
+    def wandb_run_id(self) -> Path:
+        return self.wandb / "run_id"
+
+    def eval_log(self, checkpoint: Path) -> Path:
+        """Output of the evaluation command started after ``checkpoint`` (``eval_on_checkpoint``)."""
+        return self.logs / f"eval-{Path(checkpoint).stem}.log"
+
+    @property
+    def arm(self) -> str:
+        return self.root.name
+
+    def experiment(self) -> "RunLayout | None":
+        """The experiment this run belongs to, when it sits at ``<root>/train/<arm>``."""
+        return RunLayout(self.root.parent.parent) if self.root.parent.name == "train" else None
+
+    @classmethod
+    def containing(cls, path: str | Path) -> "TrainDir | None":
+        """The ``train/<arm>`` directory that holds ``path`` (a checkpoint, its ``hf/``...), if any."""
+        p = Path(path)
+        for q in [p, *p.parents]:
+            if q.parent.name == "train":
+                return cls(q)
+        return None
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """An experiment's directory (``runs/<experiment>/``)."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, root: str | Path) -> "RunLayout":
+        return cls(Path(root))
+
+    # ------------------------------------------------------------------------------------------ inputs
+    @property
+    def config(self) -> Path:
+        return self.root / "experiment.yaml"
+
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    # ------------------------------------------------------------------------------------------ data
+    def data_gen(self, stage: str) -> Path:
+        if stage not in DATA_GEN_STAGES:
+            raise ValueError(f"unknown data_gen stage directory '{stage}'; one of {DATA_GEN_STAGES}")
+        return self.root / "data_gen" / stage
+
+    @property
+    def data_gen_report(self) -> Path:
+        return self.root / "data_gen" / "report.json"
+
+    def server_log(self, stage: str) -> Path:
+        """Log of the model server a data_gen stage started (``serve.enabled``)."""
+        return self.root / "data_gen" / f"vllm-{stage}.log"
+
+    def prepared(self, arm: str) -> Path:
+        return self.root / "prepared" / arm
+
+    # ------------------------------------------------------------------------------------------ runs
+    def train(self, arm: str) -> TrainDir:
+        return TrainDir(self.root / "train" / arm)
+
+    def train_arms(self) -> list[str]:
+        d = self.root / "train"
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+    def eval(self, arm: str) -> Path:
+        return self.root / "eval" / arm
+
+    def eval_arms(self) -> list[str]:
+        d = self.root / "eval"
+        return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    # ------------------------------------------------------------------------------------------ orchestration
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps"
+
+    def step_marker_dir(self, step: str, shard: int | None = None) -> Path:
+        d = self.steps / step
+        return d / f"shard-{shard:05d}" if shard is not None else d
+
+    @property
+    def slurm(self) -> Path:
+        return self.root / "slurm"
+
+    @property
+    def slurm_logs(self) -> Path:
+        return self.slurm / "logs"
+
+    @property
+    def slurm_jobs(self) -> Path:
+        return self.slurm / "jobs.json"
+
+    def sbatch_script(self, step: str) -> Path:
+        return self.slurm / f"{step}.sbatch"

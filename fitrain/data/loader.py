@@ -1,0 +1,247 @@
+"""``PackedLoader``: the deterministic, resumable, distributed-aware training loader over prepared shards.
+
+Batches follow fitrain/INTERFACES.md ("Training batches"): dicts of int64 torch tensors ``[B, T]`` --
+``input_ids``; ``labels`` (HF-aligned; :data:`IGNORE_INDEX` off the mask, on padding and at the first token of every
+segment, so nothing is predicted across a document boundary); ``position_ids`` restarting at 0 at every
+segment start (trailing padding forms its own segment).
+
+**Order.** Epoch ``e`` visits the rows in ``permutation(seed, e)`` (or in file order with
+``shuffle=False``). Global step ``s`` takes the next ``world_size * batch_size`` rows of that order and
+rank ``r`` takes the ``r``-th block of ``batch_size`` of them, so the ranks' rows are disjoint and their
+union over an epoch is every row exactly once -- when ``rows`` divides by ``world_size * batch_size``.
+The **remainder** otherwise:
+
+* ``wrap`` (default): the epoch order is extended cyclically with its own first rows until it divides,
+  so every row is seen at least once per epoch and ``wrapped_rows`` rows twice;
+* ``drop``: the last ``dropped_rows`` rows of the epoch order are skipped (a different set each epoch).
+
+Both numbers are in :meth:`PackedLoader.epoch_info` and logged once; nothing is dropped or duplicated
+silently.
+
+**State.** :meth:`state_dict` is O(1): ``{fingerprint, seed, epoch, rows_consumed, world_size,
+batch_size, shuffle, remainder}``. ``rows_consumed`` counts rows of batches already *handed to the
+consumer* (not ones prefetched by DataLoader workers), so a restore continues with exactly the batch an
+uninterrupted run would give next, with or without workers. Loading a state made from other data (a
+different fingerprint) raises FitrainError; so does using an iterator created before the state was
+loaded (the classic silent-replay trap).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator
+
+import numpy as np
+
+from fitrain.core.errors import FitrainError
+from fitrain.data.shards import PreparedData, open_prepared
+
+log = logging.getLogger(__name__)
+
+REMAINDERS = ("wrap", "drop")
+STATE_VERSION = 1
+IGNORE_INDEX = -100
+"""The label of a position that carries no loss (PyTorch's cross-entropy default; defined once, here, where
+labels are made)."""
+
+
+def batch_arrays(tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray,
+                 pad_id: int | None = None) -> dict[str, np.ndarray]:
+    """Shard rows -> ``input_ids``, ``labels``, ``position_ids`` (int64 numpy arrays, [B, T]).
+
+    Shards hold 0 at padding positions (EOS in fitrain's tokenizers); with ``pad_id`` those positions get
+    the pad id, which is how the trainer tells padding from text when it counts tokens."""
+    tokens = tokens.astype(np.int64, copy=False)
+    if pad_id is not None:
+        tokens = np.where(seg == 0, np.int64(pad_id), tokens)
+    b, t = tokens.shape
+    starts = np.ones((b, t), dtype=bool)
+    starts[:, 1:] = seg[:, 1:] != seg[:, :-1]
+    idx = np.broadcast_to(np.arange(t, dtype=np.int64), (b, t))
+    last_start = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
+    labels = np.where((mask != 0) & (seg != 0) & ~starts, tokens, IGNORE_INDEX)
+    return {"input_ids": tokens, "labels": labels, "position_ids": idx - last_start}
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover
+        pass
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class _EpochOrder:
+    """The row order of one epoch for all ranks (computed once per epoch and process)."""
+
+    def __init__(self, num_rows: int, seed: int, epoch: int, per_step: int, shuffle: bool, remainder: str):
+        order = (np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(num_rows) if shuffle
+                 else np.arange(num_rows, dtype=np.int64))
+        if remainder == "drop":
+            self.steps = num_rows // per_step
+        else:
+            self.steps = -(-num_rows // per_step)
+        self.order = np.resize(order, self.steps * per_step)  # wrap: cyclic extension; drop: truncation
+        self.epoch = epoch
+
+
+class _StepDataset:
+    """Map-style dataset: item ``(epoch, step)`` is this rank's batch of that step (torch Dataset API)."""
+
+    def __init__(self, data: PreparedData, seed: int, rank: int, world_size: int, batch_size: int,
+                 shuffle: bool, remainder: str):
+        self.data, self.seed, self.rank, self.world = data, seed, rank, world_size
+        self.batch, self.shuffle, self.remainder = batch_size, shuffle, remainder
+        self._order: _EpochOrder | None = None
+
+    def order(self, epoch: int) -> _EpochOrder:
+        if self._order is None or self._order.epoch != epoch:
+            self._order = _EpochOrder(self.data.num_rows, self.seed, epoch, self.world * self.batch,
+                                      self.shuffle, self.remainder)
+        return self._order
+
+    def row_indices(self, epoch: int, step: int) -> np.ndarray:
+        start = step * self.world * self.batch + self.rank * self.batch
+        return self.order(epoch).order[start:start + self.batch]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        import torch
+
+        epoch, step = key
+        arrays = batch_arrays(*self.data.rows(self.row_indices(epoch, step)), pad_id=self.data.manifest.pad_token_id)
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_order"] = None
+        return d
+
+
+class PackedLoader:
+    """Iterate a prepared directory in batches of ``batch_size`` rows for this data-parallel rank.
+
+    ``iter(loader)`` yields the rest of the current epoch, then moves the state to the next epoch;
+    :meth:`iter_epochs` chains epochs. ``len(loader)`` is the number of steps in a full epoch.
+    """
+
+    def __init__(self, path: Any, batch_size: int, seed: int = 0, rank: int | None = None,
+                 world_size: int | None = None, shuffle: bool = True, remainder: str = "wrap",
+                 num_workers: int = 0, prefetch_factor: int = 2, pin_memory: bool = False):
+        if batch_size < 1:
+            raise FitrainError(f"batch_size must be >= 1, got {batch_size}")
+        if remainder not in REMAINDERS:
+            raise FitrainError(f"remainder must be one of {REMAINDERS}, got '{remainder}'")
+        if rank is None or world_size is None:
+            r, w = _dist_rank_world()
+            rank = r if rank is None else rank
+            world_size = w if world_size is None else world_size
+        if not 0 <= rank < world_size:
+            raise FitrainError(f"rank {rank} is outside world_size {world_size}")
+        self.data = path if isinstance(path, PreparedData) else open_prepared(path)
+        self.data.validate()
+        n, per_step = self.data.num_rows, world_size * batch_size
+        if n == 0:
+            raise FitrainError(f"prepared data {self.data.directory} has no rows")
+        if remainder == "drop" and n < per_step:
+            raise FitrainError(f"{n} rows is less than one global batch ({world_size} ranks x {batch_size}); "
+                               "use a smaller batch_size or remainder=wrap")
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.shuffle, self.remainder = shuffle, remainder
+        self.num_workers, self.prefetch_factor, self.pin_memory = num_workers, prefetch_factor, pin_memory
+        self.dataset = _StepDataset(self.data, seed, rank, world_size, batch_size, shuffle, remainder)
+        self.epoch = 0
+        self.rows_consumed = 0
+        self._generation = 0
+        info = self.epoch_info()
+        if info["wrapped_rows"] or info["dropped_rows"]:
+            (log.warning if info["dropped_rows"] else log.info)("PackedLoader: %d rows do not divide by %d ranks x %d rows; remainder=%s: %d rows %s per epoch",
+                     n, world_size, batch_size, remainder, info["wrapped_rows"] or info["dropped_rows"],
+                     "repeated" if remainder == "wrap" else "skipped")
+
+    # ------------------------------------------------------------------------------------------ facts
+    @property
+    def fingerprint(self) -> str:
+        return self.data.fingerprint
+
+    @property
+    def steps_per_epoch(self) -> int:
+        per_step = self.world_size * self.batch_size
+        n = self.data.num_rows
+        return n // per_step if self.remainder == "drop" else -(-n // per_step)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def epoch_info(self) -> dict:
+        n, steps = self.data.num_rows, self.steps_per_epoch
+        used = steps * self.world_size * self.batch_size
+        return {"rows": n, "steps_per_epoch": steps, "rows_per_epoch": used,
+                "tokens_per_step": self.world_size * self.batch_size * self.data.seq_len,
+                "wrapped_rows": max(0, used - n), "dropped_rows": max(0, n - used)}
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"version": STATE_VERSION, "fingerprint": self.fingerprint, "seed": self.seed, "epoch": self.epoch,
+                "rows_consumed": self.rows_consumed, "world_size": self.world_size,
+                "batch_size": self.batch_size, "shuffle": self.shuffle, "remainder": self.remainder}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprint") != self.fingerprint:
+            raise FitrainError(f"cannot resume: the loader state was saved for data with fingerprint "
+                               f"{state.get('fingerprint')}, but {self.data.directory} has {self.fingerprint} "
+                               "(different prepared data); resume with the same prepared directory")
+        mine = self.state_dict()
+        rows = int(state["rows_consumed"])
+        changed = [k for k in ("seed", "world_size", "batch_size", "shuffle", "remainder") if state.get(k) != mine[k]]
+        if changed and rows:
+            raise FitrainError(f"cannot resume mid-epoch with a different {', '.join(changed)} "
+                               f"(saved {[state.get(k) for k in changed]}, now {[mine[k] for k in changed]})")
+        if "seed" in changed:
+            raise FitrainError(f"cannot resume with a different seed (saved {state.get('seed')}, now {self.seed})")
+        if rows % self.batch_size:
+            raise FitrainError(f"loader state rows_consumed={rows} is not a multiple of batch_size {self.batch_size}")
+        self.epoch, self.rows_consumed = int(state["epoch"]), rows
+        self._generation += 1
+
+    # ------------------------------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[dict]:
+        return self._iterate(self._generation)
+
+    def iter_epochs(self, num_epochs: int | None = None) -> Iterator[dict]:
+        """Batches across epochs (``None``: forever), continuing from the current state."""
+        done = 0
+        while num_epochs is None or done < num_epochs:
+            yield from self
+            done += 1
+
+    def _check(self, generation: int) -> None:
+        if generation != self._generation:
+            raise FitrainError("this PackedLoader iterator was created before load_state_dict(); "
+                               "create a new iterator after restoring the state")
+
+    def _iterate(self, generation: int) -> Iterator[dict]:
+        steps = self.steps_per_epoch
+        if self.rows_consumed >= steps * self.batch_size:  # the saved state sat at the end of an epoch
+            self.epoch, self.rows_consumed = self.epoch + 1, 0
+        epoch, start = self.epoch, self.rows_consumed // self.batch_size
+        for step, batch in enumerate(self._batches(epoch, start, steps), start):
+            self._check(generation)
+            self.rows_consumed = (step + 1) * self.batch_size  # counted when handed over, not when prefetched
+            yield batch
+        self._check(generation)
+        self.epoch, self.rows_consumed = epoch + 1, 0
+
+    def _batches(self, epoch: int, start: int, steps: int) -> Iterator[dict]:
+        keys = [(epoch, s) for s in range(start, steps)]
+        if self.num_workers <= 0:
+            for k in keys:
+                yield self.dataset[k]
+            return
+        from torch.utils.data import DataLoader
+
+        yield from DataLoader(self.dataset, batch_size=None, sampler=keys, num_workers=self.num_workers,
+                              prefetch_factor=self.prefetch_factor, pin_memory=self.pin_memory,
+                              persistent_workers=False)

@@ -1,0 +1,163 @@
+"""The on-disk format of prepared data (fitrain/INTERFACES.md, "Prepared shards"): writer and reader.
+
+A prepared directory holds ``manifest.json`` and, per shard ``i``:
+
+* ``shard_{i:05d}.tokens.npy`` -- ``[rows, seq_len]`` token ids, uint16 when the vocabulary fits, else uint32;
+* ``shard_{i:05d}.mask.npy``   -- ``[rows, seq_len]`` uint8, 1 where the token is a supervised *target*;
+* ``shard_{i:05d}.seg.npy``    -- ``[rows, seq_len]`` uint16, 1-based segment (document/pair) index in
+  the row, 0 = padding (padding only ever fills the end of a row).
+
+Every file is written atomically (temporary file, fsync, rename), so a killed writer never leaves a
+half-written shard. The manifest's ``fingerprint`` is a hash of every shard's bytes (plus seq_len and
+format version): two directories with the same fingerprint hold the same training data. The manifest itself
+is the typed :class:`fitrain.data.manifest.Manifest`.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fitrain.core.accounting import TokenCounts
+from fitrain.core.errors import FitrainError
+from fitrain.core.io import atomic_path
+from fitrain.data.manifest import FORMAT_VERSION, Manifest, ShardEntry
+
+PARTS = ("tokens", "mask", "seg")
+MAX_SEGMENTS = np.iinfo(np.uint16).max
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def shard_file(directory: str | Path, index: int, part: str) -> Path:
+    return Path(directory) / f"shard_{index:05d}.{part}.npy"
+
+
+def shard_stats(tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> dict:
+    """Counts of one shard (rows, non-padding tokens, supervised targets, padding, segments) and its hash."""
+    nonpad = seg > 0
+    starts = nonpad.copy()
+    starts[:, 1:] &= seg[:, 1:] != seg[:, :-1]
+    h = hashlib.sha256()
+    for a in (tokens, mask, seg):
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return {"rows": int(tokens.shape[0]), "total_tokens": int(nonpad.sum()),
+            "supervised_tokens": int(mask[nonpad].sum()), "padding_tokens": int((~nonpad).sum()),
+            "segments": int(starts.sum()), "sha256": h.hexdigest()}
+
+
+def write_shard(directory: str | Path, index: int, tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray,
+                stats: dict | None = None) -> ShardEntry:
+    """Write one shard's three arrays atomically; returns its manifest entry."""
+    if not (tokens.shape == mask.shape == seg.shape) or tokens.ndim != 2:
+        raise ValueError(f"shard arrays must share one [rows, seq_len] shape: {tokens.shape} {mask.shape} {seg.shape}")
+    stats = stats or shard_stats(tokens, mask, seg)
+    for part, arr in zip(PARTS, (tokens, mask, seg)):
+        with atomic_path(shard_file(directory, index, part)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+    return ShardEntry(name=f"shard_{index:05d}", **stats)
+
+
+def fingerprint(seq_len: int, shards: list[ShardEntry]) -> str:
+    h = hashlib.sha256(f"fitrain-shards v{FORMAT_VERSION} seq_len={seq_len}".encode())
+    for s in shards:
+        h.update(f"{s.name}:{s.rows}:{s.sha256}".encode())
+    return h.hexdigest()[:32]
+
+
+@dataclass
+class PreparedData:
+    """Read side: the manifest plus lazily opened memory maps of every shard (safe to pickle into
+    DataLoader workers: the maps are reopened in each process)."""
+
+    directory: Path
+    manifest: Manifest
+    offsets: np.ndarray = field(init=False)
+    _maps: list | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rows = [s.rows for s in self.manifest.shards]
+        self.offsets = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)]).astype(np.int64)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.manifest.seq_len)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest.fingerprint)
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_maps"] = None
+        return d
+
+    def _open(self) -> list:
+        if self._maps is None:
+            maps = []
+            for i, s in enumerate(self.manifest.shards):
+                parts = []
+                for part in PARTS:
+                    p = shard_file(self.directory, i, part)
+                    try:
+                        a = np.load(p, mmap_mode="r", allow_pickle=False)
+                    except (OSError, ValueError) as e:
+                        raise FitrainError(f"prepared data {self.directory}: cannot read {p.name}: {e}") from None
+                    if a.shape != (s.rows, self.seq_len):
+                        raise FitrainError(f"prepared data {self.directory}: {p.name} has shape {a.shape}, the "
+                                           f"manifest says ({s.rows}, {self.seq_len}); re-run prepare")
+                    parts.append(a)
+                maps.append(parts)
+            self._maps = maps
+        return self._maps
+
+    def validate(self) -> None:
+        self._open()
+
+    def rows(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens, mask, seg) of the given global row indices, in that order, as in-memory arrays."""
+        idx = np.asarray(indices, dtype=np.int64)
+        maps = self._open()
+        n, t = len(idx), self.seq_len
+        out = (np.empty((n, t), dtype=np.int64), np.empty((n, t), dtype=np.uint8), np.empty((n, t), dtype=np.uint16))
+        shard_of = np.searchsorted(self.offsets, idx, side="right") - 1
+        for j, (g, s) in enumerate(zip(idx.tolist(), shard_of.tolist())):
+            local = g - int(self.offsets[s])
+            for k in range(3):
+                out[k][j] = maps[s][k][local]
+        return out
+
+
+def open_prepared(directory: str | Path, what: str = "") -> PreparedData:
+    """Open a prepared directory (or its manifest.json); FitrainError when it is missing, unfinished or of
+    another format (``what`` names the setting that pointed here, for the message)."""
+    from fitrain.data.manifest import prepared_dir
+
+    return PreparedData(prepared_dir(directory), Manifest.read(directory, what))
+
+
+def recount(directory: str | Path) -> tuple[TokenCounts, int]:
+    """Recount rows/tokens/supervised/padding from the shard files themselves; returns (counts, segments)
+    (``documents``/``pairs`` stay 0: a split document spans several segments)."""
+    data = open_prepared(directory)
+    data.validate()
+    c, segments = TokenCounts(), 0
+    for parts in data._open():
+        s = shard_stats(*[np.asarray(a) for a in parts])
+        c.rows += s["rows"]
+        c.total_tokens += s["total_tokens"]
+        c.supervised_tokens += s["supervised_tokens"]
+        c.padding_tokens += s["padding_tokens"]
+        segments += s["segments"]
+    return c, segments

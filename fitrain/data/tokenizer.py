@@ -1,0 +1,177 @@
+"""Train and load the tokenizers fitrain uses.
+
+``fitrain tokenizer train`` trains a byte-level BPE (the ``tokenizers`` library) for CPU experiments and
+saves it as a transformers ``PreTrainedTokenizerFast`` directory that ``AutoTokenizer.from_pretrained(dir)``
+loads offline. Byte-level BPE without a prefix space round-trips any UTF-8 text exactly, which the
+response mask relies on (the supervised tokens of a pair decode back to exactly the answer + EOS).
+
+Training text comes from plain text files/globs (``files``, one document per file, or per line with
+``one_document_per_line``) and/or from the records inputs (``input``: raw documents, or pair files, whose
+document texts, instructions and answers are all used).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain.data.records import InputConfig, expand_paths
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+@dataclass
+class TokenizerConfig:
+    files: list[str] = field(default_factory=list)   # plain text files or globs
+    one_document_per_line: bool = False
+    input: InputConfig = field(default_factory=InputConfig)  # records inputs (input.paths empty = unused)
+    out: str = "tokenizer"
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    eos_token: str = "<|endoftext|>"
+    pad_token: str = "<|pad|>"
+    bos_token: str = ""                # '' = no BOS token
+    max_chars: int = 0                 # stop reading training text after this many characters (0 = all)
+    model_max_length: int = 1_000_000
+
+
+def _text_files(cfg: TokenizerConfig, rejects: Rejects) -> Iterator[str]:
+    for path in expand_paths(cfg.files):
+        try:
+            text = Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            rejects.add("invalid_utf8", path, str(e))
+            continue
+        if cfg.one_document_per_line:
+            yield from (line for line in text.splitlines() if line.strip())
+        elif text.strip():
+            yield text
+
+
+def _records(cfg: TokenizerConfig, rejects: Rejects) -> Iterator[str]:
+    from fitrain.data.records import iter_document_pairs, iter_documents
+
+    if cfg.input.kind == "documents":
+        yield from (d.text for d in iter_documents(cfg.input, rejects) if d.text)
+        return
+    if cfg.input.kind != "pairs":
+        raise FitrainError(f"input.kind must be 'pairs' or 'documents', got '{cfg.input.kind}'")
+    for g in iter_document_pairs(cfg.input, rejects):
+        if g.document.text:
+            yield g.document.text
+        for p in g.pairs:
+            yield p.instruction
+            yield p.answer
+
+
+def training_texts(cfg: TokenizerConfig, rejects: Rejects | None = None) -> Iterator[str]:
+    """The training texts, in order, capped at ``max_chars`` characters."""
+    rejects = rejects if rejects is not None else Rejects()
+    if not cfg.files and not cfg.input.paths:
+        raise FitrainError("tokenizer: no training text; set `files` (text files/globs) or `input.paths`")
+    sources = []
+    if cfg.files:
+        sources.append(_text_files(cfg, rejects))
+    if cfg.input.paths:
+        sources.append(_records(cfg, rejects))
+    seen = 0
+    for src in sources:
+        for text in src:
+            if cfg.max_chars and seen + len(text) > cfg.max_chars:
+                if cfg.max_chars - seen > 0:
+                    yield text[: cfg.max_chars - seen]
+                return
+            seen += len(text)
+            yield text
+
+
+def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig) -> Path:
+    """Train a byte-level BPE on an iterable of strings and save it to ``cfg.out``; returns the directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if cfg.vocab_size < 256 + 3:
+        raise FitrainError(f"vocab_size must be at least 259 (256 bytes + special tokens), got {cfg.vocab_size}")
+    specials = [t for t in (cfg.eos_token, cfg.pad_token, cfg.bos_token) if t]
+    if not cfg.eos_token or not cfg.pad_token:
+        raise FitrainError("tokenizer needs an eos_token and a pad_token")
+    if len(set(specials)) != len(specials):
+        raise FitrainError(f"special tokens must be distinct, got {specials}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                  special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    n = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal n
+        for t in texts:
+            n += 1
+            yield t
+
+    tok.train_from_iterator(counted(), trainer=trainer)
+    if n == 0:
+        raise FitrainError("tokenizer: the training inputs hold no text")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=cfg.eos_token, pad_token=cfg.pad_token,
+                                   bos_token=cfg.bos_token or None, model_max_length=cfg.model_max_length,
+                                   clean_up_tokenization_spaces=False)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out))
+    # transformers 5 writes its new class name; the classic name loads in transformers 4.x and 5.x alike
+    conf = out / "tokenizer_config.json"
+    data = json.loads(conf.read_text())
+    data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    conf.write_text(json.dumps(data, indent=2) + "\n")
+    return out
+
+
+def train_tokenizer(cfg: TokenizerConfig) -> Path:
+    """Train on ``cfg.files`` and/or ``cfg.input`` and save a transformers tokenizer directory."""
+    rejects = Rejects()
+    out = train_tokenizer_from_texts(training_texts(cfg, rejects), cfg)
+    if rejects.total:
+        (out / "fitrain_rejects.json").write_text(json.dumps(rejects.to_dict(), indent=2) + "\n")
+    return out
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """Load a tokenizer directory (offline); FitrainError when it is missing or has no EOS token."""
+    from transformers import AutoTokenizer
+
+    if not str(path):
+        raise FitrainError("no tokenizer given (set `tokenizer` to a tokenizer directory)")
+    p = Path(path).expanduser()
+    if not p.is_dir() or not ((p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file()):
+        raise FitrainError(f"tokenizer not found: '{path}' is not a tokenizer directory "
+                           "(train one with `fitrain tokenizer train` or pass a HF tokenizer directory)")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+    except Exception as e:
+        raise FitrainError(f"cannot load tokenizer from '{path}': {type(e).__name__}: {e}") from None
+    if tok.eos_token_id is None:
+        raise FitrainError(f"tokenizer '{path}' has no eos_token; fitrain needs one to end documents and answers")
+    return tok
+
+
+def tokenizer_hash(path: str | Path) -> str:
+    """A content hash of the tokenizer files (the tokenizer identity recorded in manifests)."""
+    h = hashlib.sha256()
+    p = Path(path)
+    for name in sorted(x.name for x in p.iterdir() if x.is_file() and x.suffix in (".json", ".model", ".txt")
+                       and not x.name.startswith("fitrain_")):
+        h.update(name.encode())
+        h.update((p / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def vocab_size_of(tok: Any) -> int:
+    """Number of token ids the tokenizer can produce (base vocabulary + added tokens)."""
+    return int(len(tok))

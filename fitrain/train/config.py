@@ -1,0 +1,65 @@
+"""The settings of ``fitrain train``: :class:`TrainConfig` (the run) and :class:`DataConfig` (its batches).
+
+The model's (:class:`fitrain.train.model.ModelConfig`), the optimiser's
+(:class:`fitrain.train.optim.OptimConfig`) and W&B's (:class:`fitrain.train.metrics.WandbConfig`) settings
+are their components' own. Recipes under ``recipes/train/`` are merged over these defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fitrain.train.metrics import WandbConfig
+from fitrain.train.model import ModelConfig
+from fitrain.train.optim import OptimConfig
+
+STRATEGIES = ("auto", "single", "ddp", "fsdp")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed")
+
+
+@dataclass
+class DataConfig:
+    path: str = ""                 # prepared directory (manifest.json + shards), or its manifest.json
+    val_path: str = ""             # optional held-out prepared directory: periodic validation loss
+    micro_batch_size: int = 8      # rows per micro-batch per device
+    grad_accum: int = 1            # micro-batches per optimizer step (pre-fetched: exact normalisation)
+    max_epochs: int = 1            # passes over the data allowed; a budget needing more is an error (0 = no limit)
+    shuffle: bool = True
+    remainder: str = "wrap"        # rows that do not fill the last global batch of an epoch: wrap | drop
+    num_workers: int = 0           # loader worker processes (each reads its mmap'd shards)
+    val_rows: int = 0              # validate on the first N held-out rows (0 = all)
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/default/train/fi"
+    arm: str = "fi"
+    seed: int = 0
+    tokenizer: str = ""            # '' = the tokenizer recorded in the data manifest
+    # budgets (0 = unset); exactly one of max_tokens / max_supervised_tokens may be set, max_steps with either
+    max_tokens: float = 0          # total (non-padding) tokens read by the model, over all ranks
+    max_supervised_tokens: float = 0
+    max_steps: int = 0
+    budget_from: str = ""          # a prepared manifest.json (or its dir): max_tokens = its total_tokens
+    budget_from_epochs: float = 1.0  # ... times this many passes over that data
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    accelerator: str = "auto"      # auto | cpu | gpu
+    devices: int = 0               # per node; 0 = all visible (auto)
+    num_nodes: int = 1
+    strategy: str = "auto"         # auto | single | ddp | fsdp
+    precision: str = "auto"        # auto = bf16-mixed on GPU, 32-true on CPU
+    compile: bool = False          # torch.compile the model's forward
+    log_every: int = 10
+    val_every: int = 0             # steps between validations (0 = none; needs data.val_path)
+    checkpoint_every: int = 1000   # steps (0 = only at the end and on SIGUSR1/SIGTERM)
+    keep_checkpoints: int = 2
+    # run in the background after each checkpoint ({checkpoint}, {run_dir} filled in), e.g.
+    # "fitrain eval eval/local model={checkpoint}", or with sbatch --wrap for a Slurm job per checkpoint;
+    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all)
+    eval_on_checkpoint: str = ""
+    resume: str = "auto"           # auto (latest in run_dir/checkpoints) | never | <checkpoint path>
+    requeue_on_sigusr1: bool = True  # under Slurm: after the preemption checkpoint, scontrol requeue
+    export_hf: bool = True         # export <run_dir>/hf at the end
+    progress_bar: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -1,0 +1,206 @@
+"""Llama-style models for from-scratch pre-training: named presets, random init, attention selection.
+
+Models are transformers' ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, optional GQA, tied or untied
+embeddings) built from a :class:`ModelConfig`: a preset name plus any field overridden. The vocabulary
+comes from the tokenizer (``vocab_size: 0``), rounded up to ``vocab_multiple``.
+
+Packed rows hold several documents. They must not attend to each other (engineering notes, point 2):
+
+* ``sdpa`` (CPU, or GPU without flash-attn): per-document ``position_ids``, **no** 2D attention mask and
+  ``use_cache=False``; transformers then builds a block-diagonal causal mask from the position ids.
+* ``flash_attention_2`` (GPU with flash-attn installed): the varlen kernel with ``cu_seq_lens_q/k`` and
+  ``max_length_q/k`` passed explicitly (transformers infers them from position ids only for batch size 1).
+
+:func:`forward_logits` is the one place that calls the model on a training batch, for both.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from fitrain.core.errors import ConfigError, FitrainError
+
+# name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a
+# 32k vocabulary (60m..300m) or the 128,256-token Llama-3 vocabulary (1.8b, 7b).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=176, tie_embeddings=True),
+    "60m": dict(dim=512, n_layers=8, n_heads=8, n_kv_heads=8, ffn_dim=1536, tie_embeddings=False),
+    "150m": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, ffn_dim=2304, tie_embeddings=False),
+    "300m": dict(dim=1024, n_layers=20, n_heads=16, n_kv_heads=16, ffn_dim=2816, tie_embeddings=False),
+    # Meta Lingua's llama_1B shape (method.md): dim 2048, 25 layers, 16 heads, FFN 5632, untied.
+    "1.8b": dict(dim=2048, n_layers=25, n_heads=16, n_kv_heads=16, ffn_dim=5632, tie_embeddings=False),
+    "7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008, tie_embeddings=False),
+}
+
+ATTENTION = ("auto", "sdpa", "flash_attention_2")
+
+
+@dataclass
+class ModelConfig:
+    """A preset plus overrides. ``None`` / ``0`` fields take the preset's value (or the tokenizer's vocab)."""
+
+    preset: str = "tiny"
+    dim: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    n_kv_heads: int | None = None
+    ffn_dim: int | None = None
+    tie_embeddings: bool | None = None
+    vocab_size: int = 0              # 0 = the tokenizer's vocabulary (rounded up to vocab_multiple)
+    vocab_multiple: int = 64         # pad the embedding to a multiple of this (GPU-friendly shapes)
+    max_seq_len: int = 4096          # RoPE positions the model is configured for
+    rope_theta: float = 500000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+    attention: str = "auto"          # auto | sdpa | flash_attention_2
+    activation_checkpointing: bool = False
+
+
+def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
+    """The preset's shape with the config's overrides applied; unknown preset -> nearest name."""
+    if cfg.preset not in PRESETS:
+        close = difflib.get_close_matches(cfg.preset, PRESETS, n=1, cutoff=0.3)
+        raise ConfigError(f"unknown model preset '{cfg.preset}'" + (f"; did you mean '{close[0]}'?" if close else "")
+                          + f" Known presets: {', '.join(PRESETS)}")
+    shape = dict(PRESETS[cfg.preset])
+    for k in shape:
+        v = getattr(cfg, k)
+        if v is not None:
+            shape[k] = v
+    if shape["dim"] % shape["n_heads"]:
+        raise ConfigError(f"model.dim={shape['dim']} is not divisible by model.n_heads={shape['n_heads']}")
+    if shape["n_heads"] % shape["n_kv_heads"]:
+        raise ConfigError(f"model.n_heads={shape['n_heads']} is not divisible by model.n_kv_heads={shape['n_kv_heads']}")
+    return shape
+
+
+def resolve_vocab(cfg: ModelConfig, tokenizer_vocab: int) -> int:
+    """The model's vocabulary: the tokenizer's (rounded up), or the configured one if it is large enough."""
+    if tokenizer_vocab <= 0:
+        raise FitrainError(f"tokenizer vocabulary size must be positive, got {tokenizer_vocab}")
+    if cfg.vocab_size:
+        if cfg.vocab_size < tokenizer_vocab:
+            raise FitrainError(f"the tokenizer has {tokenizer_vocab} tokens but model.vocab_size={cfg.vocab_size}: "
+                               "token ids would index past the embedding. Raise model.vocab_size or set it to 0 "
+                               "(= the tokenizer's size)")
+        return cfg.vocab_size
+    m = max(1, cfg.vocab_multiple)
+    return -(-tokenizer_vocab // m) * m
+
+
+def select_attention(requested: str = "auto", device_type: str | None = None) -> str:
+    """flash_attention_2 on a GPU when flash-attn is installed, else sdpa; an explicit choice is checked."""
+    import torch
+    from transformers.utils import is_flash_attn_2_available
+
+    if requested not in ATTENTION:
+        raise ConfigError(f"model.attention must be one of {ATTENTION}, got '{requested}' (eager attention "
+                          "leaks across packed documents, so it is not offered)")
+    on_gpu = (device_type or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
+    if requested == "auto":
+        return "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
+    if requested == "flash_attention_2" and not (on_gpu and is_flash_attn_2_available()):
+        raise FitrainError("model.attention=flash_attention_2 needs a CUDA GPU and the flash-attn package "
+                           "(pip install 'fitrain[gpu]'); use model.attention=sdpa or auto")
+    return requested
+
+
+def llama_config(cfg: ModelConfig, vocab_size: int, attention: str = "sdpa", bos_token_id: int | None = None,
+                 eos_token_id: int | None = None, pad_token_id: int | None = None):
+    from transformers import LlamaConfig
+
+    s = resolve_shape(cfg)
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=s["dim"], intermediate_size=s["ffn_dim"],
+        num_hidden_layers=s["n_layers"], num_attention_heads=s["n_heads"], num_key_value_heads=s["n_kv_heads"],
+        max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, initializer_range=cfg.init_std,
+        tie_word_embeddings=bool(s["tie_embeddings"]), rope_parameters={"rope_type": "default",
+                                                                         "rope_theta": cfg.rope_theta},
+        attention_bias=False, mlp_bias=False, use_cache=False, hidden_act="silu",
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+        attn_implementation=attention)
+
+
+def build_model(cfg: ModelConfig, tokenizer_vocab: int, attention: str = "sdpa", seed: int | None = None,
+                token_ids: dict | None = None, verbose: bool = True):
+    """A randomly initialised ``LlamaForCausalLM`` (``use_cache=False``); prints the parameter count."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    hf_cfg = llama_config(cfg, resolve_vocab(cfg, tokenizer_vocab), attention, **(token_ids or {}))
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = LlamaForCausalLM(hf_cfg)
+    model.config.use_cache = False
+    if cfg.activation_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if verbose:
+        n, emb = count_parameters(model)
+        print(f"model: preset={cfg.preset} {describe(cfg)} vocab={hf_cfg.vocab_size} attention={attention} "
+              f"params={n / 1e6:.2f}M (non-embedding {(n - emb) / 1e6:.2f}M)", file=sys.stderr, flush=True)
+    return model
+
+
+def describe(cfg: ModelConfig) -> str:
+    s = resolve_shape(cfg)
+    return (f"dim={s['dim']} layers={s['n_layers']} heads={s['n_heads']} kv_heads={s['n_kv_heads']} "
+            f"ffn={s['ffn_dim']} tied={s['tie_embeddings']}")
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(total unique parameters, embedding parameters: input embedding + untied output head)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    emb = model.get_input_embeddings().weight.numel()
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not model.get_input_embeddings().weight:
+        emb += out.weight.numel()
+    return total, emb
+
+
+def flops_per_token(model, seq_len: int) -> float:
+    """Training FLOPs per token: 6 x non-embedding params + attention (12 x layers x dim x seq_len), plus the
+    output projection (6 x vocab x dim), the usual MFU convention (PaLM appendix B)."""
+    c = model.config
+    total, emb = count_parameters(model)
+    head = 6 * c.vocab_size * c.hidden_size
+    return 6 * (total - emb) + head + 12 * c.num_hidden_layers * c.hidden_size * seq_len
+
+
+def varlen_kwargs(position_ids) -> dict:
+    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for flash-attn varlen over the flattened [B*T] batch.
+
+    Every row starts a segment (position 0), so flattening rows keeps segments apart."""
+    import torch
+
+    flat = position_ids.reshape(-1)
+    starts = (flat == 0).nonzero().view(-1).to(torch.int32)
+    if starts.numel() == 0 or int(starts[0]) != 0:
+        raise FitrainError("position_ids must start at 0 at the start of every row and every segment")
+    cu = torch.cat([starts, torch.tensor([flat.numel()], dtype=torch.int32, device=flat.device)])
+    max_len = int(cu.diff().max())
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max_len, "max_length_k": max_len}
+
+
+def forward_logits(model, batch: dict):
+    """Logits of a packed batch (``input_ids``/``position_ids`` [B, T]); documents never see each other."""
+    kwargs: dict[str, Any] = {}
+    if getattr(model.config, "_attn_implementation", "sdpa") == "flash_attention_2":
+        kwargs = varlen_kwargs(batch["position_ids"])
+    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None,
+                use_cache=False, **kwargs)
+    return out.logits
+
+
+def shape_fingerprint(model) -> dict:
+    """What must match between a checkpoint and the model it is loaded into."""
+    c = model.config
+    return {k: getattr(c, k) for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                       "num_attention_heads", "num_key_value_heads", "tie_word_embeddings")}
+

@@ -1,0 +1,144 @@
+"""What a training run will do, decided before it starts: the budget, the schedule length, the checks that
+the data can meet the budget.
+
+The budget is one typed value, :class:`Budget` (a unit and an amount, like OLMo-core's ``Duration``):
+total tokens read by the model, supervised targets, or optimizer steps. A token budget may carry an extra
+cap on steps. ``budget_from=<prepared dir>`` makes the budget that directory's total tokens (times
+``budget_from_epochs``): that is how a standard arm trains exactly the tokens of a FineInstructions arm
+(fitrain/docs/method.md, "Token-matched baselines"). The run stops exactly at the budget
+(fitrain.train.microbatches.cut_step trims the last step).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from fitrain.core.errors import ConfigError, FitrainError
+from fitrain.data.manifest import Manifest
+from fitrain.train.config import TrainConfig
+from fitrain.train.optim import OptimConfig
+
+UNITS = ("tokens", "supervised_tokens", "steps")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a run ends: ``amount`` of ``unit`` (total tokens, supervised targets or optimizer steps)."""
+
+    unit: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"budget unit must be one of {UNITS}, got {self.unit!r}")
+
+    def done(self, step: int, tokens: int, supervised: int) -> int:
+        """How much of the budget a run at this point has used."""
+        return {"tokens": tokens, "supervised_tokens": supervised, "steps": step}[self.unit]
+
+    def __str__(self) -> str:
+        return f"{self.amount:,} {self.unit.replace('_', ' ')}"
+
+
+@dataclass
+class TrainPlan:
+    """The budget, the schedule and the cadences of one run, resolved from the config, the data manifest
+    and the world size."""
+
+    budget: Budget
+    step_cap: int                # a cap on optimizer steps beside a token budget (0 = none)
+    total_steps: int             # the schedule length (warmup + decay end here)
+    grad_accum: int
+    max_epochs: int
+    pad_id: int
+    optim: OptimConfig
+    rows_per_step: int
+    log_every: int
+    val_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    compile: bool
+    budget_source: str = ""
+
+    @property
+    def max_tokens(self) -> int:
+        return self.budget.amount if self.budget.unit == "tokens" else 0
+
+    @property
+    def max_supervised_tokens(self) -> int:
+        return self.budget.amount if self.budget.unit == "supervised_tokens" else 0
+
+    @property
+    def max_steps(self) -> int:
+        return self.budget.amount if self.budget.unit == "steps" else self.step_cap
+
+    @property
+    def token_budget(self) -> Budget | None:
+        """The budget when it is counted in tokens (the last step is then cut exactly), else None."""
+        return self.budget if self.budget.unit != "steps" else None
+
+    def describe(self) -> str:
+        d = {k: v for k, v in asdict(self).items() if k not in ("optim", "budget")}
+        return ", ".join([f"budget={self.budget}"] + [f"{k}={v}" for k, v in d.items() if v not in ("", None)])
+
+
+def resolve_budget(cfg: TrainConfig) -> tuple[int, int, int, str]:
+    """(max_tokens, max_supervised_tokens, max_steps, where the token budget came from)."""
+    max_tokens, source = int(cfg.max_tokens), ""
+    if cfg.budget_from:
+        if cfg.max_tokens:
+            raise ConfigError("set either max_tokens or budget_from, not both")
+        m = Manifest.read(cfg.budget_from, "budget_from")
+        max_tokens = int(round(m.counts.total_tokens * cfg.budget_from_epochs))
+        source = f"budget_from {cfg.budget_from}: total_tokens {m.counts.total_tokens} x {cfg.budget_from_epochs}"
+    if max_tokens and cfg.max_supervised_tokens:
+        raise ConfigError("set max_tokens (or budget_from) or max_supervised_tokens, not both")
+    if min(max_tokens, cfg.max_supervised_tokens, cfg.max_steps) < 0:
+        raise ConfigError("budgets must be >= 0")
+    return max_tokens, int(cfg.max_supervised_tokens), int(cfg.max_steps), source
+
+
+def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, steps_per_epoch: int) -> TrainPlan:
+    """Budgets, the schedule length and the up-front check that the data can meet the budget."""
+    max_tokens, max_sup, max_steps, source = resolve_budget(cfg)
+    d = cfg.data
+    if d.micro_batch_size < 1 or d.grad_accum < 1:
+        raise ConfigError("data.micro_batch_size and data.grad_accum must be >= 1")
+    counts = manifest.counts
+    rows = max(1, counts.rows)
+    rows_per_step = d.micro_batch_size * d.grad_accum * world
+    epoch_steps = math.ceil(steps_per_epoch / d.grad_accum)  # optimizer steps in one pass
+    if d.max_epochs > 0:
+        have_steps = math.ceil(steps_per_epoch * d.max_epochs / d.grad_accum)
+        short = None
+        if max_tokens > counts.total_tokens * d.max_epochs:
+            short = f"max_tokens={max_tokens} but the data holds {counts.total_tokens} tokens per epoch"
+        elif max_sup > counts.supervised_tokens * d.max_epochs:
+            short = (f"max_supervised_tokens={max_sup} but the data holds {counts.supervised_tokens} supervised "
+                     "tokens per epoch")
+        elif max_steps > have_steps:
+            short = f"max_steps={max_steps} but one epoch is {epoch_steps} steps at this batch size"
+        if short:
+            raise FitrainError(f"the budget cannot be met: {short} and data.max_epochs={d.max_epochs}. "
+                               "Raise data.max_epochs (0 = unlimited), lower the budget, or prepare more data")
+        if not (max_tokens or max_sup or max_steps):
+            max_steps = have_steps  # no budget: train max_epochs full passes
+    elif not (max_tokens or max_sup or max_steps):
+        raise ConfigError("no budget: set max_tokens, max_supervised_tokens, max_steps, budget_from, "
+                          "or data.max_epochs > 0")
+    if max_tokens:
+        budget = Budget("tokens", max_tokens)
+    elif max_sup:
+        budget = Budget("supervised_tokens", max_sup)
+    else:
+        budget = Budget("steps", max_steps)
+    estimates = [max_steps] if max_steps else []
+    if max_tokens:
+        estimates.append(math.ceil(max_tokens / max(1e-9, counts.total_tokens / rows * rows_per_step)))
+    if max_sup:
+        estimates.append(math.ceil(max_sup / max(1e-9, counts.supervised_tokens / rows * rows_per_step)))
+    return TrainPlan(budget=budget, step_cap=max_steps if budget.unit != "steps" else 0,
+                     total_steps=max(1, min(estimates)), grad_accum=d.grad_accum, max_epochs=d.max_epochs,
+                     pad_id=pad_id, optim=cfg.optim, rows_per_step=rows_per_step, log_every=max(1, cfg.log_every),
+                     val_every=cfg.val_every if cfg.data.val_path else 0, checkpoint_every=cfg.checkpoint_every,
+                     keep_checkpoints=cfg.keep_checkpoints, compile=cfg.compile, budget_source=source)

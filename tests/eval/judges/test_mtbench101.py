@@ -1,0 +1,160 @@
+import json
+import statistics
+from collections import Counter
+
+import pytest
+
+from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
+from fitrain_eval.generate import Generation
+from fitrain_eval.judges import mtbench101 as mt
+from fitrain_eval.judges.common import Judged
+from tests.helpers.eval_clients import DATA, generator_for, judge_for
+from tests.helpers.llm_server import Reply, ScriptedLLMServer, last_user_message
+
+FILE = DATA / "mt_bench_101" / "mtbench101.jsonl"
+PUBLISHED = {"AR": 153, "IC": 150, "SI": 149, "CC": 147, "CR": 136, "MR": 108, "PI": 87, "TS": 83, "CM": 80,
+             "SC": 77, "FR": 74, "SA": 73, "GR": 71}
+
+
+def test_loads_the_real_file_with_published_counts():
+    r = Rejects()
+    ds = mt.load(FILE, r)
+    assert r.total == 0
+    assert len(ds) == 1388 and sum(len(d.history) for d in ds) == 4208
+    assert Counter(d.task for d in ds) == PUBLISHED and set(PUBLISHED) == set(mt.TASKS)
+    d = next(x for x in ds if x.task == "GR" and x.id == "1")
+    msgs = d.turn_messages(2)
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
+    assert msgs[1]["content"] == d.history[0]["bot"] and msgs[4]["content"] == d.history[2]["user"]
+    assert Counter(x.task for x in mt.load(FILE, Rejects(), limit_per_task=2)) == {t: 2 for t in PUBLISHED}
+
+
+def test_wrong_format_and_bad_rows(tmp_path):
+    with pytest.raises(FitrainError, match="not an MT-Bench-101 file: line 1 is not JSON"):
+        mt.load(DATA / "mixeval" / "mixeval-2024-08-11" / "mixeval-hard" / "free-form.json", Rejects())
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"instruction": "hi"}\n')
+    with pytest.raises(FitrainError, match="unknown task None on line 1"):
+        mt.load(bad, Rejects())
+    rows = FILE.read_text().splitlines()[:2] + ["{torn", json.dumps({"task": "GR", "id": 9, "history": []})]
+    bad.write_text("\n".join(rows) + "\n")
+    r = Rejects()
+    assert len(mt.load(bad, r)) == 2
+    assert r.counts == {"mtbench101_malformed_json": 1, "mtbench101_bad_dialogue": 1}
+    with pytest.raises(FitrainError, match="unknown MT-Bench-101 task"):
+        mt.load(FILE, Rejects(), tasks=["XX"])
+
+
+def test_end_to_end_min_over_turns_task_means_overall(tmp_path):
+    rows = [json.loads(x) for x in FILE.read_text().splitlines()]
+    chosen = [r for r in rows if r["task"] == "GR"][:3] + [r for r in rows if r["task"] == "AR"][:3]
+    sub = tmp_path / "mt.jsonl"
+    sub.write_text("".join(json.dumps(r) + "\n" for r in chosen))
+    # lowest turn per dialogue; every other turn scores 10.  GR: 5, 8, 8 -> 7.  AR: 3, then a dialogue whose
+    # last answer is empty (scored 1 without the judge) -> 1, then one whose first turn never parses (left
+    # out, counted) -> AR = 2.  overall = mean over tasks = 4.5 (the mean over dialogues would be 5.0).
+    low = {"GR-1": 5, "GR-2": 8, "GR-3": 8, "AR-222": 3, "AR-223": 10}
+    bad_turn = ("AR-224", 1)  # AR's turn 0 is context only (mt.SKIP_FIRST_TASKS): never generated nor judged
+    empty_turn = ("AR-223", 3)
+    gen_msgs: dict[str, list] = {}
+
+    def responder(kind, body):
+        msg = last_user_message(body)
+        if not msg.startswith("You evaluate one assistant turn"):  # a generation request (chat format)
+            t = len(body["messages"]) // 2
+            d = next(r for r in chosen if len(r["history"]) > t and r["history"][t]["user"] == msg
+                     and all(r["history"][i]["bot"] == body["messages"][2 * i + 1]["content"] for i in range(t)))
+            key = f"{d['task']}-{d['id']}"
+            gen_msgs[f"{key}#{t}"] = body["messages"]
+            return Reply(text="" if (key, t) == empty_turn else f"ANS {key} {t}")
+        key, t = msg.split("Assistant's answer to evaluate:\nANS ")[1].split("\n")[0].split()
+        t = int(t)
+        if (key, t) == bad_turn:
+            return Reply(text="a fine answer, I would say")
+        first = 1 if key.startswith("AR") else 0
+        return Reply(text=f"Reason. [[{low[key] if t == first else 10}]]")
+
+    cfg = mt.MTBench101Config(enabled=True, path=str(sub))
+    with ScriptedLLMServer(responder) as srv:
+        r = Rejects()
+        m = mt.evaluate_mtbench101(cfg, generator_for(srv, "chat"), judge_for(srv, tmp_path), tmp_path / "out", r)
+    assert m["mtbench101/task/GR"] == pytest.approx(7.0)
+    assert m["mtbench101/task/AR"] == pytest.approx(2.0)
+    assert m["mtbench101/overall"] == pytest.approx(4.5)
+    assert statistics.fmean([5, 8, 8, 3, 1]) == 5.0  # what a mean over dialogues would have given
+    assert m["mtbench101/n_tasks"] == 2 and m["mtbench101/n_dialogues"] == 5
+    assert r.counts == {"mtbench101_generation_empty": 1, "mtbench101_judge_unparsable": 1,
+                        "mtbench101_incomplete_dialogue": 1}
+    # each turn was generated with the gold history before it
+    d = chosen[1]
+    msgs = gen_msgs[f"GR-{d['id']}#2"]
+    assert [m["content"] for m in msgs if m["role"] == "assistant"] == [h["bot"] for h in d["history"][:2]]
+    recs = [json.loads(x) for x in (tmp_path / "out" / "mtbench101" / "judgments.jsonl").read_text().splitlines()]
+    assert sum(1 for x in recs if x.get("prompt_version") == mt.PROMPT_VERSION) == sum(
+        len(c["history"]) for c in chosen) - 3 - 2
+
+
+def test_instruction_format_renders_gold_history_as_training_pairs():
+    from fitrain_eval.generate import GenerationConfig, Generator
+
+    class Dummy:
+        name, model = "dummy", "dummy"
+
+    g = Generator(GenerationConfig(prompt_format="instruction"), backend=Dummy())
+    msgs = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
+            {"role": "user", "content": "Q2"}]
+    assert g.request(msgs, "x").prompt == "Instruction: Q1\n\nAnswer: A1\n\nInstruction: Q2\n\nAnswer: "
+    assert g.request(msgs, "x").stop == ["\n\nInstruction:"]
+
+
+# the gold reference is shown to the judge only for the reasoning tasks
+def _dialogue(task):
+    return mt.Dialogue(task=task, id=1, history=[{"user": "u0", "bot": "GOLD-0"}, {"user": "u1", "bot": "GOLD-1"}])
+
+
+def test_gold_reference_shown_only_for_reasoning_tasks():
+    for task in mt.TASKS:
+        text = mt.judge_request(_dialogue(task), 1, "ANSWER").messages[0]["content"]
+        assert "ANSWER" in text and "GOLD-0" in text  # the gold history is always context
+        assert ("GOLD-1" in text) == (task in mt.REFERENCE_TASKS), task
+        assert text.count("ANSWER") == 1
+
+
+# official OpenCompass loader: for FR, CR, AR, SA, SC and CM the first turn is context only
+# (``skip_first_tasks``); it is neither generated nor judged, and so cannot set the dialogue's minimum
+class FakeGen:
+    model = "fake"
+
+    def __init__(self):
+        self.ids = []
+
+    def decoding(self):
+        return {}
+
+    def generate(self, items, rejects, what="generation"):
+        self.ids += [i for i, _ in items]
+        return [Generation(i, msgs, f"ANS {i}") for i, msgs in items]
+
+
+class FakeJudge:
+    """Scores 1 on turn 0, 9 on every other turn."""
+
+    def judge(self, requests, parse, rejects, prompt_version, what="judge"):
+        return [Judged(1.0 if r.meta["id"].endswith("#0") else 9.0, {}) for r in requests]
+
+
+def test_first_turn_of_skip_first_tasks_is_not_scored(tmp_path):
+    rows = [json.loads(x) for x in FILE.read_text().splitlines()]
+    chosen = [next(r for r in rows if r["task"] == t) for t in ("AR", "SA", "GR")]
+    sub = tmp_path / "mt.jsonl"
+    sub.write_text("".join(json.dumps(r) + "\n" for r in chosen))
+    gen = FakeGen()
+    r = Rejects()
+    m = mt.evaluate_mtbench101(mt.MTBench101Config(enabled=True, path=str(sub)), gen, FakeJudge(),
+                               tmp_path / "out", r)
+    assert not any(i.startswith(("AR-", "SA-")) and i.endswith("#0") for i in gen.ids)
+    assert any(i.startswith("GR-") and i.endswith("#0") for i in gen.ids)
+    assert m["mtbench101/task/AR"] == 9.0 and m["mtbench101/task/SA"] == 9.0
+    assert m["mtbench101/task/GR"] == 1.0
+    assert r.total == 0

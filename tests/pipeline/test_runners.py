@@ -1,0 +1,113 @@
+"""How the experiment derives each component's config: same model/seed/budget for both arms, W&B
+grouping, Slurm world size, the matched-budget inputs of prepare, and clear errors for bad input."""
+import pytest
+
+from fitrain.core.errors import FitrainError
+from fitrain.pipeline.graph import ExperimentConfig, experiment_steps
+from fitrain.pipeline.run import load_experiment
+from fitrain.pipeline.runners import (prepare_config, corpus_step, eval_config, token_matching, train_config)
+from fitrain.core.io import write_json
+
+
+def _cfg(tmp_path, **kw) -> ExperimentConfig:
+    return load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'run'}", *[f"{k}={v}" for k, v in kw.items()]])
+
+
+def test_both_arms_share_model_seed_budget_and_wandb_group(tmp_path, monkeypatch):
+    for var in ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = _cfg(tmp_path, seed=7)
+    fi, std = train_config(cfg, "fi"), train_config(cfg, "standard")
+    assert fi.model == std.model and fi.optim == std.optim and fi.data.micro_batch_size == std.data.micro_batch_size
+    assert fi.seed == std.seed == 7
+    fi_dir = str(cfg.root / "prepared" / "fi")
+    assert fi.budget_from == std.budget_from == fi_dir          # matched total tokens, cut exactly
+    assert fi.budget_from_epochs == std.budget_from_epochs
+    assert fi.data.path == fi_dir and std.data.path == str(cfg.root / "prepared" / "standard")
+    assert fi.data.val_path == std.data.val_path == str(cfg.root / "prepared" / "heldout")
+    assert fi.tokenizer == std.tokenizer == str(cfg.root / "tokenizer")
+    assert fi.wandb.project == std.wandb.project and fi.wandb.group == std.wandb.group == "tiny-cpu"
+    assert (fi.wandb.name, std.wandb.name) == ("fi-tiny", "standard-tiny")
+    assert fi.run_dir.endswith("train/fi") and std.run_dir.endswith("train/standard")
+    assert fi.num_nodes == 1
+
+
+def test_an_explicit_budget_is_used_for_both_arms(tmp_path):
+    cfg = _cfg(tmp_path, **{"train.max_tokens": 12345})
+    assert train_config(cfg, "fi").max_tokens == train_config(cfg, "standard").max_tokens == 12345
+    assert train_config(cfg, "standard").budget_from == ""
+
+
+def test_under_srun_the_world_comes_from_slurm(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_NNODES", "4")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "8(x4)")
+    tc = train_config(_cfg(tmp_path), "fi")
+    assert (tc.num_nodes, tc.devices, tc.strategy) == (4, 8, "ddp")
+
+
+def test_prepare_inputs_for_each_arm(tmp_path):
+    cfg = _cfg(tmp_path, **{"data_gen.num_shards": 3, "heldout_shards": 1})
+    final = cfg.root / "data_gen" / "final"
+    for i in range(3):
+        (final / f"shard-{i:05d}").mkdir(parents=True)
+        (final / f"shard-{i:05d}" / "pairs.parquet").write_bytes(b"")
+    fi, std, held = (prepare_config(cfg, a) for a in ("fi", "standard", "heldout"))
+    assert fi.input.paths == std.input.paths == [str(final / "shard-00000/pairs.parquet"),
+                                                 str(final / "shard-00001/pairs.parquet")]
+    assert held.input.paths == [str(final / "shard-00002/pairs.parquet")]
+    assert fi.budget.enabled and not std.budget.enabled and not held.budget.enabled
+    assert std.documents_from_pairs and std.budget_from == fi.out
+    assert fi.tokenizer == std.tokenizer == held.tokenizer
+    assert fi.budget.seed == cfg.seed
+    (final / "shard-00001" / "pairs.parquet").unlink()
+    with pytest.raises(FitrainError, match="data_gen wrote no pairs file"):
+        prepare_config(cfg, "fi")
+
+
+def test_heldout_needs_training_shards(tmp_path):
+    with pytest.raises(FitrainError, match="heldout_shards"):
+        _cfg(tmp_path, **{"data_gen.num_shards": 1, "heldout_shards": 1}).validate()
+
+
+def test_missing_corpus_is_a_clear_error(tmp_path):
+    cfg = _cfg(tmp_path, **{"corpus.builtin": False, "corpus.paths": f"[{tmp_path}/nowhere/*.jsonl]"})
+    step = experiment_steps(cfg)[0]
+    with pytest.raises(FitrainError, match="nowhere/\\*.jsonl' matches no file"):
+        corpus_step(cfg, step, None)
+
+
+def test_eval_head_to_head_uses_the_baseline_arm(tmp_path):
+    cfg = _cfg(tmp_path, **{"eval.pairwise.enabled": True})
+    assert eval_config(cfg, "fi").pairwise.baseline_outputs == str(cfg.root / "eval" / "standard")
+    names = [s.name for s in experiment_steps(cfg)]
+    assert names.index("eval-standard") < names.index("eval-fi")
+
+
+def test_token_matching_within_one_sequence(tmp_path):
+    cfg = _cfg(tmp_path)
+    seq = cfg.prepare.pack.seq_len
+    write_json(cfg.root / "train/fi/summary.json", {"tokens": 100_000, "supervised_tokens": 40_000})
+    write_json(cfg.root / "train/standard/summary.json", {"tokens": 100_000 - seq, "supervised_tokens": 99_000})
+    assert token_matching(cfg)["matched_within_one_sequence"] is True
+    write_json(cfg.root / "train/standard/summary.json", {"tokens": 100_000 - seq - 1, "supervised_tokens": 1})
+    assert token_matching(cfg)["matched_within_one_sequence"] is False
+
+
+def test_a_budget_the_data_cannot_meet_is_refused(tmp_path, tokenizer_dir, pairs_shards):
+    # up front, before any step runs
+    with pytest.raises(FitrainError, match="the budget cannot be met"):
+        _cfg(tmp_path, **{"train.budget_from_epochs": 8, "train.data.max_epochs": 4}).validate()
+    # and when the prepared data turns out too small for an explicit budget
+    from fitrain.pipeline.run import run_step
+    from fitrain.pipeline.runners import RUNNERS
+    from fitrain.core.io import mark_done
+    import shutil
+
+    cfg = _cfg(tmp_path, **{"train.max_tokens": 10**9, "heldout_shards": 0, "train.wandb.mode": "disabled"})
+    shutil.copytree(tokenizer_dir, cfg.root / "tokenizer")
+    shutil.copytree(pairs_shards, cfg.root / "prepared" / "fi")
+    mark_done(cfg.layout.step_marker_dir("prepare-fi"))
+    step = {s.name: s for s in experiment_steps(cfg)}["train-fi"]
+    with pytest.raises(FitrainError, match="the budget cannot be met: max_tokens=1000000000"):
+        run_step(cfg, step, runners=RUNNERS, log=lambda m: None)

@@ -1,0 +1,65 @@
+import pytest
+
+from fitrain.core.errors import FitrainError
+from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, parse_job_id, quote, render_sbatch
+
+
+def _lines(script):
+    return [line for line in script.splitlines() if line.startswith("#SBATCH")]
+
+
+def test_gpu_job_one_task_per_gpu_with_signal_requeue_and_append(tmp_path):
+    cfg = SlurmConfig(nodes=4, gpus_per_node=8, cpus_per_task=12, mem="480G", time="2-00:00:00",
+                      partition="gpu", account="proj", qos="high", setup=["module load cuda/12.4"],
+                      python="python")
+    s = render_sbatch(cfg, "exp.train-fi", ["-m", "fitrain.cli", "train", "x.yaml"], tmp_path)
+    sb = _lines(s)
+    for want in ("--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8", "--cpus-per-task=12", "--mem=480G",
+                 "--time=2-00:00:00", "--partition=gpu", "--account=proj", "--qos=high", "--signal=USR1@90",
+                 "--requeue", "--open-mode=append", "--job-name=exp.train-fi"):
+        assert f"#SBATCH {want}" in sb, want
+    assert not any(line.startswith("#SBATCH --ntasks=") for line in sb)  # breaks Lightning's SLURMEnvironment
+    srun = [line for line in s.splitlines() if line.startswith("srun ")]
+    assert srun == ["srun --job-name=exp.train-fi --nodes=4 --ntasks-per-node=8 --kill-on-bad-exit=1 "
+                    "python -m fitrain.cli train x.yaml"]
+    assert s.index("module load cuda/12.4") < s.index("srun ")
+    assert "MASTER_ADDR" in s
+
+
+def test_array_and_single_task_cpu_job(tmp_path):
+    s = render_sbatch(SlurmConfig(nodes=2, tasks_per_node=4, signal_lead_s=0, requeue=False, array_parallelism=2),
+                      "dg", ["-m", "x", "--shard", ARRAY_TASK_ID], tmp_path, array=5, distributed=False)
+    sb = _lines(s)
+    assert "#SBATCH --array=0-4%2" in sb and "#SBATCH --nodes=1" in sb and "#SBATCH --ntasks-per-node=1" in sb
+    assert "#SBATCH --no-requeue" in sb and not any("--signal" in x for x in sb)
+    assert any(x.endswith("%x-%A_%a.out") for x in sb)
+    assert '--shard "${SLURM_ARRAY_TASK_ID}"' in s
+
+
+def test_quote_and_job_id_parsing():
+    assert quote("a b") == "'a b'" and quote("$HOME") == "'$HOME'"
+    assert parse_job_id("1234\n") == "1234" and parse_job_id("77;cluster\n") == "77"
+    assert parse_job_id("Submitted batch job 9") == "9"
+    with pytest.raises(FitrainError, match="job id"):
+        parse_job_id("sbatch: error: Batch job submission failed")
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(nodes=0), "nodes"), (dict(time="2 days"), "time"), (dict(mem="lots"), "mem"),
+    (dict(signal="KILL"), "signal"), (dict(extra_sbatch=["mail-type=END"]), "extra_sbatch")])
+def test_bad_settings_are_clear(bad, match, tmp_path):
+    with pytest.raises(FitrainError, match=match):
+        render_sbatch(SlurmConfig(**bad), "j", ["x"], tmp_path)
+
+
+def test_unreachable_slurm_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch/sinfo here
+    with pytest.raises(FitrainError, match="Slurm is not reachable: sbatch, sinfo, scontrol not found"):
+        check_reachable()
+    fake = tmp_path / "sinfo"
+    fake.write_text("#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    for name in ("sbatch", "scontrol"):
+        (tmp_path / name).symlink_to(fake)
+    with pytest.raises(FitrainError, match="Unable to contact slurm controller"):
+        check_reachable()

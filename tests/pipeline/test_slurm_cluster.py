@@ -1,0 +1,118 @@
+"""Against a real Slurm (skipped with a message when none is reachable; see conftest.slurm_cluster):
+a 2-task DDP (gloo, CPU) training step of an experiment, preemption by SIGUSR1 with requeue and resume
+to the same token count, a data_gen job array chained with afterok, and a rerun that submits nothing."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fitrain.pipeline.graph import ExperimentConfig
+from fitrain.pipeline.run import run_experiment
+from fitrain.core.io import is_done, mark_done, read_json
+from fitrain.pipeline.slurm import SlurmConfig, job_field, wait
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+TOKENS = 60_000
+
+
+def _train_experiment(root: Path, tokenizer_dir: Path, pairs: Path, documents: Path) -> ExperimentConfig:
+    cfg = ExperimentConfig(name="slurm-train", run_dir=str(root), size="tiny")
+    cfg.train.model.preset = "tiny"
+    cfg.train.max_tokens = TOKENS
+    cfg.train.accelerator = "cpu"
+    cfg.train.data.micro_batch_size = 4
+    cfg.train.data.max_epochs = 0
+    cfg.train.optim.warmup_steps = 2
+    cfg.train.checkpoint_every = 4
+    cfg.train.log_every = 1
+    cfg.train.export_hf = False
+    cfg.train.progress_bar = False
+    cfg.train.wandb.mode = "disabled"
+    cfg.slurm.train = SlurmConfig(tasks_per_node=2, cpus_per_task=1, signal_lead_s=0, python=sys.executable,
+                                  env={"WANDB_MODE": "disabled", "MASTER_ADDR": "127.0.0.1"})
+    shutil.copytree(tokenizer_dir, root / "tokenizer")
+    shutil.copytree(pairs, root / "prepared" / "fi")
+    shutil.copytree(documents, root / "prepared" / "standard")
+    for step in ("corpus", "tokenizer", "data_gen-templates", "data_gen", "prepare-fi", "prepare-standard"):
+        mark_done(cfg.layout.step_marker_dir(step), {"prepared by": "test fixture"})
+    return cfg
+
+
+def _wait_for(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_ddp_training_job_then_preempted_job_resumes_to_the_same_tokens(
+        slurm_cluster, tmp_path, tokenizer_dir, pairs_shards, documents_shards):
+    cfg = _train_experiment(tmp_path / "exp", tokenizer_dir, pairs_shards, documents_shards)
+    # 1. an uninterrupted 2-rank DDP run of the fi arm
+    jobs = run_experiment(cfg, slurm=True, only=["train-fi"], log=lambda m: None)["jobs"]
+    states = wait(jobs["train-fi"], timeout=150)
+    log_a = next((cfg.root / "slurm" / "logs").glob("slurm-train.train-fi-*.out")).read_text()
+    assert set(states.values()) == {"COMPLETED"}, log_a[-3000:]
+    a = read_json(cfg.root / "train" / "fi" / "summary.json")
+    assert a["status"] == "finished" and a["tokens"] == TOKENS
+    assert is_done(cfg.layout.step_marker_dir("train-fi"))
+    assert "fitrain train: world=2 " in log_a and log_a.count("[fitrain] job") == 1, log_a[-3000:]
+
+    # 2. the standard arm, preempted with SIGUSR1 as soon as it has trained a step (long before the end of
+    # its ~30 steps, however fast the machine): checkpoint at the end of that step, requeue, resume
+    jobs = run_experiment(cfg, slurm=True, only=["train-standard"], log=lambda m: None)["jobs"]
+    jid = jobs["train-standard"]
+    metrics = cfg.root / "train" / "standard" / "logs" / "metrics.csv"
+    _wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, 120, "the first step")
+    subprocess.run(["scancel", "--signal=USR1", jid], check=True)
+    _wait_for(lambda: job_field(jid, "Restarts") not in ("", "0"), 60, "the requeue")
+    states = wait(jid, timeout=150)
+    log_b = next((cfg.root / "slurm" / "logs").glob("slurm-train.train-standard-*.out")).read_text()
+    assert set(states.values()) == {"COMPLETED"}, log_b[-3000:]
+    assert "received SIGUSR1" in log_b and "restart 1" in log_b and "(resuming " in log_b, log_b[-3000:]
+    assert log_b.count("fitrain train: world=2 ") == 2  # both runs (the first and the requeued one) were 2-rank
+    b = read_json(cfg.root / "train" / "standard" / "summary.json")
+    assert b["status"] == "finished" and b["tokens"] == TOKENS == a["tokens"]
+    import csv
+
+    rows = [r for r in csv.DictReader(open(cfg.root / "train" / "standard" / "logs" / "metrics.csv")) if r["loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(set(steps)) and steps[-1] == b["steps"]  # resumed: no step logged twice
+    assert int(rows[-1]["tokens"]) == TOKENS
+    assert is_done(cfg.layout.step_marker_dir("train-standard"))
+
+    # 3. a rerun submits nothing for finished steps
+    out = run_experiment(cfg, slurm=True, only=["train-fi", "train-standard"], log=lambda m: None)
+    assert out["jobs"] == {}
+
+
+def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cluster, tmp_path):
+    from fitrain.pipeline.run import load_experiment
+
+    cfg = load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'dg'}", "name=slurm-dg", "corpus.max_documents=12",
+                                       "corpus.max_chars=1200", "data_gen.num_shards=2", "heldout_shards=0",
+                                       f"slurm.steps.python={sys.executable}",
+                                       f"slurm.data_gen.python={sys.executable}"])
+    steps = ["corpus", "data_gen-templates", "data_gen"]
+    jobs = run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"]
+    assert list(jobs) == steps
+    script = (cfg.root / "slurm" / "data_gen.sbatch").read_text()
+    assert "#SBATCH --array=0-1" in script
+    assert job_field(jobs["data_gen"], "Dependency") in (f"afterok:{jobs['data_gen-templates']}(unfulfilled)",
+                                                        "(null)", "")
+    states = wait(jobs["data_gen"], timeout=240)
+    logs = "\n".join(p.read_text() for p in sorted((cfg.root / "slurm" / "logs").glob("*.out")))
+    assert sorted(states) == [f"{jobs['data_gen']}_0", f"{jobs['data_gen']}_1"], logs[-3000:]
+    assert set(states.values()) == {"COMPLETED"}, logs[-3000:]
+    for shard in (0, 1):
+        assert is_done(cfg.layout.step_marker_dir("data_gen", shard))
+        assert (cfg.root / "data_gen" / "final" / f"shard-{shard:05d}" / "pairs.parquet").is_file()
+    assert is_done(cfg.root / "data_gen" / "final")  # data_gen merged the shards' statistics
+    assert read_json(cfg.root / "data_gen" / "final" / "stats.json")["out"] > 0
+    assert run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"] == {}
