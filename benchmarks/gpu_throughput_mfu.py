@@ -9,7 +9,7 @@ bf16 autocast, fused AdamW and clipping on packed synthetic rows (documents of r
 per-document position ids, so flash-attn varlen / sdpa see real packing). Reference in the same run: the
 device's peak dense bf16 FLOP/s (fitrain.train.metrics.PEAK_BF16_FLOPS); MFU = tokens/s x FLOPs/token / peak,
 with FLOPs/token = 6 x non-embedding params + 6 x vocab x dim + 12 x layers x dim x seq_len. Published
-anchors (engineering notes): OLMo2-1B ~55k tok/s/GPU on H100; MPT-1B 41.8% MFU.
+anchors (fitrain/docs/engineering.md): OLMo2-1B ~55k tok/s/GPU on H100; MPT-1B 41.8% MFU.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def main() -> None:
     from fitrain.train.metrics import peak_flops
     from fitrain.train.model import ModelConfig, build_model, count_parameters, flops_per_token, forward_logits, \
         select_attention
-    from fitrain.train.loss import OptimConfig, accumulate_gradients, build_optimizer, grad_norm_and_clip
+    from fitrain.train.loss import accumulate_gradients
+    from fitrain.train.optim import OptimConfig, build_optimizer, grad_norm_and_clip
 
     if not torch.cuda.is_available():
         raise SystemExit("gpu_throughput_mfu.py needs a CUDA GPU")

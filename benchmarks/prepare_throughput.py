@@ -52,7 +52,7 @@ def main() -> None:
     from fitrain.data.records import Document, DocumentPairs, InputConfig, Pair, write_pairs_parquet
     from fitrain.data.shards import open_prepared
     from fitrain.data.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer_from_texts
-    from tests.fitrain.data.dolly import dolly_groups, write_dolly_pairs
+    from tests.helpers.dolly import dolly_groups, write_dolly_pairs
 
     tmp = Path(tempfile.mkdtemp(prefix="fitrain-bench-"))
     tok_dir = train_tokenizer_from_texts([topics[k] for k in sorted(topics)],

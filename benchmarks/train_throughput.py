@@ -56,11 +56,12 @@ def fitrain_config(run_dir: Path, data: Path, steps: int, precision: str):
 
 def run_fitrain(cfg, skip: int) -> tuple[float, float]:
     """(tokens/s over the timed window, median tokens per step / median step time)."""
+    from fitrain.core.layout import TrainDir
     from fitrain.train.metrics import read_metrics
-    from fitrain.train.config import train
+    from fitrain.train.trainer import train
 
     train(cfg)
-    rows = [r for r in read_metrics(Path(cfg.run_dir) / "logs" / "metrics.csv") if r["loss"] is not None]
+    rows = [r for r in read_metrics(TrainDir.of(cfg.run_dir).metrics_csv) if r["loss"] is not None]
     a, b = rows[skip - 1], rows[-1]
     window = (b["tokens"] - a["tokens"]) / (b["elapsed_s"] - a["elapsed_s"])
     # elapsed_s is taken after each step's hooks, so its differences are whole step cycles (loop included)
@@ -72,14 +73,14 @@ def run_bare(cfg, skip: int) -> tuple[float, float]:
     """The same step by hand: no Lightning, no hooks, no logging."""
     import torch
 
-    from fitrain.data.loader import PackedLoader
-    from fitrain.train.model import build_model, forward_logits
-    from fitrain.train.loss import build_optimizer, sum_cross_entropy
+    from fitrain.data.loader import IGNORE_INDEX, PackedLoader
+    from fitrain.data.manifest import Manifest
     from fitrain.data.tokenizer import load_tokenizer
-    from fitrain.train.config import manifest_of, tokenizer_path
+    from fitrain.train.loss import sum_cross_entropy
+    from fitrain.train.model import build_model, forward_logits
+    from fitrain.train.optim import build_optimizer
 
-    manifest = manifest_of(cfg.data.path, "data")
-    tok = load_tokenizer(tokenizer_path(cfg, manifest))
+    tok = load_tokenizer(cfg.tokenizer or Manifest.read(cfg.data.path, "data").tokenizer.path)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, len(tok), "sdpa", seed=cfg.seed, verbose=False)
     opt, sched = build_optimizer(model, cfg.optim, cfg.max_steps)
@@ -91,7 +92,7 @@ def run_bare(cfg, skip: int) -> tuple[float, float]:
     t_prev = time.perf_counter()
     for step in range(1, cfg.max_steps + 1):
         batch = next(it)
-        n_sup = int((batch["labels"][:, 1:] != -100).sum())
+        n_sup = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
         with autocast:
             loss_sum, _ = sum_cross_entropy(forward_logits(model, batch), batch["labels"])
         (loss_sum / n_sup).backward()

@@ -1,6 +1,6 @@
 """The typed settings of the data-generation pipeline. Every number of the method has its one default here.
 
-Paper numbers (method.md): cosine threshold 0.865, 6 templates per document, Gaussian coverage pooling with
+Paper numbers (fitrain/docs/method.md): cosine threshold 0.865, 6 templates per document, Gaussian coverage pooling with
 K=5, sigma=0.05, alpha=1.0, IVF nprobe=150, excerpt fraction >= 0.8, judge score >= 4.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ class EncoderConfig:
 
 @dataclass
 class PoolingConfig:
-    """Gaussian coverage pooling (method.md, stage 3)."""
+    """Gaussian coverage pooling (fitrain/docs/method.md, "Matching")."""
 
     k: int = 5
     sigma: float = 0.05

@@ -1,4 +1,4 @@
-"""Gaussian coverage pooling (method.md, stage 3): one global mean-pooled vector plus K local vectors.
+"""Gaussian coverage pooling (fitrain/docs/method.md, "Matching"): one global mean-pooled vector plus K local vectors.
 
 For a document of T unpadded tokens (t = 0..T-1 counts unpadded positions, so padding side is irrelevant),
 local vector k = 1..K has centre c_k = T*k/(K+1) and token weights

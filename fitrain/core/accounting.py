@@ -1,6 +1,6 @@
 """Token accounting and reject counting, defined once for data_gen, prepare, the trainer and eval.
 
-Two kinds of tokens are always counted apart (engineering notes, point 4):
+Two kinds of tokens are always counted apart (fitrain/docs/engineering.md, "Two token counts"):
 
 * ``total_tokens``: every non-padding token placed in a training row, i.e. what the model reads. The
   token-for-token rule of the paper and the token-matched baseline match **this** number.

@@ -60,8 +60,10 @@ def packaged_path(path: str) -> str:
     so recipes that name it work from any directory: under the working directory if it is there, else in the
     source tree or the installed packages. Anything else is returned unchanged."""
     p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
+    if p.is_absolute():
         return path
+    if p.exists():
+        return str(p.resolve())
     roots = [Path(__file__).resolve().parents[2]]
     spec = importlib.util.find_spec(p.parts[0]) if p.parts and p.parts[0].isidentifier() else None
     if spec and spec.submodule_search_locations:

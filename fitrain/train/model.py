@@ -4,7 +4,7 @@ Models are transformers' ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, optional G
 embeddings) built from a :class:`ModelConfig`: a preset name plus any field overridden. The vocabulary
 comes from the tokenizer (``vocab_size: 0``), rounded up to ``vocab_multiple``.
 
-Packed rows hold several documents. They must not attend to each other (engineering notes, point 2):
+Packed rows hold several documents. They must not attend to each other (fitrain/docs/engineering.md, "Packed documents"):
 
 * ``sdpa`` (CPU, or GPU without flash-attn): per-document ``position_ids``, **no** 2D attention mask and
   ``use_cache=False``; transformers then builds a block-diagonal causal mask from the position ids.
@@ -29,7 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "60m": dict(dim=512, n_layers=8, n_heads=8, n_kv_heads=8, ffn_dim=1536, tie_embeddings=False),
     "150m": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, ffn_dim=2304, tie_embeddings=False),
     "300m": dict(dim=1024, n_layers=20, n_heads=16, n_kv_heads=16, ffn_dim=2816, tie_embeddings=False),
-    # Meta Lingua's llama_1B shape (method.md): dim 2048, 25 layers, 16 heads, FFN 5632, untied.
+    # Meta Lingua's llama_1B shape (fitrain/docs/method.md, "Model sizes and optimiser"): dim 2048, 25 layers, 16 heads, FFN 5632, untied.
     "1.8b": dict(dim=2048, n_layers=25, n_heads=16, n_kv_heads=16, ffn_dim=5632, tie_embeddings=False),
     "7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008, tie_embeddings=False),
 }

@@ -3,7 +3,6 @@ dozen steps and the loss falls; the standard arm trains on exactly the FI arm's 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from fitrain.core.llm import LLMConfig
 from fitrain_eval.generate import GenerationConfig, Generator
 from fitrain_eval.judges.common import Judge, JudgeConfig
-from tests.helpers.paths import SHARED_DATA as DATA
+from tests.helpers.paths import SHARED_DATA
+
+DATA = SHARED_DATA  # the eval tests' benchmark files
 
 
 def judge_for(srv, cache_dir, **kw) -> Judge:

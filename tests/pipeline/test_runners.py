@@ -111,3 +111,69 @@ def test_a_budget_the_data_cannot_meet_is_refused(tmp_path, tokenizer_dir, pairs
     step = {s.name: s for s in experiment_steps(cfg)}["train-fi"]
     with pytest.raises(FitrainError, match="the budget cannot be met: max_tokens=1000000000"):
         run_step(cfg, step, runners=RUNNERS, log=lambda m: None)
+
+
+def _schemas():
+    from data_gen.config import DataGenConfig
+    from fitrain.data.prepare import PrepareConfig
+    from fitrain.data.tokenizer import TokenizerConfig
+    from fitrain.train.config import TrainConfig
+    from fitrain_eval.run import EvalConfig
+
+    return {"tokenizer": TokenizerConfig, "data_gen": DataGenConfig, "prepare": PrepareConfig, "train": TrainConfig,
+            "eval": EvalConfig}
+
+
+@pytest.mark.parametrize("recipe", ["tiny-cpu", "quickstart", "fi-vs-standard-1.8b"])
+def test_each_step_prints_an_equivalent_single_command(tmp_path, recipe):
+    """The by-hand command of every step, parsed back, gives exactly the config the step runs with."""
+    from fitrain.core.config import load_config
+    from fitrain.pipeline import runners
+
+    cfg = load_experiment(recipe, [f"run_dir={tmp_path / 'run'}"])
+    schemas, derived = _schemas(), {
+        "tokenizer": lambda s: runners.tokenizer_config(cfg, check=False),
+        "data_gen": lambda s: runners.data_gen_config(cfg, check=False),
+        "prepare": lambda s: runners.prepare_config(cfg, s.name.split("-", 1)[1], check=False),
+        "train": lambda s: runners.train_config(cfg, s.name.split("-", 1)[1]),
+        "eval": lambda s: runners.eval_config(cfg, s.name.split("-", 1)[1], check=False)}
+    for step in experiment_steps(cfg):
+        argv = runners.step_command(cfg, step)
+        assert argv[0] == "fitrain"
+        kind = step.name.split("-", 1)[0]
+        if kind not in schemas:
+            assert argv[1:3] == ["experiment", str(cfg.layout.config)] and argv[-1] == step.name
+            continue
+        overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+        assert load_config(schemas[kind], None, overrides) == derived[kind](step), step.name
+
+
+def test_the_printed_tokenizer_command_does_what_the_step_does(tmp_path, capsys):
+    """Run one printed command for real and compare its output with the experiment step's."""
+    import shutil
+
+    from fitrain.cli import main
+    from fitrain.data.tokenizer import tokenizer_hash
+    from fitrain.pipeline import runners
+
+    cfg = load_experiment("quickstart", [f"run_dir={tmp_path / 'run'}", "corpus.max_documents=40",
+                                         "tokenizer.vocab_size=300"])
+    steps = {s.name: s for s in experiment_steps(cfg)}
+    runners.corpus_step(cfg, steps["corpus"], None)
+    argv = runners.step_command(cfg, steps["tokenizer"])
+    assert main(argv[1:]) == 0
+    by_hand = tokenizer_hash(cfg.layout.tokenizer)
+    shutil.rmtree(cfg.layout.tokenizer)
+    runners.tokenizer_step(cfg, steps["tokenizer"], None)
+    assert tokenizer_hash(cfg.layout.tokenizer) == by_hand
+
+
+def test_dry_run_prints_the_by_hand_command_of_every_step(tmp_path, capsys):
+    from fitrain.cli import main
+
+    assert main(["experiment", "tiny-cpu", f"run_dir={tmp_path / 'run'}", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    cfg = load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'run'}"])
+    assert out.count("by hand") == len(experiment_steps(cfg))
+    assert "by hand: fitrain train run_dir=" in out and "by hand for shard in 0..3: fitrain data-gen run" in out
+    assert not (tmp_path / "run").exists()

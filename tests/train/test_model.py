@@ -1,8 +1,6 @@
 """Packed attention isolation, presets, parameter counts, varlen arguments, activation checkpointing."""
 from __future__ import annotations
 
-import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """The LightningModule: a compiled forward stays out of checkpoints; the final validation runs inside fit."""
 from types import SimpleNamespace
 
-import torch
 
 from fitrain.train.checkpoint import TrainState
 
