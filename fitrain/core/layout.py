@@ -6,9 +6,9 @@
       data_gen/{templates,index,matches,pairs,judged,final}/   stage outputs + _SUCCESS + stats.json
       data_gen/report.json                   merged statistics of every finished stage
       prepared/<arm>/                        token shards + manifest.json
-      train/<arm>/                           TrainDir: the trainer's run_dir
+      train/<run>/                           TrainDir: the trainer's run_dir (<run> = run_id(arm, seed))
         checkpoints/ hf/ logs/metrics.csv summary.json wandb/
-      eval/<arm>/                            results.json, generations, judgments, lm-eval JSON
+      eval/<run>/                            results.json, generations, judgments, lm-eval JSON
       report/                                report.md, report.html, *.png
       steps/<step>[/shard-NNNNN]/_SUCCESS    experiment step completion markers
       slurm/<step>.sbatch slurm/logs/ slurm/jobs.json
@@ -22,6 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA_GEN_STAGES = ("templates", "index", "matches", "pairs", "judged", "final")
+SEED_SEP = ".seed"
+
+
+def run_id(arm: str, seed: int | None = None) -> str:
+    """The ``train/`` and ``eval/`` directory name of one run: the arm alone (one seed), or ``<arm>.seed<k>``
+    when an experiment trains several seeds of every arm (prepared data stays per arm: ``prepared/<arm>``)."""
+    return arm if seed is None else f"{arm}{SEED_SEP}{int(seed)}"
+
+
+def parse_run_id(name: str) -> tuple[str, int | None]:
+    """``fi.seed2`` -> (``fi``, 2); ``fi`` -> (``fi``, None)."""
+    arm, sep, seed = name.rpartition(SEED_SEP)
+    return (arm, int(seed)) if sep and arm and seed.isdigit() else (name, None)
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,13 @@ def test_bad_recipe_files(tmp_path):
 def test_redact():
     d = redact({"api_key": "sk-1", "tokenizer": "path", "max_tokens": 5, "judge": {"hf_token": "t", "x": 1}})
     assert d == {"api_key": "***", "tokenizer": "path", "max_tokens": 5, "judge": {"hf_token": "***", "x": 1}}
+
+
+def test_run_ids_name_arm_and_seed():
+    from fitrain.core.layout import RunLayout, parse_run_id, run_id
+
+    assert run_id("fi") == "fi" and run_id("fi", 2) == "fi.seed2"
+    assert parse_run_id("fi.seed2") == ("fi", 2) and parse_run_id("fi") == ("fi", None)
+    assert parse_run_id("ipt.v2.seed10") == ("ipt.v2", 10) and parse_run_id("x.seedy") == ("x.seedy", None)
+    lay = RunLayout.of("/r")
+    assert lay.train(run_id("fi", 1)).root.as_posix() == "/r/train/fi.seed1" and lay.train("fi").arm == "fi"
