@@ -148,9 +148,11 @@ class ArmSet:
         return self.by_name[name].budget.reference or self.reference
 
     def pairs_source(self, name: str) -> str:
-        """The fi arm whose pairs (documents) a documents arm trains on."""
+        """The fi arm whose pairs (documents) a documents arm trains on ('' for arms of other kinds when the
+        experiment has no fi arm)."""
         a = self.by_name[name]
-        return a.name if a.kind == "fi" else (a.pairs_of or self.of_kind("fi")[0].name)
+        fi = self.of_kind("fi")
+        return a.name if a.kind == "fi" else (a.pairs_of or (fi[0].name if fi else ""))
 
     def _root(self, name: str) -> str:
         chain = [name]

@@ -76,13 +76,15 @@ def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
     if path.is_file() and any(is_done(p) for p in cfg.layout.steps.glob("*")):
         old = path.read_text()
         if old != text:
-            added = added_arms(load_config(ExperimentConfig, path), cfg)
+            before = load_config(ExperimentConfig, path)
+            added = added_arms(before, cfg)
             if added is None:
                 raise FitrainError(f"{path} holds a different config and some steps are finished; a rerun must use "
                                    "the same settings, or only add arms (or use a new run_dir / name). Changed "
                                    "lines:\n" + _diff(old, text))
-            log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps and the steps "
-                "that depend on every arm (the report) run")
+            rerun = _forget_steps_with_new_deps(before, cfg)
+            log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps run, and "
+                f"{', '.join(rerun) or 'no finished step'} again")
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
@@ -110,6 +112,18 @@ def added_arms(old: ExperimentConfig, new: ExperimentConfig) -> list[str] | None
     if to_yaml(same) != to_yaml(new):
         return None
     return [n for n in after.names if n not in before.names]
+
+
+def _forget_steps_with_new_deps(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Remove the markers of finished steps whose dependencies the added arms change (the report), so they
+    run again; markers written before dependencies were recorded are covered too."""
+    import shutil
+
+    before = {s.name: s for s in experiment_steps(old)}
+    changed = [s for s in experiment_steps(new) if s.name in before and sorted(before[s.name].deps) != sorted(s.deps)]
+    for s in changed:
+        shutil.rmtree(new.layout.step_marker_dir(s.name), ignore_errors=True)
+    return [s.name for s in changed]
 
 
 def _diff(a: str, b: str) -> str:
