@@ -83,8 +83,9 @@ def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
                                    "the same settings, or only add arms (or use a new run_dir / name). Changed "
                                    "lines:\n" + _diff(old, text))
             rerun = _forget_steps_with_new_deps(before, cfg)
-            log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps run, and "
-                f"{', '.join(rerun) or 'no finished step'} again")
+            if added:  # (none: the same arms, spelled otherwise, e.g. `fi` as {name: fi, kind: fi})
+                log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps run, and "
+                    f"{', '.join(rerun) or 'no finished step'} again")
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
