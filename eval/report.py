@@ -111,7 +111,7 @@ def headline_table(results: list[cmp.MetricResult], h2h: list[cmp.HeadToHead], a
             h = wins.get(arm)
             row.append("–" if h is None else f"{fmt_value(h.estimate.value, 100)} "
                        f"{_interval(h.estimate.lo, h.estimate.hi, 100)}, {fmt_p(h.estimate.p, 'p')}"
-                       + (f"<br>LC {fmt_value(h.lc, 100)} ± {fmt_value(h.lc_se, 100)}" if h.lc is not None else ""))
+                       + (f"<br>LC {_lc(h)}" if h.lc is not None else ""))
         rows.append(row)
     return head, rows
 
@@ -135,13 +135,16 @@ def _excluded(r: cmp.MetricResult) -> str:
     return ", ".join(f"{v} {k}" for k, v in r.excluded.items()) or "0"
 
 
+def _lc(h: cmp.HeadToHead) -> str:
+    return fmt_value(h.lc, 100) + (f" ± {fmt_value(h.lc_se, 100)}" if h.lc_se is not None else "")
+
+
 def h2h_table(h2h: list[cmp.HeadToHead]) -> tuple[list[str], list[list[str]]]:
     head = ["model", "vs", "seed pairs", "win rate (%)", "95% CI", "p (vs 50%)", "length-controlled (%)",
             "wins / ties / losses", "items", "excluded", "judge", "rules"]
     rows = [[h.model_arm, h.baseline, str(len(h.pairs)), fmt_value(h.estimate.value, 100),
              _interval(h.estimate.lo, h.estimate.hi, 100), fmt_p(h.estimate.p),
-             "–" if h.lc is None else f"{fmt_value(h.lc, 100)} ± {fmt_value(h.lc_se, 100)}"
-             + (f" ({', '.join(h.info['lc_glm'])})" if h.info.get("lc_glm") else ""),
+             "–" if h.lc is None else _lc(h) + (f" ({', '.join(h.info['lc_glm'])})" if h.info.get("lc_glm") else ""),
              f"{h.counts['wins']} / {h.counts['ties']} / {h.counts['losses']}", f"{h.n_items:,}", str(h.excluded),
              ", ".join(h.info.get("judge_model", ["–"])), ", ".join(h.info.get("rules", ["–"]))] for h in h2h]
     return head, rows

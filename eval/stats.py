@@ -10,7 +10,9 @@ the held-out answer loss (weights = answer tokens: sum of CE / sum of tokens, th
 the mean of per-task means for MT-Bench-101 (strata = tasks, as OpenCompass aggregates).
 
 **Bootstrap** (hierarchical and stratified): each replicate resamples the items with replacement within each
-stratum (the same draw for every arm) and, for an arm with several seeds, resamples its seeds with
+stratum (the same draw for every arm; a stratum of a single item has no spread to resample, so when any
+stratum holds fewer than two items the items are resampled together instead, each keeping its weight in the
+mean of stratum means) and, for an arm with several seeds, resamples its seeds with
 replacement (independently per arm: seeds are not paired across arms), then computes every arm's statistic
 on the per-item means over the drawn seeds. With one seed this is the ordinary paired item bootstrap.
 Intervals are percentile intervals of the replicates. **p-values** are two-sided bootstrap p-values of the
@@ -67,6 +69,12 @@ def replicates(arms: list[np.ndarray], weights: np.ndarray | None = None, strata
         raise ValueError(f"arms scored on different numbers of items: {[a.shape[1] for a in arms]}")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     groups = _groups(n, strata)
+    if len(groups) > 1 and min(len(g) for g in groups) < 2:
+        # fixed weights of the mean of stratum means, items resampled together (the module docstring)
+        macro = np.empty(n)
+        for g in groups:
+            macro[g] = w[g] / (len(groups) * w[g].sum())
+        w, groups = macro, [np.arange(n)]
     rng = np.random.default_rng(seed)
     out = np.empty((n_boot, len(arms)))
     for start in range(0, n_boot, chunk):

@@ -17,7 +17,9 @@ better; 0 is read as 1.5, a draw) and output lengths in characters:
    L1 logistic regression (liblinear, no intercept, ``random_state=123``) whose C is chosen from 10 values
    by 5-fold group cross-validation (both rows of an instruction in one fold) on the soft log-loss;
 6. the length-controlled preference of every instruction is the model's prediction with
-   ``std_delta_len = 0``; the LC win rate is their mean, its standard error their standard error of the mean.
+   ``std_delta_len = 0``; the LC win rate is their mean, its standard error their standard error of the mean
+   (AlpacaEval's ``lc_standard_error``; it reflects the difficulty term only, so the minimal GLM, whose
+   predictions are all equal, has none: None).
 
 The instruction difficulties and the gamed rows are published on the Hugging Face hub
 (``tatsu-lab/alpaca_eval``: ``instruction_difficulty.csv``, ``df_gamed.csv``), not in the repository; give
@@ -35,6 +37,7 @@ import numpy as np
 from fitrain.core.errors import FitrainError
 
 GLMS = ("length_controlled_v1", "length_controlled_noreg", "length_controlled_minimal")
+MIN_INSTRUCTIONS = 50   # below this the fit has no power (its L1 penalty zeroes every weight): not reported
 
 
 def choose_glm(glm: str, difficulty: str, gamed: str) -> str:
@@ -143,12 +146,13 @@ def length_controlled(preference, len_baseline, len_model, index, glm: str = "le
         weight = np.concatenate([np.full(len(g), 0.2 / 2), np.ones(len(pref))])
     keep = ~np.isnan(y)
     if keep.sum() < 10:
-        raise FitrainError(f"the length-controlled win rate needs at least 10 judged instructions, got {int(keep.sum())}")
+        raise FitrainError(f"the length-controlled win rate needs judged instructions, got {int(keep.sum())}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # liblinear convergence / deprecation chatter
         model = _fit(X[keep], y[keep], None if weight is None else weight[keep])
     p = model.predict_proba(X_test)[:, 1]
     names = ["np.tanh(std_delta_len)"] + (["instruction_difficulty"] if uses_difficulty else []) + \
         ["not_gamed_baseline.astype(float)"]
-    return {"lc_win_rate": float(p.mean()), "lc_standard_error": float(p.std(ddof=1) / np.sqrt(len(p))),
+    se = float(p.std(ddof=1) / np.sqrt(len(p))) if uses_difficulty else None
+    return {"lc_win_rate": float(p.mean()), "lc_standard_error": se,
             "glm": glm, "weights": dict(zip(names, map(float, model.coef_[0]))), "per_instruction": p.tolist()}

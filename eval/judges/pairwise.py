@@ -219,7 +219,9 @@ def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[s
                         f"{pre}/inconsistent": sum(r["judgments"][0] != r["judgments"][1] for r in records)})
     lc = _lc(cfg, order, [judged[i][0] + 1.0 for i in order], [theirs[i] for i in order], [ours[i] for i in order])
     if lc:
-        metrics.update({f"{pre}/lc_win_rate": lc["lc_win_rate"], f"{pre}/lc_standard_error": lc["lc_standard_error"]})
+        metrics[f"{pre}/lc_win_rate"] = lc["lc_win_rate"]
+        if lc["lc_standard_error"] is not None:
+            metrics[f"{pre}/lc_standard_error"] = lc["lc_standard_error"]
         for r, p in zip(records, lc["per_instruction"]):
             r["lc_preference"] = p
     per_item = {str(i): (judged[i][0] if i in judged else None) for i in range(len(instructions))}
@@ -229,7 +231,7 @@ def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[s
 def _lc(cfg: PairwiseConfig, index, preference, base_out, our_out) -> dict | None:
     from fitrain_eval.judges import lc_winrate
 
-    if not cfg.lc.enabled or len(index) < 10:
+    if not cfg.lc.enabled or len(index) < lc_winrate.MIN_INSTRUCTIONS:
         return None
     glm = lc_winrate.choose_glm(cfg.lc.glm, cfg.lc.instruction_difficulty, cfg.lc.gamed)
     diff = lc_winrate.read_difficulty(cfg.lc.instruction_difficulty) if glm != "length_controlled_minimal" else None

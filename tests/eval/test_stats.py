@@ -61,6 +61,21 @@ def test_strata_weights_and_seeds_aggregate_like_the_benchmarks():
     assert stats.mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0) and stats.mean_sd([4.0]) == (4.0, None)
 
 
+def test_strata_of_single_items_still_have_an_interval():
+    """One dialogue per MT-Bench-101 task: within-task resampling would give a zero-width interval; the items
+    are resampled together instead, each with its weight in the mean of task means."""
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(1, 11, 13).astype(float), rng.integers(1, 11, 13).astype(float)
+    tasks = np.array([f"T{i}" for i in range(13)])
+    ref, [(_, d)] = stats.compare(a, [b], strata=tasks, n_boot=2000)
+    assert ref.value == pytest.approx(a.mean()) and ref.hi - ref.lo > 1.0
+    assert d.lo < d.value < d.hi and d.p > 0.001
+    uneven = np.array(["A"] * 5 + ["B"])
+    x = np.array([1.0, 1, 1, 1, 1, 9])
+    reps = stats.replicates([x], strata=uneven, n_boot=4000)[:, 0]
+    assert stats.aggregate(x, strata=uneven) == 5.0 and reps.std() > 1.0
+
+
 def test_one_sample_win_rate_against_one_half():
     rng = np.random.default_rng(6)
     wins = (rng.uniform(size=500) < 0.7).astype(float)
