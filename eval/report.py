@@ -32,7 +32,8 @@ from fitrain_eval.report_data import Run, by_arm, contaminated_ids, discover, lo
 METHOD = ("Intervals are 95% percentile intervals of a paired bootstrap over items ({B} replicates, seed {seed}): "
           "each replicate resamples the items once for every arm (within MT-Bench-101's tasks), and each arm's "
           "seeds independently; an arm's per-item score is the mean over the drawn seeds. Δ is arm − {ref}; p is the "
-          "two-sided bootstrap p-value of Δ = 0 (for a win rate, of 50%). Only items that every run scored are "
+          "two-sided bootstrap p-value of Δ = 0 (for a win rate, of 50%), the inversion of the percentile "
+          "interval (p < 0.05 exactly when the 95% interval excludes 0). Only items that every run scored are "
           "compared: an item that failed for any run is left out for all and counted (Benchmarks table).")
 
 

@@ -24,6 +24,17 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path, axes=(), xlabel: str = "") -> None:
+    """Label and grid line plots' axes, then write the figure."""
+    for x in axes:
+        x.set_xlabel(xlabel)
+        x.grid(alpha=0.3)
+        x.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def arm_colors(arms: list[str]) -> dict[str, str]:
     return {a: COLORS[i % len(COLORS)] for i, a in enumerate(arms)}
 
@@ -67,9 +78,7 @@ def plot_scores(results: list[MetricResult], colors: dict[str, str], path: Path)
             pad = (max(highs) - min(lows)) * 0.5 or abs(max(highs)) * 0.05 or 1.0
             ax.set_ylim(max(0.0, min(lows) - pad), max(highs) + pad)
     fig.suptitle("Scores with 95% intervals (paired bootstrap over items; seeds resampled)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return len(results)
 
 
@@ -94,9 +103,7 @@ def plot_differences(results: list[MetricResult], reference: str, colors: dict[s
         ax.set_title(f"{res.label}: arm − {reference}" + (" (%-points)" if k == 100 else ""), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Differences to {reference} with 95% paired-bootstrap intervals", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -121,9 +128,7 @@ def plot_head_to_head(h2h: list[HeadToHead], colors: dict[str, str], path: Path)
     ax.set_title("Head-to-head (AlpacaEval)")
     if any(h.lc is not None for h in h2h):
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -153,16 +158,10 @@ def plot_loss(arms: dict[str, list[Run]], colors: dict[str, str], path: Path) ->
         p = pts(r, "loss")
         if p:
             ax.plot(*zip(*p), color=colors[a], linestyle=LINESTYLES[i % 4], linewidth=1.5, label=r.name)
-    ax.set_title("Training loss: each arm's own objective (FI: answer tokens; standard: every document "
-                 "token); not comparable across arms", fontsize=9)
+    ax.set_title("Training loss: each arm's own objective (FI: answer tokens; standard: every document token)\n"
+                 "not comparable across arms", fontsize=9)
     ax.set_ylabel("training loss")
-    for x in axes:
-        x.set_xlabel("tokens seen")
-        x.grid(alpha=0.3)
-        x.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path, axes, "tokens seen")
     return True
 
 
@@ -179,10 +178,5 @@ def plot_checkpoints(arms: dict[str, list[Run]], keys: list[str], colors: dict[s
                 if p:
                     ax.plot(*zip(*p), color=colors[a], linestyle=LINESTYLES[i % 4], marker="o", label=r.name)
         ax.set_title(k, fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path, axes[:, 0], "step")
     return True

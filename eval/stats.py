@@ -15,9 +15,11 @@ stratum holds fewer than two items the items are resampled together instead, eac
 mean of stratum means) and, for an arm with several seeds, resamples its seeds with
 replacement (independently per arm: seeds are not paired across arms), then computes every arm's statistic
 on the per-item means over the drawn seeds. With one seed this is the ordinary paired item bootstrap.
-Intervals are percentile intervals of the replicates. **p-values** are two-sided bootstrap p-values of the
-shift method: under H0 the replicate distribution of the difference is centred on 0, so
-``p = (1 + #{|d* - d| >= |d - d0|}) / (B + 1)`` (``d0`` the null: 0 for a difference, 0.5 for a win rate).
+Intervals are percentile intervals of the replicates. **p-values** invert those intervals (two-sided):
+``p = min(1, 2 (1 + #{d* <= d0}) / (B + 1), 2 (1 + #{d* >= d0}) / (B + 1))`` with ``d0`` the null (0 for a
+difference, 0.5 for a win rate), so ``p < 0.05`` exactly when the 95% percentile interval excludes ``d0``
+(up to the ``+1`` of the finite-B correction) and the table never shows an interval and a p-value that
+disagree. Identical arms give ``p = 1``.
 """
 from __future__ import annotations
 
@@ -96,9 +98,10 @@ def _interval(reps: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _p(reps: np.ndarray, observed: float, null: float) -> float:
-    extreme = np.abs(reps - observed) >= abs(observed - null) - 1e-12
-    return float((1 + extreme.sum()) / (len(reps) + 1))
+def _p(reps: np.ndarray, null: float) -> float:
+    b = len(reps)
+    below, above = (reps <= null + 1e-12).sum(), (reps >= null - 1e-12).sum()
+    return float(min(1.0, 2 * (1 + below) / (b + 1), 2 * (1 + above) / (b + 1)))
 
 
 def observed(arm: np.ndarray, weights=None, strata=None) -> float:
@@ -118,7 +121,7 @@ def compare(reference: np.ndarray, others: list[np.ndarray], weights=None, strat
         obs = observed(o, weights, strata)
         d = reps[:, j] - reps[:, 0]
         out.append((Estimate(obs, *_interval(reps[:, j], level)),
-                    Estimate(obs - ref_obs, *_interval(d, level), p=_p(d, obs - ref_obs, 0.0))))
+                    Estimate(obs - ref_obs, *_interval(d, level), p=_p(d, 0.0))))
     return ref, out
 
 
@@ -127,7 +130,7 @@ def one_sample(scores: np.ndarray, null: float, weights=None, strata=None, n_boo
     """An estimate with its interval and the p-value against ``null`` (a win rate against 0.5)."""
     reps = replicates([scores], weights, strata, n_boot, seed)[:, 0]
     obs = observed(scores, weights, strata)
-    return Estimate(obs, *_interval(reps, level), p=_p(reps, obs, null))
+    return Estimate(obs, *_interval(reps, level), p=_p(reps, null))
 
 
 def mean_sd(values: list[float]) -> tuple[float, float | None]:

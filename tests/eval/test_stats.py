@@ -86,6 +86,18 @@ def test_one_sample_win_rate_against_one_half():
     assert e.value == 0.5 and e.lo < 0.5 < e.hi and e.p == 1.0
 
 
+def test_p_value_agrees_with_the_interval():
+    rng = np.random.default_rng(8)
+    for k in range(30):
+        a = (rng.uniform(size=50) < 0.3).astype(float)
+        b = (rng.uniform(size=50) < 0.3 + 0.01 * k).astype(float)
+        _, [(_, d)] = stats.compare(a, [b], n_boot=2000, seed=k)
+        if d.lo > 0.005 or d.hi < -0.005:  # clearly excluded (away from the finite-B boundary)
+            assert d.p < 0.05, (k, d)
+        elif d.lo < -0.005 and d.hi > 0.005:
+            assert d.p > 0.05, (k, d)
+
+
 def test_arms_must_share_items():
     with pytest.raises(ValueError, match="different numbers of items"):
         stats.replicates([np.zeros(3), np.zeros(4)])
