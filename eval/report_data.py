@@ -39,7 +39,9 @@ class Run:
 
     @property
     def arm(self) -> str:
-        return parse_run_id(self.name.rsplit("/", 1)[-1])[0]
+        """The run's arm (``fi`` for ``fi.seed2``); runs of several experiments keep their prefix (``exp/fi``)."""
+        prefix, _, last = self.name.rpartition("/")
+        return (f"{prefix}/" if prefix else "") + parse_run_id(last)[0]
 
     @property
     def seed(self) -> int | None:

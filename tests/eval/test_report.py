@@ -177,3 +177,17 @@ def test_report_logs_to_wandb_offline(tmp_path, monkeypatch):
     make_report([lay.root], tmp_path / "r", ReportConfig(wandb=True, wandb_mode="offline", bootstrap=200))
     runs = list((tmp_path / "r" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_decontamination_is_shown_beside_the_scores_and_can_be_left_out(tmp_path):
+    lay = _experiment(tmp_path)
+    data = lay.eval("data")
+    data.mkdir(parents=True)
+    (data / "results.json").write_text(json.dumps({"decontamination/mixeval/contaminated": 2}))
+    (data / "decontamination.json").write_text(json.dumps({"benchmarks": {"mixeval": {
+        "items": 200, "checked": 200, "contaminated": 2, "ids": ["free_form:0", "free_form:1"]}}}))
+    md = make_report([lay.root], tmp_path / "r", ReportConfig(bootstrap=200)).read_text()
+    assert "| MixEval | 200 | 0 | 0 | judge-x | official (mixeval-official@7c52b41) | 2 of 200 |" in md
+    assert "| mixeval | 200 | 2 | 1.0% | data |" in md and "| data |" not in md.split("## Head-to-head")[0]
+    md = make_report([lay.root], tmp_path / "r2", ReportConfig(bootstrap=200, exclude_contaminated=True)).read_text()
+    assert "| MixEval | 198 | 2 contaminated |" in md and "Items flagged by decontamination are left out." in md

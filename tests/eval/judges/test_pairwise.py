@@ -66,6 +66,12 @@ def test_head_to_head_official_single_random_order_probability_weighted(tmp_path
     with ScriptedLLMServer(responder) as srv:
         r = Rejects()
         m = pw.evaluate_pairwise(cfg, generator_for(srv), judge_for(srv, tmp_path), tmp_path / "out", r, "fi")
+        n_asked = len(srv.requests)
+        # a rerun reads the judgments, log-probabilities included, from the cache
+        again = pw.evaluate_pairwise(cfg, generator_for(srv), judge_for(srv, tmp_path), tmp_path / "out2", Rejects(),
+                                     "fi")
+        judge_calls = [b for k, b in srv.requests[n_asked:] if k == "chat"]
+    assert again == m and len(judge_calls) == 2  # the unparsable one: asked twice more, past the cache
     scores = [0.8, 1.0, 0.5, 0.0, 0.3]
     pre = "pairwise/gpt4_1106_preview"
     assert m[f"{pre}/win_rate"] == pytest.approx(sum(scores) / 5)
