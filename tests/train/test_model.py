@@ -89,3 +89,19 @@ def test_activation_checkpointing_gives_the_same_gradients():
         grads.append(_grads(model))
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-7)
+
+
+def test_rope_theta_reaches_the_rotary_embedding():
+    """The config passes RoPE theta as transformers v5's ``rope_parameters``; under 4.x that key is ignored
+    and theta silently stays 10000. This checks the frequencies the model actually uses (and so the
+    ``transformers>=5.0`` floor in pyproject.toml)."""
+    import re
+
+    from tests.helpers.paths import REPO
+
+    model = tiny(rope_theta=500000.0)
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    want = 1.0 / (500000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+    torch.testing.assert_close(model.model.rotary_emb.inv_freq, want)
+    floor = re.search(r'"transformers>=(\d+)', (REPO / "pyproject.toml").read_text())
+    assert floor and int(floor.group(1)) >= 5
