@@ -10,6 +10,9 @@ Packed rows hold several documents. They must not attend to each other (fitrain/
   ``use_cache=False``; transformers then builds a block-diagonal causal mask from the position ids.
 * ``flash_attention_2`` (GPU with flash-attn installed): the varlen kernel with ``cu_seq_lens_q/k`` and
   ``max_length_q/k`` passed explicitly (transformers infers them from position ids only for batch size 1).
+* ``torch_varlen`` (GPU, bf16, a torch with ``torch.nn.attention.varlen``): torch's own varlen flash
+  attention over the same ``cu_seq_lens``, no flash-attn package needed; chosen explicitly (not by
+  ``auto``) until the GPU suite (benchmarks/gpu_suite.py) has measured it.
 
 :func:`forward_hidden` (training: the loss runs the head) and :func:`forward_logits` (evaluation) are the
 places that call the model on a packed batch, for both.
@@ -35,7 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008, tie_embeddings=False),
 }
 
-ATTENTION = ("auto", "sdpa", "flash_attention_2")
+ATTENTION = ("auto", "sdpa", "flash_attention_2", "torch_varlen")
+VARLEN = ("flash_attention_2", "torch_varlen")   # attention that takes cu_seq_lens / max_length
 
 
 @dataclass
@@ -105,7 +109,45 @@ def select_attention(requested: str = "auto", device_type: str | None = None) ->
     if requested == "flash_attention_2" and not (on_gpu and is_flash_attn_2_available()):
         raise FitrainError("model.attention=flash_attention_2 needs a CUDA GPU and the flash-attn package "
                            "(pip install 'fitrain[gpu]'); use model.attention=sdpa or auto")
+    if requested == "torch_varlen" and not (on_gpu and torch_varlen_available()):
+        raise FitrainError("model.attention=torch_varlen needs a CUDA GPU and a torch with "
+                           "torch.nn.attention.varlen; use model.attention=sdpa or auto")
     return requested
+
+
+def torch_varlen_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def torch_varlen_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
+                           scaling: float | None = None, **kwargs):
+    """transformers attention function over torch's varlen flash attention: ``query/key/value``
+    ``[B, heads, T, head_dim]`` are flattened to ``[B*T, heads, head_dim]`` and attend causally within each
+    ``cu_seq_lens`` segment (every row starts one, so rows stay apart too). Returns ``[B, T, heads, head_dim]``."""
+    from torch.nn.attention import varlen
+
+    if dropout:
+        raise FitrainError("model.attention=torch_varlen has no attention dropout")
+    b, heads, t, d = query.shape
+    q = query.transpose(1, 2).reshape(b * t, heads, d)
+    k = key.transpose(1, 2).reshape(b * t, key.shape[1], d)
+    v = value.transpose(1, 2).reshape(b * t, value.shape[1], d)
+    out = varlen.varlen_attn(q, k, v, kwargs["cu_seq_lens_q"], kwargs["cu_seq_lens_k"], kwargs["max_length_q"],
+                             kwargs["max_length_k"], scale=scaling, window_size=(-1, 0),
+                             enable_gqa=key.shape[1] != heads)
+    return out.view(b, t, heads, d), None
+
+
+def _register_attention(attention: str) -> None:
+    if attention == "torch_varlen":
+        from transformers import AttentionInterface
+
+        AttentionInterface.register("torch_varlen", torch_varlen_attention)
 
 
 def llama_config(cfg: ModelConfig, vocab_size: int, attention: str = "sdpa", bos_token_id: int | None = None,
@@ -130,6 +172,7 @@ def build_model(cfg: ModelConfig, tokenizer_vocab: int, attention: str = "sdpa",
     import torch
     from transformers import LlamaForCausalLM
 
+    _register_attention(attention)
     hf_cfg = llama_config(cfg, resolve_vocab(cfg, tokenizer_vocab), attention, **(token_ids or {}))
     if seed is not None:
         torch.manual_seed(seed)
@@ -214,7 +257,7 @@ def flops_model(model) -> FlopsModel:
 
 
 def varlen_kwargs(position_ids) -> dict:
-    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for flash-attn varlen over the flattened [B*T] batch.
+    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for varlen attention over the flattened [B*T] batch.
 
     Every row starts a segment (position 0), so flattening rows keeps segments apart."""
     import torch
@@ -229,7 +272,7 @@ def varlen_kwargs(position_ids) -> dict:
 
 
 def _attention_kwargs(model, batch: dict) -> dict:
-    if getattr(model.config, "_attn_implementation", "sdpa") == "flash_attention_2":
+    if getattr(model.config, "_attn_implementation", "sdpa") in VARLEN:
         return varlen_kwargs(batch["position_ids"])
     return {}
 
