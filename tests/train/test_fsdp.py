@@ -39,12 +39,14 @@ def _max_relative_difference(a: dict, b: dict) -> float:
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_fsdp_two_ranks_equal_the_single_process_run(pairs_shards, tmp_path, grad_accum):
-    single = th.tiny_config(tmp_path / "single", pairs_shards, max_tokens=BUDGET)
+    single = th.tiny_config(tmp_path / "single", pairs_shards, max_tokens=BUDGET, val_every=2)
     single.data.micro_batch_size, single.data.grad_accum = 4, grad_accum     # 4 x accum rows per step
+    single.data.val_path, single.data.val_rows = str(pairs_shards), 12      # validation runs sharded too
     train(single)
     r = th.torchrun_train(_fsdp_overrides(tmp_path / "fsdp", pairs_shards, f"max_tokens={BUDGET}",
                                           "data.micro_batch_size=2", f"data.grad_accum={grad_accum}",
-                                          "checkpoint_every=0"))                # 2 ranks x 2 x accum rows
+                                          "checkpoint_every=0", f"data.val_path={pairs_shards}", "val_every=2",
+                                          "data.val_rows=12"))                  # 2 ranks x 2 x accum rows
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
 
     a, b = th.train_rows(tmp_path / "single"), th.train_rows(tmp_path / "fsdp")
@@ -54,6 +56,10 @@ def test_fsdp_two_ranks_equal_the_single_process_run(pairs_shards, tmp_path, gra
     for s in a:
         assert float(b[s]["loss"]) == pytest.approx(float(a[s]["loss"]), rel=1e-5), s
         assert float(b[s]["grad_norm"]) == pytest.approx(float(a[s]["grad_norm"]), rel=1e-4), s
+    val_a, val_b = ([(r["step"], float(r["val_loss"])) for r in th.rows(d) if r["val_loss"]] for d in
+                    (tmp_path / "single", tmp_path / "fsdp"))
+    assert [v[0] for v in val_a] == [v[0] for v in val_b] and len(val_a) >= 2
+    assert all(vb == pytest.approx(va, rel=1e-5) for (_, va), (_, vb) in zip(val_a, val_b))
     ckpt = tmp_path / "fsdp" / "checkpoints" / f"step-{last:08d}.ckpt"
     assert ckpt.is_dir() and (ckpt / "meta.pt").is_file() and len(list(ckpt.glob("*.distcp"))) == 2  # sharded
     # the final weights (consolidated from the shards by the export) equal the single process's
@@ -65,6 +71,23 @@ def test_fsdp_two_ranks_equal_the_single_process_run(pairs_shards, tmp_path, gra
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[5, 6, 7, 8]])).logits
     assert logits.shape[:2] == (1, 4) and torch.isfinite(logits).all()
+
+
+def test_fsdp_with_activation_checkpointing_compile_and_the_chunked_loss_equals_one_process(pairs_shards, tmp_path):
+    """The compositions: each layer checkpoint-wrapped inside its FSDP2 group and compiled (torch.compile of
+    its forward), the chunked head + CE under the root group; 2 gloo ranks = one plain process."""
+    single = th.tiny_config(tmp_path / "single", pairs_shards, max_steps=3, export_hf=False)
+    train(single)
+    r = th.torchrun_train(_fsdp_overrides(tmp_path / "fsdp", pairs_shards, "max_steps=3", "data.micro_batch_size=2",
+                                          "data.grad_accum=2", "checkpoint_every=0", "export_hf=false",
+                                          "compile=true", "model.activation_checkpointing=true",
+                                          "loss.kind=chunked", "loss.chunk_tokens=100"))
+    assert r.returncode == 0, r.stderr[-5000:]
+    a, b = th.train_rows(tmp_path / "single"), th.train_rows(tmp_path / "fsdp")
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    for s in a:
+        assert float(b[s]["loss"]) == pytest.approx(float(a[s]["loss"]), rel=1e-5), s
+        assert float(b[s]["grad_norm"]) == pytest.approx(float(a[s]["grad_norm"]), rel=1e-4), s
 
 
 KILLER = """import glob, os, signal, sys
