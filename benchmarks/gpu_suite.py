@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the checkout, installed or not
 
 
@@ -56,14 +59,13 @@ class Plan:
 
 
 SMOKE = Plan(preset="tiny", vocab=512, seq_len=128, micro_batch=2, warmup=1, steps=2, mean_doc=30, chunk_tokens=64,
-             attn_layers=2, attn_vocab=512, eq_preset="tiny", eq_seq_len=64, compile=False, repeats=1, isolation_docs=8, budget_s=120.0)
+             attn_layers=2, attn_vocab=512, eq_preset="tiny", eq_seq_len=64, compile=False, repeats=1,
+             isolation_docs=8, budget_s=120.0)
 
 
 class Suite:
     def __init__(self, plan: Plan, device):
-        import torch
-
-        self.plan, self.device, self.torch = plan, device, torch
+        self.plan, self.device = plan, device
         self.on_gpu = device.type == "cuda"
         self.rows: list[dict] = []
         self.t0 = time.perf_counter()
@@ -80,16 +82,16 @@ class Suite:
 
     def sync(self) -> None:
         if self.on_gpu:
-            self.torch.cuda.synchronize()
+            torch.cuda.synchronize()
 
     def free(self) -> None:
         gc.collect()
         if self.on_gpu:
-            self.torch.cuda.empty_cache()
-            self.torch.cuda.reset_peak_memory_stats()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
 
     def peak_gib(self) -> float | None:
-        return self.torch.cuda.max_memory_allocated() / 2**30 if self.on_gpu else None
+        return torch.cuda.max_memory_allocated() / 2**30 if self.on_gpu else None
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -99,8 +101,6 @@ def packed_rows(rows: int, seq_len: int, vocab: int, mean_doc: int, seed: int, p
     of a row too short for another document padding (its own segment). Also the (row, start, end) of each
     document."""
     import math
-
-    import torch
 
     from fitrain.data.loader import IGNORE_INDEX
 
@@ -173,8 +173,6 @@ def varlen_path(s: Suite) -> str:
 
 
 def _train_steps(s: Suite, batch, attention: str, chunk, ac, compile_, tokens, targets, sum_sq):
-    import torch
-
     from fitrain.train.loss import accumulate_gradients
     from fitrain.train.model import ModelConfig, build_model, flops_model
     from fitrain.train.objective import CausalLMLoss
@@ -215,8 +213,6 @@ def _train_steps(s: Suite, batch, attention: str, chunk, ac, compile_, tokens, t
 
 # ------------------------------------------------------------------------------------------ 2. attention
 def attention(s: Suite) -> None:
-    import torch
-
     from fitrain.train.model import ModelConfig, build_model, forward_logits
     from fitrain.train.objective import CausalLMLoss
     from fitrain.train.parallel import keep_rope_fp32
@@ -269,8 +265,6 @@ def attention(s: Suite) -> None:
 
 
 def _one_document_per_row(batch, docs, length: int) -> dict:
-    import torch
-
     from fitrain.data.loader import IGNORE_INDEX
 
     n = len(docs)
@@ -283,8 +277,6 @@ def _one_document_per_row(batch, docs, length: int) -> dict:
 
 
 def _fwd_bwd_time(s: Suite, objective, micro: list[dict], repeats: int) -> float:
-    import torch
-
     def once():
         for mb in micro:
             with torch.autocast(s.device.type, dtype=torch.bfloat16):
@@ -303,8 +295,6 @@ def _fwd_bwd_time(s: Suite, objective, micro: list[dict], repeats: int) -> float
 
 # ------------------------------------------------------------------------------------------ 3. FSDP equality
 def fsdp_equality(s: Suite) -> None:
-    import torch
-
     from fitrain.train.loss import accumulate_gradients
     from fitrain.train.model import ModelConfig, build_model
     from fitrain.train.objective import CausalLMLoss
@@ -346,8 +336,6 @@ def fsdp_equality(s: Suite) -> None:
 
 # ------------------------------------------------------------------------------------------ main
 def _init_process_group(device) -> None:
-    import torch.distributed as dist
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -375,8 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compile", action="store_true")
     args = ap.parse_args(argv)
 
-    import torch
-
     plan = SMOKE if args.smoke else Plan()
     if args.no_compile:
         plan.compile = False
@@ -402,8 +388,6 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:
             suite.row(section.__name__, "section failed", f"{type(e).__name__}: {str(e)[:200]}", False)
         suite.free()
-    import torch.distributed as dist
-
     dist.destroy_process_group()
     print(f"device: {name}; torch {torch.__version__}; wall {time.perf_counter() - suite.t0:.0f} s")
     print(table(suite.rows))
