@@ -58,7 +58,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # run in the background after each checkpoint ({checkpoint}, {run_dir} filled in), e.g.
     # "fitrain eval eval/local model={checkpoint}", or with sbatch --wrap for a Slurm job per checkpoint;
-    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all)
+    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all). Inside a Slurm job the
+    # run waits at the end for the evaluations still running (the job's end would kill them); one started
+    # for a preemption checkpoint stops with the job (sbatch --wrap decouples them)
     eval_on_checkpoint: str = ""
     resume: str = "auto"           # auto (latest in run_dir/checkpoints) | never | <checkpoint path>
     requeue_on_sigusr1: bool = True  # under Slurm: after the preemption checkpoint, scontrol requeue
