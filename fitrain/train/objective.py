@@ -68,17 +68,22 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, None, None, None
 
 
-def head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
-                       chunk_tokens: int = 0) -> tuple[torch.Tensor, int]:
-    """Sum of CE over the supervised targets of ``[B, T, D]`` final hidden states through the output head
-    ``weight`` ``[V, D]``, and the number of targets. ``chunk_tokens`` > 0: the memory-bounded chunked path.
-
-    Only positions with a target go through the head (gathered by index; finding them is one host sync per
-    micro-batch, before the decoder runs)."""
+def supervised_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the flattened ``[B*T]`` indices of the positions that carry a target, their targets). Finding them is
+    a host sync; :class:`CausalLMLoss` does it before the decoder is queued, so it waits only for work
+    already on the device."""
     targets = shifted_targets(labels).reshape(-1)
     index = (targets != IGNORE_INDEX).nonzero().view(-1)
+    return index, targets.index_select(0, index)
+
+
+def head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_tokens: int = 0,
+                       positions: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+    """Sum of CE over the supervised targets of ``[B, T, D]`` final hidden states through the output head
+    ``weight`` ``[V, D]``, and the number of targets. ``chunk_tokens`` > 0: the memory-bounded chunked path.
+    Only positions with a target go through the head (``positions``: :func:`supervised_positions`)."""
+    index, t = positions if positions is not None else supervised_positions(labels)
     h = hidden.reshape(-1, hidden.size(-1)).index_select(0, index)
-    t = targets.index_select(0, index)
     n = int(index.numel())
     if chunk_tokens > 0:
         dtype = _compute_dtype(hidden.device, weight)
@@ -104,6 +109,7 @@ class CausalLMLoss(torch.nn.Module):
     def forward(self, batch: dict) -> tuple[torch.Tensor, int]:
         from fitrain.train.model import forward_hidden
 
+        positions = supervised_positions(batch["labels"])
         hidden = forward_hidden(self.lm, batch)
         return head_cross_entropy(hidden, self.lm.get_output_embeddings().weight, batch["labels"],
-                                  self.chunk_tokens)
+                                  self.chunk_tokens, positions)
