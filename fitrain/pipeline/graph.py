@@ -97,6 +97,9 @@ class ExperimentConfig:
         if not 0 <= self.heldout_shards < max(1, self.data_gen.num_shards):
             raise FitrainError(f"heldout_shards ({self.heldout_shards}) must be below data_gen.num_shards "
                                f"({self.data_gen.num_shards}): some shards must remain for training")
+        if self.eval.heldout.enabled and not self.eval.heldout.path and not self.heldout_shards:
+            raise FitrainError("eval.heldout.enabled scores the held-out pairs (prepared/heldout), but heldout_shards "
+                               "is 0: set heldout_shards >= 1 or eval.heldout.enabled=false")
         if not self.explicit_budget and self.train.budget_from_epochs > 1:
             for a in arms.specs:
                 if arms.root(a.name) == a.name and not a.budget.epochs_allowed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import shlex
+from pathlib import Path
 from typing import Any, Callable
 
 from fitrain.core.errors import FitrainError
@@ -185,19 +186,16 @@ def head_to_head_config(cfg: ExperimentConfig, step: ExperimentStep):
     """The primary run judged against one baseline run: only the pairwise evaluation, into
     ``eval/<run>/pairwise/<baseline>`` (the step merges its metrics into ``eval/<run>/results.json``)."""
     from fitrain.core.layout import parse_run_id
-    from fitrain_eval.judges.pairwise import PairwiseConfig
 
     layout = cfg.layout
     ec = copy.deepcopy(cfg.eval)
     ec.model, ec.arm = str(layout.train(step.run).root), step.run
     ec.out = str(layout.head_to_head(step.run, step.baseline))
     ec.lm_eval.tasks = []
-    ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = False
+    ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = ec.heldout.enabled = False
     ec.pairwise.enabled = True
-    base = str(layout.eval(step.baseline))
-    # a list once eval's pairwise takes several baselines; one directory while it takes one
-    ec.pairwise.baseline_outputs = [base] if isinstance(PairwiseConfig().baseline_outputs, list) else base
-    ec.pairwise.baseline_name = parse_run_id(step.baseline)[0]
+    ec.pairwise.baseline_outputs, ec.pairwise.baselines = str(layout.eval(step.baseline)), []
+    ec.pairwise.baseline_name = parse_run_id(step.baseline)[0]  # metrics pairwise/<arm>/..., the same for every seed
     return ec
 
 
@@ -280,12 +278,22 @@ def eval_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) ->
 
 
 def head_to_head_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
-    from fitrain.core.io import write_json
+    """The judging into ``eval/<run>/pairwise/<baseline>``, then its metrics and per-item scores merged into
+    ``eval/<run>`` (results.json, items/), where the report reads every metric of the run."""
+    import shutil
+
+    from fitrain.core.io import atomic_path, write_json
+    from fitrain_eval.items import ITEMS_DIR
     from fitrain_eval.run import evaluate
 
-    results = evaluate(head_to_head_config(cfg, step))
-    pairwise = {k: v for k, v in results.items() if k.startswith("pairwise/")}
-    path = cfg.layout.eval(step.run) / "results.json"
+    ec = head_to_head_config(cfg, step)
+    results = evaluate(ec)
+    pairwise = {k: v for k, v in results.items() if k.startswith(f"pairwise/{ec.pairwise.baseline_name}/")}
+    run_dir = cfg.layout.eval(step.run)
+    for item in sorted((Path(ec.out) / ITEMS_DIR).glob("pairwise__*.jsonl")):
+        with atomic_path(run_dir / ITEMS_DIR / item.name) as tmp:
+            shutil.copyfile(item, tmp)
+    path = run_dir / "results.json"
     write_json(path, {**(read_json(path) if path.is_file() else {}), **pairwise})
     return {"metrics": sorted(pairwise)}
 
@@ -319,7 +327,10 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     from fitrain_eval.report import make_report
 
     out = cfg.layout.report
-    md = make_report([cfg.root], out, cfg.report)
+    rc = copy.deepcopy(cfg.report)
+    arms = cfg.arm_set()
+    rc.reference = rc.reference if rc.reference in arms.names else arms.primary  # every arm against the primary
+    md = make_report([cfg.root], out, rc)
     tm = token_matching(cfg)
     write_json(out / "token_matching.json", tm)
     lines = ["", "## Token budget", "",

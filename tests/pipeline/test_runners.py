@@ -68,6 +68,8 @@ def test_prepare_inputs_for_each_arm(tmp_path):
 def test_heldout_needs_training_shards(tmp_path):
     with pytest.raises(FitrainError, match="heldout_shards"):
         _cfg(tmp_path, **{"data_gen.num_shards": 1, "heldout_shards": 1}).validate()
+    with pytest.raises(FitrainError, match="eval.heldout.enabled scores the held-out pairs .* but heldout_shards is 0"):
+        _cfg(tmp_path, **{"heldout_shards": 0, "eval.heldout.enabled": True}).validate()
 
 
 def test_missing_corpus_is_a_clear_error(tmp_path):
