@@ -97,6 +97,7 @@ def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cl
 
     cfg = load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'dg'}", "name=slurm-dg", "corpus.max_documents=12",
                                        "corpus.max_chars=1200", "data_gen.num_shards=2", "heldout_shards=0",
+                                       "eval.heldout.enabled=false",
                                        f"slurm.steps.python={sys.executable}",
                                        f"slurm.data_gen.python={sys.executable}"])
     steps = ["corpus", "data_gen-templates", "data_gen"]
