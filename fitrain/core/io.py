@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -22,13 +23,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        with _naming(path):
+            yield tmp_path
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError that names no file (a write or fsync on a full disk) names ``path``; a short write that
+    carries no errno (numpy's "N requested and M written") on a file system with no space left is ENOSPC."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        code = e.errno
+        if code is None:
+            try:
+                full = shutil.disk_usage(path.parent).free < (1 << 20)
+            except OSError:
+                full = False
+            code = errno.ENOSPC if full else None
+        strerror = e.strerror or str(e)
+        if code == errno.ENOSPC and e.errno is None:
+            strerror = f"No space left on device ({strerror})"
+        raise OSError(code, strerror, str(path)) from e
 
 
 @contextlib.contextmanager
@@ -39,7 +63,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with _naming(path):
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

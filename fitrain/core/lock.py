@@ -123,6 +123,7 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
     if not is_rank_zero():
         yield directory
         return
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     key = str(directory.resolve())
     if key in _held:
@@ -143,8 +144,10 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
         print(f"fitrain: note: {directory} was locked by {_describe(prev)}, which ended without releasing it "
               "(killed?); taking the lock over", file=sys.stderr, flush=True)
     _held[key] = [fd, 1]
+    ok = False
     try:
         yield directory
+        ok = True
     finally:
         del _held[key]
         try:
@@ -152,3 +155,16 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
         except OSError:
             pass
         os.close(fd)  # closing the last descriptor releases the flock
+        if created and not ok:
+            _remove_if_only_lock(directory)
+
+
+def _remove_if_only_lock(directory: Path) -> None:
+    """A directory this lock created for a command that failed before writing anything goes again, so a
+    failed command leaves nothing behind."""
+    try:
+        if [p.name for p in directory.iterdir()] == [LOCK_FILE]:
+            (directory / LOCK_FILE).unlink()
+            directory.rmdir()
+    except OSError:
+        pass
