@@ -168,22 +168,24 @@ class PreparedData:
             _CHECKED.add(key)
         self._open()
 
-    def row_counts(self, chunk_rows: int = 1 << 14) -> tuple[np.ndarray, np.ndarray]:
-        """(non-padding tokens, supervised targets) of every row, in global row order, as the loader's
-        batches count them (a target is a masked non-padding position that does not start a segment).
-        Reads the mask and seg arrays once, in chunks."""
+    def row_counts(self, unit: str = "tokens", chunk_rows: int = 1 << 14) -> np.ndarray:
+        """Non-padding tokens (``unit='tokens'``) or supervised targets of every row, in global row order, as
+        the loader's batches count them (a target is a masked non-padding position that does not start a
+        segment). Reads the seg arrays once (and the mask arrays for targets), in chunks."""
         maps = self._open()
-        tokens = np.empty(self.num_rows, dtype=np.int64)
-        supervised = np.empty(self.num_rows, dtype=np.int64)
+        out = np.empty(self.num_rows, dtype=np.int64)
         for k, (_, mask, seg) in enumerate(maps):
             base = int(self.offsets[k])
             for a in range(0, seg.shape[0], chunk_rows):
-                sg, mk = np.asarray(seg[a:a + chunk_rows]), np.asarray(mask[a:a + chunk_rows])
-                starts = np.ones(sg.shape, dtype=bool)
-                starts[:, 1:] = sg[:, 1:] != sg[:, :-1]
-                tokens[base + a: base + a + len(sg)] = np.count_nonzero(sg, axis=1)
-                supervised[base + a: base + a + len(sg)] = np.count_nonzero((mk != 0) & (sg != 0) & ~starts, axis=1)
-        return tokens, supervised
+                sg = np.asarray(seg[a:a + chunk_rows])
+                if unit == "tokens":
+                    n = np.count_nonzero(sg, axis=1)
+                else:
+                    starts = np.ones(sg.shape, dtype=bool)
+                    starts[:, 1:] = sg[:, 1:] != sg[:, :-1]
+                    n = np.count_nonzero((np.asarray(mask[a:a + chunk_rows]) != 0) & (sg != 0) & ~starts, axis=1)
+                out[base + a: base + a + len(sg)] = n
+        return out
 
     def rows(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens, mask, seg) of the given global row indices, in that order, as in-memory arrays."""

@@ -91,27 +91,33 @@ class TrainPlan:
 
 @dataclass
 class ReadingOrder:
-    """What a run reads, in order: every row's non-padding tokens and supervised targets, and the global row
-    order of each epoch (``epoch_order(e)``; a micro-step reads ``rows_per_micro_step`` consecutive rows of
-    it, over all ranks). Enough to count exactly how many optimizer steps a token budget takes."""
+    """What a run reads, in order: every row's count of a unit (``row_counts('tokens')`` non-padding tokens,
+    ``row_counts('supervised_tokens')`` targets) and the global row order of each epoch (``epoch_order(e)``;
+    a micro-step reads ``rows_per_micro_step`` consecutive rows of it, over all ranks). Enough to count
+    exactly how many optimizer steps a token budget takes."""
 
-    row_tokens: np.ndarray
-    row_supervised: np.ndarray
+    row_counts: Callable[[str], np.ndarray]
     epoch_order: Callable[[int], np.ndarray]
     rows_per_micro_step: int
 
     @classmethod
     def of(cls, loader: Any) -> "ReadingOrder":
-        """From a :class:`fitrain.data.loader.PackedLoader` (any rank: the order covers all ranks)."""
-        tokens, supervised = loader.data.row_counts()
-        return cls(tokens, supervised, loader.epoch_order, loader.world_size * loader.batch_size)
+        """From a :class:`fitrain.data.loader.PackedLoader` (any rank: the order covers all ranks); the rows'
+        counts are read from the shards when first needed (the seg arrays, plus the masks for targets)."""
+        return cls(lambda unit: loader.data.row_counts(unit), loader.epoch_order,
+                   loader.world_size * loader.batch_size)
+
+    @classmethod
+    def from_arrays(cls, tokens: np.ndarray, supervised: np.ndarray, epoch_order: Callable[[int], np.ndarray],
+                    rows_per_micro_step: int) -> "ReadingOrder":
+        return cls({"tokens": tokens, "supervised_tokens": supervised}.__getitem__, epoch_order, rows_per_micro_step)
 
     def steps_to(self, unit: str, amount: int, grad_accum: int, max_epochs: int) -> int | None:
         """Optimizer steps until ``amount`` tokens (``unit='tokens'``) or supervised targets have been read
         -- the step that reaches it is the run's last, cut to land exactly on it -- or None when
         ``max_epochs`` (0 = unlimited) passes hold less. Steps continue across epoch boundaries, as
         fitrain.train.microbatches.StepStream groups them."""
-        per_row = self.row_tokens if unit == "tokens" else self.row_supervised
+        per_row = self.row_counts(unit)
         done, micro, epoch = 0, 0, 0
         while max_epochs <= 0 or epoch < max_epochs:
             per_micro = per_row[self.epoch_order(epoch)].reshape(-1, self.rows_per_micro_step).sum(axis=1)

@@ -22,7 +22,7 @@ def _order(rows=100, tokens=200, sup=120, per_micro=4):
     def order(epoch):
         steps = -(-rows // per_micro)
         return np.resize(np.arange(rows), steps * per_micro)
-    return ReadingOrder(np.full(rows, tokens), np.full(rows, sup), order, per_micro)
+    return ReadingOrder.from_arrays(np.full(rows, tokens), np.full(rows, sup), order, per_micro)
 
 
 def test_plan_derives_schedule_from_budget():
@@ -74,7 +74,7 @@ def test_schedule_length_is_exact_not_a_mean_estimate():
     """Rows of very different lengths read in file order: the mean tokens per row predicts the wrong step
     count, the exact count does not (the issue's case: 6 steps planned, 5 run)."""
     tokens = np.array([250, 250, 250, 250, 10, 10, 10, 10] * 4)
-    order = ReadingOrder(tokens, tokens // 2, lambda e: np.arange(len(tokens)), 2)
+    order = ReadingOrder.from_arrays(tokens, tokens // 2, lambda e: np.arange(len(tokens)), 2)
     cfg = TrainConfig(max_tokens=1001)
     cfg.data.micro_batch_size, cfg.data.grad_accum = 2, 1
     m = _manifest(rows=len(tokens), total=int(tokens.sum()), sup=int(tokens.sum() // 2))

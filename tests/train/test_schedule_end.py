@@ -39,8 +39,8 @@ def test_reading_order_counts_what_the_loader_reads(pairs_shards):
 
     loader = PackedLoader(pairs_shards, batch_size=3, seed=5, rank=0, world_size=1, shuffle=True)
     order = ReadingOrder.of(loader)
-    expected = order.row_tokens[order.epoch_order(0)].reshape(-1, 3).sum(1)
-    expected_sup = order.row_supervised[order.epoch_order(0)].reshape(-1, 3).sum(1)
+    expected = order.row_counts("tokens")[order.epoch_order(0)].reshape(-1, 3).sum(1)
+    expected_sup = order.row_counts("supervised_tokens")[order.epoch_order(0)].reshape(-1, 3).sum(1)
     pad = loader.data.manifest.pad_token_id
     got = [(int((b["input_ids"] != pad).sum()), int((b["labels"] != IGNORE_INDEX).sum())) for b in loader]
     assert got == list(zip(expected.tolist(), expected_sup.tolist()))
