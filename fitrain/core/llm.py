@@ -57,11 +57,13 @@ class Request:
     max_new_tokens: int | None = None
     temperature: float | None = None
     stop: list[str] | None = None
+    logprobs: int = 0                  # > 0: also return the top-N log-probabilities of each generated token
     meta: dict = field(default_factory=dict)  # caller's bookkeeping; not sent
 
     def key(self, model: str) -> str:
         body = json.dumps([model, self.messages, self.prompt, self.task, self.max_new_tokens,
-                           self.temperature, self.stop], sort_keys=True, ensure_ascii=False)
+                           self.temperature, self.stop] + ([self.logprobs] if self.logprobs else []),
+                          sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -71,6 +73,7 @@ class Completion:
     error: str | None = None
     attempts: int = 1
     cached: bool = False
+    logprobs: list[dict[str, float]] | None = None  # per generated token: {token: logprob} of the top N
 
 
 class Backend(Protocol):
@@ -129,7 +132,8 @@ class OpenAIBackend:
         last = ""
         for attempt in range(1, self.cfg.max_retries + 2):
             try:
-                return Completion(await self._call(client, r), attempts=attempt)
+                text, logprobs = await self._call(client, r)
+                return Completion(text, attempts=attempt, logprobs=logprobs)
             except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
                     openai.InternalServerError, openai.APIStatusError) as e:
                 status = getattr(e, "status_code", None)
@@ -142,12 +146,17 @@ class OpenAIBackend:
                 await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
         return Completion(None, error=last, attempts=attempt)
 
-    async def _call(self, client, r: Request) -> str:
+    async def _call(self, client, r: Request) -> tuple[str, list[dict[str, float]] | None]:
         kw: dict[str, Any] = dict(model=self.model, max_tokens=r.max_new_tokens or self.cfg.max_new_tokens,
                                   temperature=self.cfg.temperature if r.temperature is None else r.temperature)
         if r.stop:
             kw["stop"] = r.stop
-        if r.messages is not None:
+        chat = r.messages is not None
+        if r.logprobs and chat:
+            kw.update(logprobs=True, top_logprobs=r.logprobs)
+        elif r.logprobs:
+            kw["logprobs"] = r.logprobs
+        if chat:
             resp = await client.chat.completions.create(messages=r.messages, **kw)
             text = resp.choices[0].message.content
         else:
@@ -155,7 +164,17 @@ class OpenAIBackend:
             text = resp.choices[0].text
         if text is None:
             raise ValueError("reply has no text")
-        return truncate_at_stop(text, r.stop)
+        return truncate_at_stop(text, r.stop), (_top_logprobs(resp.choices[0], chat) if r.logprobs else None)
+
+
+def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
+    """The top log-probabilities of each generated token, or None when the server sent none."""
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return None
+    if chat:
+        return [{t.token: t.logprob for t in (c.top_logprobs or [])} for c in (lp.content or [])] or None
+    return [dict(d) for d in (lp.top_logprobs or []) if d is not None] or None
 
 
 def _run_async(coro):
@@ -264,11 +283,14 @@ class CachedBackend:
         self.name, self.model = inner.name, inner.model
         self._key_model = f"{inner.model}|{defaults}"
         self._mem: dict[str, str] = {}
+        self._logprobs: dict[str, list] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                     self._mem[rec["key"]] = rec["text"]
+                    if rec.get("logprobs") is not None:
+                        self._logprobs[rec["key"]] = rec["logprobs"]
                 except (json.JSONDecodeError, KeyError):
                     continue  # a torn last line from a killed run
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -281,20 +303,25 @@ class CachedBackend:
         with open(self.path, "a", encoding="utf-8") as f:
             for i, c in zip(todo, fresh):
                 if c.text is not None:
-                    self._mem[keys[i]] = c.text
-                    f.write(json.dumps({"key": keys[i], "text": c.text}, ensure_ascii=False) + "\n")
+                    self._write(f, keys[i], c.text, c.logprobs)
         by_index = dict(zip(todo, fresh))
         if progress and len(reqs) > len(todo):
             progress(len(reqs) - len(todo))
-        return [by_index[i] if i in by_index else Completion(self._mem[keys[i]], cached=True)
+        return [by_index[i] if i in by_index else
+                Completion(self._mem[keys[i]], cached=True, logprobs=self._logprobs.get(keys[i]))
                 for i in range(len(reqs))]
 
-    def store(self, request: Request, text: str) -> None:
-        """Record a reply obtained past the cache (a parse-retry): a rerun then reads the good reply."""
-        key = request.key(self._key_model)
+    def _write(self, f, key: str, text: str, logprobs) -> None:
         self._mem[key] = text
+        rec: dict[str, Any] = {"key": key, "text": text}
+        if logprobs is not None:
+            self._logprobs[key] = rec["logprobs"] = logprobs
+        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+    def store(self, request: Request, text: str, logprobs=None) -> None:
+        """Record a reply obtained past the cache (a parse-retry): a rerun then reads the good reply."""
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
+            self._write(f, request.key(self._key_model), text, logprobs)
 
 
 def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | None]] | None = None,
@@ -330,12 +357,14 @@ def check_reachable(cfg: LLMConfig, timeout_s: float = 5.0) -> None:
                            "or set llm.base_url") from None
 
 
-def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[str], Any],
+def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[Any], Any],
                     rejects: Rejects, max_parse_retries: int = 2, what: str = "reply",
-                    progress: Callable[[int], None] | None = None) -> list[Any]:
+                    progress: Callable[[int], None] | None = None, parse_completion: bool = False) -> list[Any]:
     """Complete and parse; a reply that fails ``parse`` (raises ValueError) is asked again up to
     ``max_parse_retries`` times, then counted in ``rejects`` (``<what>_unparsable``) and returned as None.
-    Transport failures are counted as ``<what>_failed``. Returns one parsed value (or None) per request."""
+    Transport failures are counted as ``<what>_failed``. Returns one parsed value (or None) per request.
+    ``parse`` receives the reply text, or with ``parse_completion`` the whole :class:`Completion`
+    (its ``logprobs`` too)."""
     results: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     last_err: dict[int, str] = {}
@@ -350,9 +379,9 @@ def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callab
                 rejects.add(f"{what}_failed", str(requests[i].meta.get("id", i)), c.error or "")
                 continue
             try:
-                results[i] = parse(c.text)
+                results[i] = parse(c if parse_completion else c.text)
                 if round_ and cache is not None:
-                    cache.store(requests[i], c.text)
+                    cache.store(requests[i], c.text, c.logprobs)
             except ValueError as e:
                 last_err[i] = f"{e}: {c.text[:120]!r}"
                 retry.append(i)

@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +50,7 @@ class Built:
     trainer: Any
     plan: TrainPlan
     model: Any
+    objective: Any                  # fitrain.train.objective.CausalLMLoss over the model
     fingerprint: str
     make_loader: Callable[[int, int], Any]
 
@@ -61,6 +62,7 @@ class Outcome:
     checkpoint: Path | None
     log: Any = None                 # the MetricsLog (global rank 0)
     signal_received: int | None = None
+    evals: list = field(default_factory=list)   # background per-checkpoint evaluations (rank 0)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -142,6 +144,7 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Built:
     from fitrain.data.loader import PackedLoader
     from fitrain.train.distributed import build_trainer
     from fitrain.train.model import build_model, select_attention
+    from fitrain.train.objective import CausalLMLoss
     from fitrain.train.plan import ReadingOrder, make_plan
 
     trainer = build_trainer(cfg)
@@ -160,7 +163,9 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Built:
     token_ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     model = build_model(cfg.model, inputs.vocab_size, attention, seed=cfg.seed, token_ids=token_ids,
                         verbose=trainer.is_global_zero)
-    return Built(trainer, plan, model, probe.fingerprint, make_loader)
+    chunked = cfg.loss.chunked(model.config.vocab_size)
+    objective = CausalLMLoss(model, cfg.loss.chunk_tokens if chunked else 0)
+    return Built(trainer, plan, model, objective, probe.fingerprint, make_loader)
 
 
 # ------------------------------------------------------------------------------------------------ resume
@@ -188,10 +193,11 @@ def fit(cfg: TrainConfig, inputs: Inputs, built: Built, ckpt: Path | None, resum
     run_dir, trainer = TrainDir.of(cfg.run_dir), built.trainer
     facts = run_facts(cfg, inputs, built, (resumed.wandb_id if resumed else "") or new_run_id())
     log = _start_logs(cfg, run_dir, facts, built, ckpt, resumed) if trainer.is_global_zero else None
-    hooks = StepHooks(built.plan, run_dir, log, cfg.progress_bar, *_flops(inputs, built), cfg.eval_on_checkpoint)
+    hooks = StepHooks(built.plan, run_dir, log, cfg.progress_bar, *_flops(built), cfg.eval_on_checkpoint)
     val = (validation_batches(cfg.data.val_path, cfg.data.micro_batch_size, cfg.data.val_rows)
            if cfg.data.val_path and cfg.val_every else None)
-    module = FitrainModule(built.model, built.plan, facts, built.make_loader, val, on_step=hooks)
+    module = FitrainModule(built.model, built.plan, facts, built.make_loader, val, on_step=hooks,
+                           objective=built.objective)
     signals = SignalFlag()
     trainer.callbacks.append(SignalCallback(signals))
     try:
@@ -214,7 +220,7 @@ def fit(cfg: TrainConfig, inputs: Inputs, built: Built, ckpt: Path | None, resum
                     f"({module.tokens:,} tokens, {module.supervised:,} supervised)")
         print(f"fitrain train: {why}", file=sys.stderr, flush=True)
     return Outcome("preempted" if module.stopped_by_signal else "finished", module.train_state(),
-                   hooks.last_checkpoint, log, signals.received)
+                   hooks.last_checkpoint, log, signals.received, hooks.evals)
 
 
 class _HideFitStopped(logging.Filter):
@@ -264,14 +270,20 @@ def _start_logs(cfg: TrainConfig, run_dir: TrainDir, facts: TrainState, built: B
     return log
 
 
-def _flops(inputs: Inputs, built: Built) -> tuple[float | None, float | None]:
-    """(training FLOPs per token, the device's peak FLOP/s or None on CPU) for MFU."""
+def _flops(built: Built) -> tuple[Any, float | None]:
+    """(the model's training FLOPs, fitrain.train.model.FlopsModel; the device's peak FLOP/s or None on CPU)
+    for MFU."""
     from fitrain.train.metrics import device_name, peak_flops
-    from fitrain.train.model import flops_per_token
+    from fitrain.train.model import flops_model
 
-    seq_len = inputs.manifest.seq_len or built.model.config.max_position_embeddings
     on_gpu = built.trainer.strategy.root_device.type == "cuda"
-    return flops_per_token(built.model, seq_len), peak_flops(device_name()) if on_gpu else None
+    return flops_model(built.model), peak_flops(device_name()) if on_gpu else None
+
+
+def _in_slurm_job() -> bool:
+    import os
+
+    return bool(os.environ.get("SLURM_JOB_ID"))
 
 
 # ------------------------------------------------------------------------------------------------ finish
@@ -304,4 +316,8 @@ def finish(cfg: TrainConfig, built: Built, outcome: Outcome, elapsed: float) -> 
             from fitrain.train.hooks import requeue_slurm_job
 
             summary["requeued"] = requeue_slurm_job()
+        if outcome.status == "finished" and outcome.evals and _in_slurm_job():
+            from fitrain.train.hooks import wait_for_evals
+
+            wait_for_evals(outcome.evals, run_dir.logs)  # the job's end would kill them
     return summary

@@ -190,3 +190,19 @@ def test_eval_on_checkpoint_runs_in_the_background_per_checkpoint(pairs_shards, 
     got = {p.name: p.read_text() for p in marks.iterdir()}
     assert got == {"step-00000002.ckpt": "True", "step-00000004.ckpt": "True"}
     assert (tmp_path / "run" / "logs" / "eval-step-00000002.log").is_file()
+
+
+def test_a_slurm_job_waits_for_its_checkpoint_evaluations(pairs_shards, tmp_path, monkeypatch):
+    """Slurm kills a job step's processes when training exits: inside a job, the local evaluation of the
+    final checkpoint is waited for (its marker exists when train() returns, 1.5 s after the command began)."""
+    import sys
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = (f"{sys.executable} -c \"import pathlib,sys,time; time.sleep(1.5); "
+           f"(pathlib.Path(sys.argv[2])/pathlib.Path(sys.argv[1]).name).write_text('done')\" {{checkpoint}} {marks}")
+    cfg = th.tiny_config(tmp_path / "run", pairs_shards, max_steps=2, eval_on_checkpoint=cmd, export_hf=False)
+    summary = train(cfg)
+    assert summary["status"] == "finished"
+    assert (marks / "step-00000002.ckpt").read_text() == "done"
