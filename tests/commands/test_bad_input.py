@@ -146,6 +146,14 @@ def _(c): return c.train("max_steps=0", "max_tokens=1e12")
 def _(c): return c.train("model.max_seq_len=128")
 
 
+@case("negative-model-size", "model.n_layers must be >= 1", left=no_run)
+def _(c): return c.train("model.n_layers=-1")
+
+
+@case("negative-rope-theta", "model.rope_theta must be > 0", left=no_run)
+def _(c): return c.train("model.rope_theta=-5")
+
+
 @case("bad-template", "format.template must contain {answer}")
 def _(c): return c.prepare("format.template='Q: {instruction}'")
 
