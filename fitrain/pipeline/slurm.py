@@ -165,7 +165,7 @@ def submit(script: str | Path, dependency: Sequence[str] = (), kind: str = "afte
     cmd.append(str(script))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
-        raise FitrainError(f"sbatch {script} failed: {(r.stderr or r.stdout).strip()[:500]}")
+        raise FitrainError(f"sbatch {script} failed: {' '.join((r.stderr or r.stdout).split())[:500]}")
     return parse_job_id(r.stdout)
 
 

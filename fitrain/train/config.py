@@ -29,6 +29,9 @@ class DataConfig:
     num_workers: int = 0           # loader worker processes (each reads its mmap'd shards)
     val_rows: int = 0              # validate on the first N held-out rows (0 = all)
 
+    FIELD_CHECKS = {"micro_batch_size": ">= 1", "grad_accum": ">= 1", "max_epochs": ">= 0", "num_workers": ">= 0",
+                    "val_rows": ">= 0", "remainder": ("wrap", "drop")}
+
 
 @dataclass
 class TrainConfig:
@@ -67,3 +70,8 @@ class TrainConfig:
     export_hf: bool = True         # export <run_dir>/hf at the end
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    FIELD_CHECKS = {"max_tokens": ">= 0", "max_supervised_tokens": ">= 0", "max_steps": ">= 0",
+                    "budget_from_epochs": "> 0", "devices": ">= 0", "num_nodes": ">= 1", "strategy": STRATEGIES,
+                    "precision": PRECISIONS, "log_every": ">= 0", "val_every": ">= 0", "checkpoint_every": ">= 0",
+                    "keep_checkpoints": ">= 0"}

@@ -62,6 +62,10 @@ class ModelConfig:
     attention: str = "auto"          # auto | sdpa | flash_attention_2
     activation_checkpointing: bool = False
 
+    FIELD_CHECKS = {"dim": ">= 1", "n_layers": ">= 1", "n_heads": ">= 1", "n_kv_heads": ">= 1", "ffn_dim": ">= 1",
+                    "vocab_size": ">= 0", "vocab_multiple": ">= 1", "max_seq_len": ">= 2", "rope_theta": "> 0",
+                    "norm_eps": "> 0", "init_std": "(0, 1]", "attention": ATTENTION}  # fitrain.core.config
+
 
 def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
     """The preset's shape with the config's overrides applied; unknown preset -> nearest name."""

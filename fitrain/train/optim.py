@@ -32,6 +32,10 @@ class OptimConfig:
     clip_grad_norm: float = 1.0            # 0 = no clipping (the norm is still logged)
     fused: bool = False                    # torch's fused AdamW (GPU)
 
+    FIELD_CHECKS = {"lr": "> 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0", "weight_decay": ">= 0",
+                    "schedule": SCHEDULES, "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]",
+                    "decay_fraction": "[0, 1]", "clip_grad_norm": ">= 0"}
+
 
 class LRSchedule:
     """lr multiplier as a function of the optimizer step (a picklable callable for LambdaLR)."""

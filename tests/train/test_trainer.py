@@ -164,6 +164,9 @@ def test_tokenizer_with_another_pad_id_is_refused(pairs_shards, tmp_path):
     shutil.copytree(pairs_shards, data)
     m = json.loads((data / "manifest.json").read_text())
     m["tokenizer"]["pad_token_id"] = 7  # as if prepared with a tokenizer that pads with 7
+    from fitrain.data.manifest import checksum
+
+    m["checksum"] = checksum(m)  # (a hand edit without it is refused as such: tests/commands/test_bad_input.py)
     (data / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FitrainError, match="prepared with pad id 7"):
         train(th.tiny_config(tmp_path / "x", data, max_steps=1))
