@@ -53,7 +53,7 @@ class GenerateOptions:
     max_pairs: int = 8                 # qa_appended: pairs asked for, and appended at most, per document
     words_per_pair: int = 60           # qa_appended: one appended pair per this many document words (>= 1 pair)
     min_rephrase_ratio: float = 0.3    # rephrase: shorter rewrites (in words) are rejected
-    batch_size: int = 64               # documents per batch of requests
+    batch_size: int = 256              # documents per batch of requests (the requests in flight, at most)
 
     def validate(self, what: str = "generate") -> None:
         if self.max_pairs < 1 or self.words_per_pair < 1 or self.batch_size < 1 or self.max_document_chars < 1:
