@@ -1,0 +1,163 @@
+"""The OpenAI-compatible backend (vLLM, SGLang, TGI, llama.cpp): a streaming window of async requests
+with retries, backoff and timeouts; an infrastructure failure fails the job instead of counting a reject.
+
+A request that fails every attempt is either a problem of that request (the server answered 500 for it,
+or it timed out while the server is healthy: counted by the caller as ``<what>_failed``) or of the
+server (connection refused or reset, the server gone, or a server that no longer serves our model):
+then :class:`~fitrain.core.llm_types.ServerUnavailable` is raised, the stream stops, and nothing of the
+shard is marked done, so that a rerun redoes it on a working server (fitrain/docs/engineering.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
+
+from fitrain.core.llm_stream import WindowStream
+from fitrain.core.llm_types import Completion, LLMConfig, Request, ServerUnavailable, truncate_at_stop
+
+T = TypeVar("T")
+R = TypeVar("R")
+PROBE_TTL_S = 2.0   # concurrent failures share one probe of the server
+
+
+def served_models(base_url: str, api_key: str = "EMPTY", timeout_s: float = 5.0) -> list[str]:
+    """The model ids ``GET {base_url}/models`` lists; raises OSError/ValueError when there is no answer."""
+    req = urllib.request.Request(base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        body = json.loads(r.read() or b"{}")
+    return [str(m.get("id")) for m in body.get("data", []) if isinstance(m, dict)]
+
+
+def identity_problem(model: str, models: list[str]) -> str | None:
+    """Why a server listing ``models`` is not the one serving ``model`` (None when it is)."""
+    if model in models:
+        return None
+    return f"it serves {models or 'no model'}, not '{model}'"
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, cfg: LLMConfig):
+        self.cfg = cfg
+        self.model = cfg.model
+        self.api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
+        self._window: WindowStream | None = None
+        self._probe_at = 0.0
+        self._probe_result: str | None = None
+        self._probe_lock: asyncio.Lock | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._window.in_flight if self._window is not None else 0
+
+    # ------------------------------------------------------------------------------------------ streaming
+    def run_items(self, items: Iterable[T], work: Callable[[Any, T], Awaitable[R]]) -> Iterator[R]:
+        """``work(client, item)`` for every item through a window of ``max_concurrency``, in input order."""
+        window = WindowStream(self.cfg.max_concurrency)
+        self._window = window
+
+        async def open_client():
+            from openai import AsyncOpenAI
+
+            self._probe_lock = asyncio.Lock()
+            import httpx
+
+            # enough pooled connections for the whole window (httpx's default pool holds 100)
+            limits = httpx.Limits(max_connections=window.window, max_keepalive_connections=window.window)
+            return AsyncOpenAI(base_url=self.cfg.base_url, api_key=self.api_key, max_retries=0,
+                               timeout=self.cfg.timeout_s, http_client=httpx.AsyncClient(limits=limits))
+
+        async def close_client(client):
+            await client.close()
+
+        return window.run(items, work, open_client, close_client)
+
+    def stream(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        return self.run_items(requests, self.acomplete)
+
+    def complete(self, requests, progress=None):
+        out = []
+        for c in self.stream(requests):
+            out.append(c)
+            if progress:
+                progress(1)
+        return out
+
+    # ------------------------------------------------------------------------------------------ one call
+    async def acomplete(self, client, r: Request) -> Completion:
+        """One request with retries; raises ServerUnavailable when the failure is the server's."""
+        import openai
+
+        last, connection_lost = "", False
+        for attempt in range(1, self.cfg.max_retries + 2):
+            try:
+                return Completion(await self._call(client, r), attempts=attempt)
+            except openai.APITimeoutError as e:  # a subclass of APIConnectionError: the server may be alive
+                last, connection_lost = f"APITimeoutError: {str(e)[:200]}", False
+            except openai.APIConnectionError as e:
+                last, connection_lost = f"{type(e).__name__}: {str(e)[:200]}", True
+            except openai.APIStatusError as e:
+                status = e.status_code
+                last, connection_lost = f"{type(e).__name__} {status}: {str(e)[:200]}", False
+                if 400 <= status < 500 and status not in (408, 409, 429):
+                    break  # a client error will not fix itself
+            except Exception as e:  # malformed response bodies and the like
+                last, connection_lost = f"{type(e).__name__}: {str(e)[:200]}", False
+            if attempt <= self.cfg.max_retries:
+                await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+        problem = f"connection lost ({last})" if connection_lost else await self._probe()
+        if problem:
+            raise ServerUnavailable(f"LLM server at {self.cfg.base_url} is not usable: {problem}; the job "
+                                    "stops here (nothing of this shard is marked done), rerun it once the "
+                                    "server serves the model")
+        return Completion(None, error=last, attempts=attempt)
+
+    async def _probe(self) -> str | None:
+        """None when the server answers /models and serves our model, else what is wrong."""
+        assert self._probe_lock is not None
+        async with self._probe_lock:
+            if time.monotonic() - self._probe_at > PROBE_TTL_S:
+                try:
+                    models = await asyncio.to_thread(served_models, self.cfg.base_url, self.api_key,
+                                                     min(10.0, self.cfg.timeout_s))
+                    self._probe_result = identity_problem(self.model, models)
+                except (OSError, ValueError) as e:
+                    self._probe_result = f"GET /models failed ({e})"
+                self._probe_at = time.monotonic()
+            return self._probe_result
+
+    async def _call(self, client, r: Request) -> str:
+        kw: dict[str, Any] = dict(model=self.model, max_tokens=r.max_new_tokens or self.cfg.max_new_tokens,
+                                  temperature=self.cfg.temperature if r.temperature is None else r.temperature)
+        if r.stop:
+            kw["stop"] = r.stop
+        if r.messages is not None:
+            resp = await client.chat.completions.create(messages=r.messages, **kw)
+            text = resp.choices[0].message.content
+        else:
+            resp = await client.completions.create(prompt=r.prompt, **kw)
+            text = resp.choices[0].text
+        if text is None:
+            raise ValueError("reply has no text")
+        return truncate_at_stop(text, r.stop)
+
+
+def check_served(cfg: LLMConfig, timeout_s: float = 5.0, check_model: bool = True) -> None:
+    """Raise ServerUnavailable unless the server at ``cfg.base_url`` answers (and serves ``cfg.model``)."""
+    api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
+    try:
+        models = served_models(cfg.base_url, api_key, timeout_s)
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+        raise ServerUnavailable(f"LLM server not reachable at {cfg.base_url} ({e}); start it (e.g. `vllm serve "
+                                "MODEL`) or set llm.base_url") from None
+    problem = identity_problem(cfg.model, models) if check_model else None
+    if problem:
+        raise ServerUnavailable(f"the LLM server at {cfg.base_url} is not the one asked for: {problem} (another "
+                                "job's server on this port?); set llm.base_url / llm.model")
