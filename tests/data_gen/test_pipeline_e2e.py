@@ -62,7 +62,8 @@ def test_extractive_dolly_end_to_end_pairs_are_grounded(uninterrupted, dolly_con
         assert r["excerpt_fraction"] >= 0.8 and r["judge_score"] >= 4 and 0 <= r["chunk_index"] <= 5
         assert r["slot_count"] >= 1 and r["template_id"]
     report = yaml.safe_load((Path(cfg.run_dir) / "data_gen" / "report.json").read_text())
-    assert set(report) == {"templatize", "index", "match", "instantiate", "judge", "write"}
+    assert set(report) == {"templatize", "index", "match", "instantiate", "judge", "write", "backends"}
+    assert report["backends"]["instantiate"].startswith("extractive (offline heuristic fallback")
     assert report["write"]["out"] == len(rows)
     # a rerun does nothing and changes nothing
     again = run(cfg, log=lambda s: None, encoder=encoder)
