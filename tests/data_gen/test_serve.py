@@ -95,3 +95,46 @@ def test_pipeline_stage_runs_behind_the_started_server(tmp_path, dolly_contexts)
     assert "serving instantiator on http://127.0.0.1:" in log
     port = int(log.split("serving instantiator on http://127.0.0.1:")[1].split("/")[0])
     assert closed(port)  # stopped after the stage
+
+
+def test_the_encoder_is_released_before_a_server_starts(tmp_path, dolly_contexts, monkeypatch):
+    """match holds the encoder (on the GPU of a cluster job); vLLM needs that memory when it starts."""
+    import gc
+    import weakref
+
+    import data_gen.match
+    import data_gen.serve
+    from data_gen import pipeline
+    from data_gen.config import DataGenConfig
+    from tests.data_gen.test_llm_stages import setup_matches
+
+    class Encoder:  # stands in for data_gen.encoder.Encoder
+        device = "cpu"
+
+    refs, seen_at_start = [], []
+    def load(self):
+        self._encoder = self._encoder or Encoder()
+        return self._encoder
+
+    monkeypatch.setattr(pipeline._Resources, "encoder", load)
+
+    def fake_match(cfg, stage_dir, index_dir, encoder, shard=None, log=print):
+        refs.append(weakref.ref(encoder()))
+        return {"complete": True}
+
+    real_served = data_gen.serve.served
+
+    def spy_served(*a, **kw):
+        gc.collect()
+        seen_at_start.append(refs[0]() is None)
+        return real_served(*a, **kw)
+
+    monkeypatch.setattr(data_gen.match, "run", fake_match)
+    monkeypatch.setattr(data_gen.serve, "served", spy_served)
+    setup_matches(tmp_path / "data_gen", dolly_contexts[:1])
+    cfg = DataGenConfig(run_dir=str(tmp_path), progress=False)
+    cfg.match.documents = ["unused"]
+    cfg.instantiate.llm = LLMConfig(backend="openai", model="instantiator", max_retries=0)
+    cfg.serve = stand_in()
+    pipeline.run(cfg, ["match", "instantiate"], log=lambda s: None)
+    assert seen_at_start == [True]  # the encoder was gone when the server started
