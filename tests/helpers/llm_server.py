@@ -9,7 +9,8 @@ works on at most ``capacity`` requests at once (the others queue), like a model 
 As its own process, a stand-in for ``vllm serve`` (stdlib only, so any interpreter runs it)::
 
     python tests/helpers/llm_server.py MODEL --host H --port P [--served-model-name NAME]
-        [--latency-ms L] [--capacity C] [--startup-s S] [--die-after N] [--responder datagen|echo]
+        [--latency-ms L] [--latency-jitter J] [--capacity C] [--startup-s S] [--die-after N]
+        [--responder datagen|echo]
 
 ``--served-model-name`` serves another model than asked (a neighbour's server); ``--die-after N`` exits
 abruptly after answering N requests (a server that dies mid-shard); ``datagen`` answers the data_gen
@@ -18,6 +19,7 @@ hash of the instruction). Requests for a model the server does not serve get 404
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -26,7 +28,6 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 
@@ -49,89 +50,118 @@ def _body(kind: str, model: str, text: str) -> dict:
 
 
 class ScriptedLLMServer:
+    """An HTTP/1.1 keep-alive server on an asyncio loop in a helper thread (hundreds of connections at once
+    cost it no thread each, so the server is never what a client benchmark measures)."""
+
     def __init__(self, responder: Callable[[str, dict], Reply], model: str = "scripted", host: str = "127.0.0.1",
-                 port: int = 0, latency_s: float = 0.0, capacity: int = 0,
+                 port: int = 0, latency_s: float = 0.0, capacity: int = 0, jitter: float = 0.0,
                  on_answered: Callable[[int], None] | None = None):
         self.responder, self.model = responder, model
+        self.host, self.port = host, port
+        self.latency_s, self.capacity, self.jitter, self.on_answered = latency_s, capacity, jitter, on_answered
         self.requests: list[tuple[str, dict]] = []
         self.answered = 0
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(capacity) if capacity > 0 else None
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as a real server
-
-            def log_message(self, *a):  # quiet
-                pass
-
-            def _send(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def do_GET(self):
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [
-                        {"id": outer.model, "object": "model", "created": 0, "owned_by": "test"}]}).encode())
-                elif self.path.rstrip("/") == "/health":
-                    self._send(200, b"{}")
-                else:
-                    self._send(404, b'{"error": "not found"}')
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(n) or b"{}")
-                kind = "chat" if self.path.endswith("/chat/completions") else "completions"
-                if body.get("model") != outer.model:
-                    msg = {"error": {"message": f"The model `{body.get('model')}` does not exist.", "code": 404}}
-                    return self._send(404, json.dumps(msg).encode())
-                with outer._lock:
-                    outer.requests.append((kind, body))
-                r = outer.responder(kind, body)
-                if outer._slots is not None:
-                    with outer._slots:  # at most `capacity` requests are worked on at once
-                        time.sleep(latency_s)
-                elif latency_s:
-                    time.sleep(latency_s)
-                if r.delay_s:
-                    time.sleep(r.delay_s)
-                try:
-                    if r.raw is not None:
-                        self._send(r.status, r.raw)
-                    elif r.status != 200:
-                        self._send(r.status, json.dumps({"error": {"message": "scripted failure"}}).encode())
-                    else:
-                        self._send(200, json.dumps(_body(kind, outer.model, r.text or "")).encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client timed out and went away
-                with outer._lock:
-                    outer.answered += 1
-                    answered = outer.answered
-                if on_answered is not None:
-                    on_answered(answered)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 1024  # a window of hundreds of connections opens at once
-
-        self.httpd = Server((host, port), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = None
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
-    def __enter__(self) -> "ScriptedLLMServer":
-        self.thread.start()
+    # ------------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> "ScriptedLLMServer":
+        """Bind and serve; raises OSError when the port is taken."""
+        async def up():
+            self._slots = asyncio.Semaphore(self.capacity) if self.capacity > 0 else None
+            self._server = await asyncio.start_server(self._connection, self.host, self.port, backlog=1024)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(up(), self._loop).result()
+        except OSError:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise
         return self
 
+    def __enter__(self) -> "ScriptedLLMServer":
+        return self.start()
+
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        async def down():
+            self._server.close()
+            for t in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+                t.cancel()
+
+        asyncio.run_coroutine_threadsafe(down(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------------------------------------ http
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                line = await reader.readline()
+                if not line.strip():
+                    break
+                method, path = line.decode("latin-1").split()[:2]
+                headers = {}
+                while (h := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    k, _, v = h.decode("latin-1").partition(":")
+                    headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length") or 0)
+                raw = await reader.readexactly(n) if n else b""
+                status, payload = await (self._get(path) if method == "GET" else self._post(path, raw))
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: "
+                             f"{len(payload)}\r\n\r\n".encode() + payload)
+                await writer.drain()
+                if method == "POST":
+                    with self._lock:
+                        self.answered += 1
+                        answered = self.answered
+                    if self.on_answered is not None:
+                        self.on_answered(answered)
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass  # the client timed out and went away, or sent garbage
+        finally:
+            writer.close()
+
+    async def _get(self, path: str) -> tuple[int, bytes]:
+        if path.rstrip("/").endswith("/models"):
+            return 200, json.dumps({"object": "list", "data": [
+                {"id": self.model, "object": "model", "created": 0, "owned_by": "test"}]}).encode()
+        if path.rstrip("/") == "/health":
+            return 200, b"{}"
+        return 404, b'{"error": "not found"}'
+
+    async def _post(self, path: str, raw: bytes) -> tuple[int, bytes]:
+        body = json.loads(raw or b"{}")
+        kind = "chat" if path.endswith("/chat/completions") else "completions"
+        if body.get("model") != self.model:
+            return 404, json.dumps({"error": {"message": f"The model `{body.get('model')}` does not exist.",
+                                              "code": 404}}).encode()
+        with self._lock:
+            self.requests.append((kind, body))
+        r = self.responder(kind, body)
+        wait = self.latency_s
+        if self.jitter:  # a latency of its own per request (deterministic), like varying output lengths
+            u = zlib.crc32(json.dumps(body, sort_keys=True).encode()) / 0xFFFFFFFF
+            wait = self.latency_s * (1 - self.jitter + 2 * self.jitter * u)
+        if self._slots is not None:
+            async with self._slots:  # at most `capacity` requests are worked on at once
+                await asyncio.sleep(wait)
+        elif wait:
+            await asyncio.sleep(wait)
+        if r.delay_s:
+            await asyncio.sleep(r.delay_s)
+        if r.raw is not None:
+            return r.status, r.raw
+        if r.status != 200:
+            return r.status, json.dumps({"error": {"message": "scripted failure"}}).encode()
+        return 200, json.dumps(_body(kind, self.model, r.text or "")).encode()
 
 
 def last_user_message(body: dict) -> str:
@@ -176,6 +206,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--served-model-name", default="")
     ap.add_argument("--latency-ms", type=float, default=0.0)
+    ap.add_argument("--latency-jitter", type=float, default=0.0, help="latency uniform in L*(1 +- J)")
     ap.add_argument("--capacity", type=int, default=0)
     ap.add_argument("--startup-s", type=float, default=0.0)
     ap.add_argument("--die-after", type=int, default=0)
@@ -189,15 +220,16 @@ def main(argv: list[str]) -> None:
             os._exit(3)
 
     responder = datagen_responder if args.responder == "datagen" else (lambda k, b: Reply(text=last_user_message(b)))
+    srv = ScriptedLLMServer(responder, model=args.served_model_name or args.model, host=args.host,
+                            port=args.port, latency_s=args.latency_ms / 1000, capacity=args.capacity,
+                            jitter=args.latency_jitter, on_answered=answered)
     try:
-        srv = ScriptedLLMServer(responder, model=args.served_model_name or args.model, host=args.host,
-                                port=args.port, latency_s=args.latency_ms / 1000, capacity=args.capacity,
-                                on_answered=answered)
+        srv.start()
     except OSError as e:
         print(f"scripted server: cannot bind {args.host}:{args.port}: {e}", flush=True)  # 'Address already in use'
         sys.exit(1)
     print(f"scripted server: serving {srv.model} on {srv.base_url}", flush=True)
-    srv.httpd.serve_forever()
+    threading.Event().wait()  # until SIGTERM (its default action ends the process)
 
 
 if __name__ == "__main__":
