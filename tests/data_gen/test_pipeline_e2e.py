@@ -19,12 +19,12 @@ from tests.helpers.paths import REPO
 
 
 def recipe(tmp: Path, dolly, run_dir: Path) -> Path:
-    docs = write_jsonl(tmp / "docs.jsonl", [{"id": d["id"], "text": d["text"]} for d in dolly[:24]])
-    queries = write_jsonl(tmp / "queries.jsonl", [{"instruction": d["instruction"]} for d in dolly[:24]])
+    docs = write_jsonl(tmp / "docs.jsonl", [{"id": d["id"], "text": d["text"]} for d in dolly])
+    queries = write_jsonl(tmp / "queries.jsonl", [{"instruction": d["instruction"]} for d in dolly])
     r = {"run_dir": str(run_dir), "num_shards": 3, "progress": False,
          "encoder": {"max_length": 256, "batch_size": 32},
          "templatize": {"source": "queries", "queries": [str(queries)], "llm": {"backend": "extractive"}},
-         "match": {"documents": [str(docs)], "id_column": "id", "threshold": 0.3, "templates_per_document": 3},
+         "match": {"documents": [str(docs)], "id_column": "id", "threshold": 0.2, "templates_per_document": 64},
          "instantiate": {"llm": {"backend": "extractive"}}, "judge": {"llm": {"backend": "extractive"}}}
     path = tmp / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(r))
