@@ -34,9 +34,9 @@ from typing import Callable
 import numpy as np
 
 from data_gen.excerpts import ExcerptError, expand_excerpts
-from data_gen.fallback_text import (IDENT, NAME, NUMBER, QUOTED, STOP, YEAR, Candidate, DocFacts, Kind,
-                                    doc_facts, question_cue, slot_kind)
 from data_gen.fallback_judge import judge_pair
+from data_gen.fallback_kinds import STOP, Kind, question_cue, slot_kind, templatize_query
+from data_gen.fallback_text import Candidate, DocFacts, doc_facts
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Completion, ExtractiveBackend, Request
 
@@ -46,66 +46,6 @@ MAX_SENTENCES = 3    # an answer passage: 1-3 consecutive sentences
 MAX_ANSWER_WORDS = 120
 NAME_MIN_SIM = 0.3   # a name is replaced by a name of the document somewhat like it ('Tope' -> another fish)
 NOUN_MIN_SIM = 0.75  # a common noun is replaced only by a close synonym from the document (same ending)
-_QUESTION_WORDS = STOP | {"give", "tell", "list", "name", "explain", "describe", "write", "extract", "classify",
-                          "identify", "summarize", "please", "provide", "given", "share", "separate", "based",
-                          "using", "from", "consider", "imagine", "suggest", "find", "create", "generate"}
-_KIND_TEXT = {"year": "year", "number": "number or quantity", "code": "code identifier, function or module name",
-              "dunder": "special method name", "exception": "exception name", "quoted": "quoted text or phrase",
-              "name": "name of a person, place, organisation or thing", "noun": "common noun"}
-
-
-# ------------------------------------------------------------------------------------------- templatize
-def _slot_spans(query: str) -> list[tuple[int, int, str]]:
-    spans: list[tuple[int, int, str]] = []
-
-    def add(a: int, b: int, kind: str) -> None:
-        if b - a >= 2 and not any(a < y and x < b for x, y, _ in spans):
-            spans.append((a, b, kind))
-
-    for m in QUOTED.finditer(query):
-        add(m.start(1), m.end(1), "quoted")
-    for m in IDENT.finditer(query):
-        add(m.start(), m.end(), "code")
-    for m in YEAR.finditer(query):
-        add(m.start(), m.end(), "year")
-    for m in NUMBER.finditer(query):
-        add(m.start(), m.end(), "number")
-    for m in NAME.finditer(query):
-        words = m.group().split()
-        a = m.start()
-        while words and words[0].lower() in _QUESTION_WORDS:  # "Who", "Given", "Separate", "The"
-            a += len(words[0]) + 1
-            words = words[1:]
-        if words:
-            add(a, m.end(), "name")
-    if not spans:
-        for m in re.finditer(r"\b(?:a|an|the|of)\s+([a-z][a-z-]{2,})\b", query):  # nouns after articles
-            if m.group(1) not in _QUESTION_WORDS:
-                add(m.start(1), m.end(1), "noun")
-    if not spans:
-        words = [(m.start(), m.end(), m.group().strip(".,;:?!()")) for m in re.finditer(r"\S+", query)]
-        content = [(a, a + len(w), w) for a, _, w in words if w.lower() not in _QUESTION_WORDS and len(w) > 3]
-        if content:
-            a, b, _ = max(content, key=lambda x: (len(x[2]), -x[0]))
-            add(a, b, "noun")
-    return sorted(spans)
-
-
-def templatize_query(query: str) -> dict:
-    """A template whose slots keep their original value: ``<fi>kind (e.g. "value")</fi>``."""
-    spans = _slot_spans(query)
-    out, pos = [], 0
-    for a, b, kind in spans:
-        value = query[a:b].replace('"', "'")
-        out.append(query[pos:a] + f'<fi>{_KIND_TEXT[kind]} (e.g. "{value}")</fi>')
-        pos = b
-    template = "".join(out) + query[pos:]
-    topic = " ".join(w for w in re.findall(r"[A-Za-z][\w'-]*", query) if w.lower() not in _QUESTION_WORDS)[:200]
-    desc = (f"A document, such as an article, reference page or technical documentation, that gives the "
-            f"information needed to answer a question about {topic or 'the subject of the query'}.")
-    return {"template": template, "compatible_document_description": desc}
-
-
 # ---------------------------------------------------------------------------------------------- excerpts
 def excerpt_marker(doc: str, a: int, b: int) -> str:
     """The shortest ``<excerpt>start <...> end</excerpt>`` that expands to exactly ``doc[a:b]``."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from data_gen.fallback_text import ENTRY, IDENT, MODULE, NAME, NUMBER, QUOTED, STOP, question_cue
+from data_gen.fallback_kinds import ENTRY, IDENT, MODULE, NAME, NUMBER, QUOTED, STOP, question_cue
 
 # question scaffolding: words of a question that an answer need not repeat
 SCAFFOLD = STOP | set("""python use used work works working mean meaning means happen happens difference different
