@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
-from data_gen.shards import (ProgressLog, StageStats, iter_parquet, parquet_sink, read_parquet_rows, require_done,
-                             row_count, run_shards, shard_dir)
+from data_gen.shards import (ProgressLog, StageStats, iter_parquet, read_parquet_rows, require_done, row_count,
+                             row_sink, run_shards, shard_dir)
 from fitrain.core.llm import Backend, Request, stream_parsed
 
 BATCH = 256  # rows read and written per parquet batch (requests stream through the llm window regardless)
@@ -72,8 +72,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
         with stream_parsed(backend(out), requests(), parse_judgement, st.rejects, what="judge") as stream, \
                 ProgressLog(f"judge shard {i}", row_count(src), cfg.progress_every_s, log, cfg.progress,
                             lambda: st.rejects.total, lambda: stream.in_flight) as progress, \
-                parquet_sink(out / "judged.parquet", judged_schema()) as write:
-            rows: list[dict] = []
+                row_sink(out / "judged.parquet", judged_schema(), st, BATCH) as add:
             for req, res in stream:
                 st.inputs += 1
                 progress.update()
@@ -81,15 +80,9 @@ def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
                     continue
                 score, feedback = res
                 hist[f"{score:g}"] = hist.get(f"{score:g}", 0) + 1
-                rows.append({**req.meta["row"], "judge_score": score, "judge_feedback": feedback})
+                add({**req.meta["row"], "judge_score": score, "judge_feedback": feedback})
                 if score >= jc.min_score:
                     st.count("at_or_above_min_score")
-                if len(rows) >= BATCH:
-                    st.outputs += len(rows)
-                    write(rows)
-                    rows = []
-            st.outputs += len(rows)
-            write(rows)
         st.counters["score_histogram"] = hist
         return st
 

@@ -202,6 +202,22 @@ def parquet_sink(path: Path, schema) -> Iterator[Callable[[list[dict]], None]]:
             writer.close()
 
 
+@contextlib.contextmanager
+def row_sink(path: Path, schema, stats: StageStats, batch: int = 256) -> Iterator[Callable[[dict], None]]:
+    """``add(row)``: rows written to ``path`` in batches (atomically, at the end) and counted as outputs."""
+    rows: list[dict] = []
+    with parquet_sink(path, schema) as write:
+        def add(row: dict) -> None:
+            rows.append(row)
+            if len(rows) >= batch:
+                stats.outputs += len(rows)
+                write(rows)
+                rows.clear()
+        yield add
+        stats.outputs += len(rows)
+        write(rows)
+
+
 def iter_parquet(path: Path, batch_size: int = 1024, columns: list[str] | None = None) -> Iterator[list[dict]]:
     import pyarrow.parquet as pq
 

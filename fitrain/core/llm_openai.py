@@ -5,7 +5,7 @@ A request that fails every attempt is either a problem of that request (the serv
 or it timed out while the server is healthy: counted by the caller as ``<what>_failed``) or of the
 server (connection refused or reset, the server gone, or a server that no longer serves our model):
 then :class:`~fitrain.core.llm_types.ServerUnavailable` is raised, the stream stops, and nothing of the
-shard is marked done, so that a rerun redoes it on a working server (fitrain/docs/engineering.md).
+shard is marked done, so that a rerun redoes it on a working server.
 """
 from __future__ import annotations
 
