@@ -67,6 +67,8 @@ class TemplatizeConfig:
     max_new_tokens: int = 384
     llm: LLMConfig = field(default_factory=stage_llm)
 
+    FIELD_CHECKS = {"query_pattern": "regex"}   # fitrain.core.config.validate_config
+
 
 @dataclass
 class IndexConfig:

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
+from fitrain.core.lock import dir_lock
 
 
 @dataclass
@@ -132,13 +133,13 @@ def run_shards(stage: str, stage_dir: Path, n: int, work: Callable[[int, Path], 
         if is_done(d):
             skipped.append(i)
             continue
-        d.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(d)
-        t0 = time.perf_counter()
-        stats = work(i, d)
-        stats.seconds = time.perf_counter() - t0
-        write_json(d / "stats.json", stats.to_dict())
-        mark_done(d, {"shard": i, "of": n})
+        with dir_lock(d, f"data_gen {stage} shard {i}"):  # one writer per shard (fitrain.core.lock)
+            clean_stale_temps(d)
+            t0 = time.perf_counter()
+            stats = work(i, d)
+            stats.seconds = time.perf_counter() - t0
+            write_json(d / "stats.json", stats.to_dict())
+            mark_done(d, {"shard": i, "of": n})
         log(f"[{stage}] shard {i}/{n}: in {stats.inputs}, out {stats.outputs}, {stats.rejects.summary()}")
         ran.append(i)
     return {"ran": ran, "skipped": skipped, **finalize(stage, stage_dir, n, on_complete)}

@@ -115,7 +115,8 @@ def decontaminate(cfg: DecontaminationConfig, sets: dict[str, list[tuple[str, st
                         f"{pre}/contaminated_fraction": len(hits) / checked if checked else 0.0})
         details["benchmarks"][bench] = {"items": checked + index.too_short[bench], "checked": checked,
                                         "too_short": index.too_short[bench], "contaminated": len(hits),
-                                        "examples": [{"id": i, "overlap": f} for i, f in hits[:cfg.max_examples]]}
+                                        "examples": [{"id": i, "overlap": f} for i, f in hits[:cfg.max_examples]],
+                                        "ids": [i for i, _ in hits]}
     return metrics, details
 
 
@@ -130,7 +131,7 @@ def eval_sets(benchmarks: list[str], mixeval_root: str, mtbench101_path: str, al
     out: dict[str, list[tuple[str, str]]] = {}
     for b in benchmarks:
         if b in ("mixeval", "mixeval_hard"):
-            out[b] = [(f"{it.kind}:{it.id}", f"{it.context or ''}\n{it.prompt}")
+            out[b] = [(it.uid, f"{it.context or ''}\n{it.prompt}")
                       for it in mixeval.load_split(mixeval_root, b, rejects)]
         elif b == "mtbench101":
             out[b] = [(d.key, "\n".join(h["user"] for h in d.history))

@@ -8,12 +8,29 @@
 * ``chat``: the tokenizer's chat template (transformers backend) or the server's (OpenAI-compatible);
 * ``raw``: the last user message as is.
 
+With ``format_from_model`` (default) the format is the one the model was trained on, as its export
+recorded it (``fitrain_export.json`` ``format``; fitrain.train.export), so a model trained with a custom
+template is prompted with that template.
+
+**Prompts longer than the model's context** (``max_context``, default the model's
+``max_position_embeddings``) are shortened by one stated rule, and every shortened prompt is counted: with
+``B = context - max_new_tokens`` tokens for the prompt, the earliest complete turns of a multi-turn dialogue
+(a user turn with its answer) are dropped, oldest first, until the prompt fits
+(``<what>_prompt_turns_dropped``); if the turn to answer alone is still longer than ``B``, its text is cut
+from the start so that its last tokens fit (``<what>_prompt_cut``). Applies where the tokenizer is local
+(the transformers backend, or ``llm.model`` a model directory).
+
+**Every output is scored as what it is**: a failed backend call is counted (``<what>_failed``) and its item
+left out of every arm's score by the report; an empty output (``<what>_empty``) or one with no letter or
+digit (``<what>_degenerate``) is counted and scored by the benchmark like any other answer.
+
 Backends come from :mod:`fitrain.core.llm`: ``transformers`` on the exported directory (CPU/GPU), or any
 OpenAI-compatible server (``vllm serve DIR``). Every output is saved with the exact prompt it answered.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +54,8 @@ class GenerationConfig:
     format: FormatConfig = field(default_factory=FormatConfig)  # the training format (prompt_format=instruction)
     stop: list[str] = field(default_factory=lambda: ["\n\nInstruction:"])
     max_new_tokens: int = 256
+    format_from_model: bool = True     # use the training format recorded in the model's export
+    max_context: int = 0               # prompt + generation limit in tokens; 0 = the model's max_position_embeddings
 
 
 @dataclass
@@ -76,10 +95,16 @@ class Generator:
         self.backend = backend
         self.model = backend.model
         self.bos = _bos_text(cfg) if cfg.prompt_format == "instruction" and self.fmt.add_bos else ""
+        self._tok, self._context = _local_tokenizer(cfg)
+        if self._context and self._context - cfg.max_new_tokens < 8:
+            raise FitrainError(f"generation.max_new_tokens={cfg.max_new_tokens} leaves no room for a prompt in the "
+                               f"model's context of {self._context} tokens; lower it")
 
     def decoding(self) -> dict:
         return {"greedy": True, "max_new_tokens": self.cfg.max_new_tokens, "stop": list(self.cfg.stop),
-                "prompt_format": self.cfg.prompt_format, "backend": self.backend.name}
+                "prompt_format": self.cfg.prompt_format, "backend": self.backend.name,
+                "context": self._context or None,
+                **({"template": self.fmt.template} if self.cfg.prompt_format == "instruction" else {})}
 
     def request(self, messages: list[dict], id_: str) -> Request:
         """``messages``: alternating user/assistant turns ending with the user turn to answer."""
@@ -89,36 +114,122 @@ class Generator:
                   meta={"id": id_}, task="generate")
         if self.cfg.prompt_format == "chat":
             return Request(messages=[dict(m) for m in messages], **kw)
+        return Request(prompt=self.prompt_text(messages), **kw)
+
+    def prompt_text(self, messages: list[dict]) -> str:
         if self.cfg.prompt_format == "raw":
-            return Request(prompt=messages[-1]["content"], **kw)
-        return Request(prompt=self.instruction_prompt(messages), **kw)
+            return messages[-1]["content"]
+        return self.instruction_prompt(messages)
 
     def instruction_prompt(self, messages: list[dict]) -> str:
         return self.bos + render_instruction(messages, self.fmt)
 
+    # -------------------------------------------------------------------------------- context length
+    def _n_tokens(self, messages: list[dict]) -> int:
+        if self.cfg.prompt_format == "chat":
+            text = self._tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return len(self._tok(text, add_special_tokens=False)["input_ids"])
+        return len(self._tok(self.prompt_text(messages), add_special_tokens=False)["input_ids"])
+
+    def fit_to_context(self, messages: list[dict]) -> tuple[list[dict], int, int]:
+        """The module docstring's rule: (messages that fit, complete turns dropped, tokens cut)."""
+        if self._tok is None:
+            return messages, 0, 0
+        budget = self._context - self.cfg.max_new_tokens
+        msgs, dropped = list(messages), 0
+        while self._n_tokens(msgs) > budget and _earlier_turn_end(msgs):
+            msgs, dropped = msgs[_earlier_turn_end(msgs):], dropped + 1
+        over = self._n_tokens(msgs) - budget
+        if over <= 0:
+            return msgs, dropped, 0
+        ids = self._tok(msgs[-1]["content"], add_special_tokens=False)["input_ids"]
+        keep = max(1, len(ids) - over - 1)
+        while True:  # re-tokenizing the cut text can merge differently: cut until it fits
+            cut = {**msgs[-1], "content": self._tok.decode(ids[len(ids) - keep:])}
+            if self._n_tokens(msgs[:-1] + [cut]) <= budget or keep == 1:
+                return msgs[:-1] + [cut], dropped, len(ids) - keep
+            keep -= 1
+
     def generate(self, items: list[tuple[str, list[dict]]], rejects: Rejects, what: str = "generation",
                  progress=None) -> list[Generation]:
-        """Generate for ``(id, messages)`` items. Backend failures are counted (``<what>_failed``), empty
-        outputs counted (``<what>_empty``); if every output is empty or failed, raise: the checkpoint or
-        its prompt format is wrong, and judging nothing would produce a meaningless score."""
-        reqs = [self.request(msgs, id_) for id_, msgs in items]
+        """Generate for ``(id, messages)`` items. Failed calls, empty and degenerate outputs and shortened
+        prompts are counted in ``rejects`` (see the module docstring); nothing aborts on a bad model."""
+        fitted = []
+        for id_, msgs in items:
+            m, dropped, cut = self.fit_to_context(msgs)
+            if dropped:
+                rejects.add(f"{what}_prompt_turns_dropped", id_, f"{dropped} earliest turn(s) dropped")
+            if cut:
+                rejects.add(f"{what}_prompt_cut", id_, f"first {cut} tokens of the last turn cut")
+            fitted.append((id_, m, {k: v for k, v in (("turns_dropped", dropped), ("tokens_cut", cut)) if v}))
+        reqs = [self.request(msgs, id_) for id_, msgs, _ in fitted]
         comps = self.backend.complete(reqs, progress)
         out: list[Generation] = []
         n_bad = 0
-        for (id_, _), r, c in zip(items, reqs, comps):
+        for (id_, _, meta), r, c in zip(fitted, reqs, comps):
             text = c.text.strip() if c.text is not None else None
             if text is None:
                 rejects.add(f"{what}_failed", id_, c.error or "")
-                n_bad += 1
             elif not text:
                 rejects.add(f"{what}_empty", id_)
-                n_bad += 1
-            out.append(Generation(id_, r.messages if r.messages is not None else r.prompt, text))
+            elif not _WORD.search(text):
+                rejects.add(f"{what}_degenerate", id_, text[:40])
+            n_bad += not text
+            out.append(Generation(id_, r.messages if r.messages is not None else r.prompt, text, meta))
         if items and n_bad == len(items):
-            raise FitrainError(
-                f"all {len(items)} generations from '{self.model}' are empty or failed ({rejects.summary()}); "
-                "check the checkpoint, generation.prompt_format and generation.stop")
+            _log(f"warning: all {len(items)} {what} outputs of '{self.model}' are empty or failed "
+                 f"({rejects.summary()}); they are scored as such")
         return out
+
+
+_WORD = re.compile(r"\w")
+
+
+def _earlier_turn_end(msgs: list[dict]) -> int:
+    """Index just past the first complete (system/user..., assistant) turn before the last user turn; 0 if none."""
+    for i, m in enumerate(msgs[:-1]):
+        if m.get("role") == "assistant":
+            return i + 1
+    return 0
+
+
+def _local_tokenizer(cfg: GenerationConfig):
+    """(tokenizer, context length) when the model directory is local, else (None, 0)."""
+    src = cfg.llm.model
+    if not src or not (Path(src) / "config.json").is_file():
+        return None, 0
+    from transformers import AutoTokenizer
+
+    ctx = cfg.max_context or int(json.loads((Path(src) / "config.json").read_text()).get("max_position_embeddings")
+                                 or 0)
+    return (AutoTokenizer.from_pretrained(src), ctx) if ctx else (None, 0)
+
+
+def training_format(model_dir: str | Path | None, fallback: FormatConfig) -> FormatConfig:
+    """The format recorded in the model's ``fitrain_export.json`` (fitrain.train.export), else ``fallback``."""
+    p = Path(model_dir) / "fitrain_export.json" if model_dir else None
+    if p is None or not p.is_file():
+        return fallback
+    rec = (json.loads(p.read_text()) or {}).get("format") or {}
+    known = {k: rec[k] for k in ("template", "loss_mask", "use_chat_template", "add_bos") if k in rec}
+    return FormatConfig(**known) if known else fallback
+
+
+def strip_answer_cue(text: str, fmt: FormatConfig) -> str:
+    """``text`` without a trailing copy of the format's answer cue (``Question: ...\\nAnswer:`` ->
+    ``Question: ...``), so the training prefix does not say it twice (``...Answer:\\n\\nAnswer: ``)."""
+    head = fmt.template.split("{answer}")[0]
+    cue = head.split("{instruction}", 1)[1].strip() if "{instruction}" in head else ""
+    body = text.rstrip()
+    if cue and body.endswith(cue):
+        return body[: -len(cue)].rstrip()
+    return text
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(f"fitrain eval: {msg}", file=sys.stderr, flush=True)
 
 
 def render_instruction(messages: list[dict], fmt: FormatConfig, add_generation_prompt: bool = True) -> str:

@@ -10,7 +10,13 @@
   With ``format.add_bos`` the instruction format starts with BOS as in training; the plain format uses
   the tokenizer's own special-token settings.
 
-lm-eval's own JSON (without per-sample logs) is saved per format as ``lm_eval/<format>.json``.
+  A task text that already ends with the format's answer cue (``Question: ...\nAnswer:``) loses that
+  trailing cue, so the training prefix does not say it twice (fitrain_eval.generate.strip_answer_cue).
+
+lm-eval's own JSON (without per-sample logs) is saved per format as ``lm_eval/<format>.json``. With
+``item_scores`` (default) lm-eval logs its samples and every per-sample metric is written as per-item scores
+(fitrain_eval.items: ``items/lm_eval[_instruction]__<task>__<metric>.jsonl``, item id = lm-eval's
+``doc_id``) for the report's paired comparison.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ class HarnessConfig:
     bootstrap_iters: int = 1000
     seed: int = 1234
     save_samples: bool = False     # also write per-example requests/results: lm_eval/<format>_samples.jsonl
+    item_scores: bool = True       # per-item scores of every per-sample metric (items/), for paired statistics
 
 
 # ---------------------------------------------------------------------------------------- task resolving
@@ -80,6 +87,7 @@ def _local_config(path: Path) -> dict:
             full = (path.parent / p).resolve()
             if not full.exists():
                 raise FitrainError(f"{path}: data file '{f}' not found (looked for {full})")
+            _check_not_empty(path, f, full)
             return str(full)
         if isinstance(files, dict):
             kw["data_files"] = {k: [fix(x) for x in v] if isinstance(v, list) else fix(v) for k, v in files.items()}
@@ -89,6 +97,15 @@ def _local_config(path: Path) -> dict:
             kw["data_files"] = fix(files)
         cfg["dataset_kwargs"] = kw
     return cfg
+
+
+def _check_not_empty(task_yaml: Path, name: str, full: Path) -> None:
+    """An empty data file makes the json loader fail deep inside ``datasets``; say so here."""
+    if full.is_file():
+        with open(full, "rb") as f:
+            if not f.read(4096).strip():
+                raise FitrainError(f"{task_yaml}: data file '{name}' ({full}) is empty; it needs one JSON record "
+                                   "per line")
 
 
 def resolve_tasks(specs: list[str], task_manager=None) -> tuple[list[Any], bool]:
@@ -146,10 +163,13 @@ def instruction_lm_class():
             return f"fitrain-instruction-format:{self.format_config.template!r}" if chat_template else None
 
         def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-            from fitrain_eval.generate import render_instruction
+            from fitrain_eval.generate import render_instruction, strip_answer_cue
 
-            bos = self.tokenizer.bos_token if self.format_config.add_bos and self.tokenizer.bos_token else ""
-            return bos + render_instruction(chat_history, self.format_config, add_generation_prompt)
+            fmt = self.format_config
+            bos = self.tokenizer.bos_token if fmt.add_bos and self.tokenizer.bos_token else ""
+            msgs = [{**m, "content": strip_answer_cue(m["content"], fmt)} if m.get("role") == "user" else m
+                    for m in chat_history]
+            return bos + render_instruction(msgs, fmt, add_generation_prompt)
 
     return InstructionFormatHFLM
 
@@ -188,7 +208,7 @@ def run_harness(model_dir: str | Path, cfg: HarnessConfig, out_dir: str | Path,
             lm = cls(**kw)
             res = simple_evaluate(model=lm, tasks=specs, num_fewshot=cfg.num_fewshot,
                                   limit=cfg.limit or None, bootstrap_iters=cfg.bootstrap_iters,
-                                  log_samples=cfg.save_samples, task_manager=tm,
+                                  log_samples=cfg.save_samples or cfg.item_scores, task_manager=tm,
                                   apply_chat_template=fmt_name == "instruction",
                                   fewshot_as_multiturn=fmt_name == "instruction" and bool(cfg.num_fewshot),
                                   random_seed=cfg.seed, numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed,
@@ -200,16 +220,46 @@ def run_harness(model_dir: str | Path, cfg: HarnessConfig, out_dir: str | Path,
         if res is None:
             continue  # not rank 0
         samples = res.pop("samples", None)
-        if samples:
+        prefix = "lm_eval" if fmt_name == "plain" else "lm_eval_instruction"
+        if samples and cfg.save_samples:
             _save_samples(out_dir / f"{fmt_name}_samples.jsonl", samples, handle_non_serializable)
+        if samples and cfg.item_scores:
+            info = {"benchmark": "lm_eval", "format": fmt_name, "model": str(model_dir),
+                    "template": (format_config or FormatConfig()).template if fmt_name == "instruction" else None,
+                    "num_fewshot": cfg.num_fewshot, "limit": cfg.limit or None}
+            for item_scores in sample_item_scores(samples, prefix, res, info):
+                item_scores.save(out_dir.parent)
         res["fitrain"] = {"format": fmt_name, "model": str(model_dir),
                           "template": (format_config or FormatConfig()).template if fmt_name == "instruction" else None}
         from fitrain.core.io import atomic_path
 
         with atomic_path(out_dir / f"{fmt_name}.json") as tmp:
             tmp.write_text(json.dumps(res, indent=2, default=handle_non_serializable))
-        metrics.update(flatten(res, "lm_eval" if fmt_name == "plain" else "lm_eval_instruction"))
+        metrics.update(flatten(res, prefix))
     return metrics
+
+
+def sample_item_scores(samples: dict, prefix: str, res: dict, info: dict) -> list:
+    """lm-eval's logged samples -> one :class:`~fitrain_eval.items.ItemScores` per task and numeric metric."""
+    from fitrain_eval.items import ItemScores
+
+    out = []
+    for task, rows in samples.items():
+        by_metric: dict[str, dict[str, float]] = {}
+        for row in rows:
+            filt = row.get("filter", "none")
+            for m in row.get("metrics") or []:
+                v = row.get(m)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    continue
+                name = m if filt in ("", "none") else f"{m}[{filt}]"
+                by_metric.setdefault(name, {})[str(row["doc_id"])] = float(v)
+        hib = (res.get("higher_is_better") or {}).get(task, {})
+        for name, scores in by_metric.items():
+            out.append(ItemScores(f"{prefix}/{task}/{name}", scores,
+                                  higher_is_better=bool(hib.get(name.split("[")[0], True)),
+                                  info={**info, "task": task}))
+    return out
 
 
 def _save_samples(path: Path, samples: dict, default) -> None:

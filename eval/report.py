@@ -1,27 +1,40 @@
-"""The report: every metric of every run in one table, all runs' loss-vs-tokens curves in one plot, eval
-bar charts and head-to-head win rates, as ``report.md`` + ``report.html`` + PNGs (and to W&B when enabled).
+"""The report: did the FineInstructions arm win, by how much, and how sure -- as ``report.md`` +
+``report.html`` + PNGs + ``comparisons.json`` (and to W&B when enabled).
 
-A run is found from any of: an experiment directory (``runs/<exp>`` with ``train/<arm>`` and/or
-``eval/<arm>``: one run per arm), a train arm directory (``train/<arm>``, with ``logs/metrics.csv``) or an
-eval arm directory (``eval/<arm>``, with ``results.json``); the sibling of each is picked up when present.
-The report reads only files: ``logs/metrics.csv``, ``summary.json``, ``results.json``.
+* **Headline** (the layout of the paper's Table 1): arms as rows, benchmarks as columns; each cell the arm's
+  score (mean ± sd over seeds when there are several) with its 95% interval and, for every arm but the
+  reference (``reference``, default ``fi``), its difference to the reference with a 95% paired-bootstrap
+  interval and a p-value; the last column is the reference arm's head-to-head win rate against that arm.
+* **Head-to-head**: win rates with intervals and p-values (against 50%), AlpacaEval's length-controlled win
+  rate, wins/ties/losses.
+* **Paired comparisons**: every metric with per-item scores (judged benchmarks, lm-eval tasks' per-sample
+  metrics, held-out answer loss), the same columns in long form.
+* **Benchmarks**: items compared, items left out for every arm (failed for some run, not evaluated by
+  every run, contaminated) and failures per run, judge model, prompt version and rules, and decontamination
+  beside the scores (``exclude_contaminated`` scores without the flagged items).
+* plots (fitrain_eval.report_plots), every metric on its own axis with error bars; the held-out answer loss of
+  every arm on one axis, training losses apart.
+
+The numbers and the method are fitrain_eval.comparisons and fitrain_eval.stats; the inputs
+fitrain_eval.report_data (files only).
 """
 from __future__ import annotations
 
-import csv
 import html
-import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.errors import FitrainError
-from fitrain.core.layout import RunLayout, TrainDir
+from fitrain_eval import comparisons as cmp
+from fitrain_eval.report_data import Run, by_arm, contaminated_ids, discover, load_run
 
-LOSS_COLUMNS = ("step", "tokens", "loss")
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+METHOD = ("Intervals are 95% percentile intervals of a paired bootstrap over items ({B} replicates, seed {seed}): "
+          "each replicate resamples the items once for every arm (within MT-Bench-101's tasks), and each arm's "
+          "seeds independently; an arm's per-item score is the mean over the drawn seeds. Δ is arm − {ref}; p is the "
+          "two-sided bootstrap p-value of Δ = 0 (for a win rate, of 50%), the inversion of the percentile "
+          "interval (p < 0.05 exactly when the 95% interval excludes 0). Only items that every run scored are "
+          "compared: an item that failed for any run is left out for all and counted (Benchmarks table).")
 
 
 @dataclass
@@ -29,330 +42,269 @@ class ReportConfig:
     run_dirs: list[str] = field(default_factory=list)
     out: str = ""                   # '' = <first experiment>/report
     title: str = "fitrain report"
-    wandb: bool = False             # log the table and the images to W&B
+    reference: str = "fi"           # the arm every other arm is compared with
+    bootstrap: int = 10000          # bootstrap replicates
+    confidence: float = 0.95
+    seed: int = 0
+    headline: list[str] = field(default_factory=list)  # metrics of the headline table ([] = the benchmarks found)
+    exclude_contaminated: bool = False  # score without the items decontamination flagged
+    wandb: bool = False             # log the tables and the images to W&B
     wandb_project: str = "fitrain"
     wandb_mode: str = ""            # '' = W&B's default (WANDB_MODE); online | offline | disabled
 
 
-@dataclass
-class Run:
-    name: str
-    train_dir: Path | None = None
-    eval_dir: Path | None = None
-    metrics: dict = field(default_factory=dict)
-    curve: list[dict] = field(default_factory=list)   # rows of metrics.csv (floats or None)
-    checkpoints: dict = field(default_factory=dict)   # step -> metrics of eval/<arm>/checkpoints/step-*/
-
-
-# ------------------------------------------------------------------------------------------- discovery
-def discover(run_dirs: list[str | Path]) -> list[Run]:
-    runs: list[Run] = []
-    for d in map(Path, run_dirs):
-        if not d.is_dir():
-            raise FitrainError(f"run directory not found: {d}")
-        exp, as_train = RunLayout(d), TrainDir(d)
-        if (d / "train").is_dir() or (d / "eval").is_dir():
-            arms = sorted(set(exp.train_arms()) | set(exp.eval_arms()))
-            prefix = f"{d.name}/" if len(run_dirs) > 1 else ""
-            runs += [_run(prefix + a, exp.train(a).root, exp.eval(a)) for a in arms]
-        elif as_train.metrics_csv.is_file() or as_train.summary.is_file():
-            parent = as_train.experiment() or RunLayout(d.parent.parent)
-            runs.append(_run(d.name, d, parent.eval(d.name)))
-        elif (d / "results.json").is_file():
-            runs.append(_run(d.name, RunLayout(d.parent.parent).train(d.name).root, d))
-        else:
-            raise FitrainError(f"{d} is not a run: expected an experiment directory (train/, eval/), a train "
-                               "directory (logs/metrics.csv) or an eval directory (results.json)")
-    if not runs:
-        raise FitrainError(f"no runs found in {[str(x) for x in run_dirs]}")
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        for i, r in enumerate(runs):
-            r.name = f"{i}:{r.name}"
-    return runs
-
-
-def _run(name: str, train_dir: Path, eval_dir: Path) -> Run:
-    return Run(name, train_dir if train_dir.is_dir() else None, eval_dir if eval_dir.is_dir() else None)
-
-
-def _results(p: Path) -> dict:
-    try:
-        res = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise FitrainError(f"{p}: not valid JSON ({e})") from None
-    if not isinstance(res, dict):
-        raise FitrainError(f"{p}: expected a flat {{metric: value}} object")
-    return {k: v for k, v in res.items() if _is_num(v)}
-
-
-def load_run(run: Run, rejects: Rejects) -> Run:
-    if run.eval_dir is not None:
-        if (run.eval_dir / "results.json").is_file():
-            run.metrics.update(_results(run.eval_dir / "results.json"))
-        for p in sorted((run.eval_dir / "checkpoints").glob("*/results.json")):
-            m = re.search(r"step-(\d+)", p.parent.name)
-            if m:
-                run.checkpoints[int(m.group(1))] = _results(p)
-            else:
-                rejects.add("checkpoint_eval_without_step", str(p.parent))
-    if run.train_dir is not None:
-        s = TrainDir(run.train_dir).summary
-        if s.is_file():
-            try:
-                summ = json.loads(s.read_text())
-            except json.JSONDecodeError as e:
-                raise FitrainError(f"{s}: not valid JSON ({e})") from None
-            run.metrics.update({f"train/{k}": v for k, v in summ.items() if _is_num(v)})
-        m = TrainDir(run.train_dir).metrics_csv
-        if m.is_file():
-            run.curve = read_metrics_csv(m, rejects)
-    return run
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def read_metrics_csv(path: Path, rejects: Rejects) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in LOSS_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise FitrainError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-        rows = []
-        for i, row in enumerate(reader, 2):
-            try:
-                rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items() if k})
-            except ValueError as e:
-                rejects.add("metrics_csv_bad_row", f"{path}:{i}", str(e))
-    return rows
-
-
-# ---------------------------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_loss(runs: list[Run], path: Path) -> bool:
-    drawn = [r for r in runs if any(row.get("loss") is not None and row.get("tokens") is not None for row in r.curve)]
-    if not drawn:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for i, r in enumerate(runs):
-        c = COLORS[i % len(COLORS)]
-        pts = [(row["tokens"], row["loss"]) for row in r.curve if row.get("loss") is not None
-               and row.get("tokens") is not None]
-        if pts:
-            ax.plot(*zip(*pts), color=c, linewidth=2, label=f"{r.name} train")
-        val = [(row["tokens"], row["val_loss"]) for row in r.curve if row.get("val_loss") is not None
-               and row.get("tokens") is not None]
-        if val:
-            ax.plot(*zip(*val), color=c, linestyle="--", marker="o", label=f"{r.name} val")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("loss")
-    ax.set_title("Loss vs tokens")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def headline_metrics(metrics: dict) -> list[str]:
-    """The metrics worth a bar: scores, not counts, standard errors or training bookkeeping."""
-    keep = []
-    for k in metrics:
-        leaf = k.rsplit("/", 1)[-1]
-        if k.startswith(("train/", "decontamination/", "pairwise/")) or "stderr" in leaf or leaf.endswith("_se"):
-            continue
-        if leaf.startswith("n_") or leaf in ("n", "wins", "ties", "losses", "inconsistent"):
-            continue
-        keep.append(k)
-    return sorted(keep)
-
-
-def plot_bars(runs: list[Run], path: Path) -> bool:
-    keys = sorted({k for r in runs for k in headline_metrics(r.metrics)})
-    if not keys:
-        return False
-    families: dict[str, list[str]] = {}
-    for k in keys:
-        families.setdefault(k.split("/", 1)[0], []).append(k)
-    plt = _plt()
-    fig, axes = plt.subplots(len(families), 1, figsize=(max(6, 1.2 * max(map(len, families.values())) + 3),
-                                                         3.2 * len(families)), dpi=100, squeeze=False)
-    width = 0.8 / len(runs)
-    for ax, (fam, ks) in zip(axes[:, 0], sorted(families.items())):
-        for i, r in enumerate(runs):
-            vals = [r.metrics.get(k, float("nan")) for k in ks]
-            ax.bar([j + (i - (len(runs) - 1) / 2) * width for j in range(len(ks))], vals, width,
-                   color=COLORS[i % len(COLORS)], label=r.name)
-        ax.set_xticks(range(len(ks)))
-        ax.set_xticklabels([k.split("/", 1)[1] for k in ks], rotation=20, ha="right", fontsize=8)
-        ax.set_title(fam)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def plot_checkpoints(runs: list[Run], path: Path, max_metrics: int = 6) -> bool:
-    """Headline metrics of the saved checkpoints' evaluations against the training step."""
-    keys = sorted({k for r in runs for m in r.checkpoints.values() for k in headline_metrics(m)})[:max_metrics]
-    if not keys:
-        return False
-    plt = _plt()
-    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), dpi=100, squeeze=False)
-    for ax, k in zip(axes[:, 0], keys):
-        for i, r in enumerate(runs):
-            pts = sorted((s, m[k]) for s, m in r.checkpoints.items() if k in m)
-            if pts:
-                ax.plot(*zip(*pts), color=COLORS[i % len(COLORS)], marker="o", label=r.name)
-        ax.set_title(k, fontsize=9)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-def head_to_head_rows(runs: list[Run]) -> list[tuple[str, str, float, float, dict]]:
-    rows = []
-    for r in runs:
-        for k, v in sorted(r.metrics.items()):
-            if k.startswith("pairwise/") and k.endswith("/win_rate"):
-                base = k[len("pairwise/"):-len("/win_rate")]
-                pre = f"pairwise/{base}"
-                counts = {c: r.metrics.get(f"{pre}/{c}") for c in ("wins", "ties", "losses", "n")}
-                rows.append((r.name, base, float(v), float(r.metrics.get(f"{pre}/win_rate_se", float("nan"))), counts))
-    return rows
-
-
-def plot_head_to_head(runs: list[Run], path: Path) -> bool:
-    rows = head_to_head_rows(runs)
-    if not rows:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 2.4 + 0.5 * len(rows)), dpi=100)
-    names = [r.name for r in runs]
-    for j, (name, base, wr, se, _) in enumerate(rows):
-        ax.barh(j, 100 * wr, xerr=None if math.isnan(se) else 100 * se, capsize=4,
-                color=COLORS[names.index(name) % len(COLORS)])
-    ax.axvline(50, color="black", linestyle=":", linewidth=1)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{n} vs {b}" for n, b, *_ in rows])
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("win rate % (ties count half; bars: ±1 standard error)")
-    ax.set_title("Head-to-head")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
-
-
-# --------------------------------------------------------------------------------------------- writing
-def checkpoint_rows(runs: list[Run]) -> tuple[list[str], list[tuple[str, int, dict]]]:
-    keys = sorted({k for r in runs for m in r.checkpoints.values() for k in headline_metrics(m)})
-    return keys, [(r.name, st, m) for r in runs for st, m in sorted(r.checkpoints.items())]
-
-
-def _fmt(v) -> str:
+# --------------------------------------------------------------------------------------- formatting
+def fmt_value(v: float | None, k: float = 1.0, signed: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.4g}"
-    return f"{int(v):,}"
+    x = v * k
+    s = f"{x:+.1f}" if k == 100 and signed else f"{x:.1f}" if k == 100 else (
+        f"{x:+.3f}" if signed else (f"{x:.4g}" if abs(x) >= 1000 else f"{x:.3f}"))
+    return s.replace("-", "−")
 
 
+def fmt_p(p: float | None, prefix: str = "") -> str:
+    """``<0.001`` / ``0.023`` (with ``prefix="p"``: ``p<0.001`` / ``p=0.023``)."""
+    if p is None:
+        return "–"
+    return (f"{prefix}<0.001" if p < 0.001 else f"{prefix}{'=' if prefix else ''}{p:.3f}")
+
+
+def _interval(lo, hi, k: float, signed: bool = False) -> str:
+    return "–" if lo is None else f"[{fmt_value(lo, k, signed)}, {fmt_value(hi, k, signed)}]"
+
+
+def _value(a: cmp.ArmResult, k: float) -> str:
+    """The value, with ``± sd`` over seeds when there are several."""
+    if a.sd is None:
+        return fmt_value(a.value, k)
+    return fmt_value(a.value, k) + " ± " + (f"{a.sd * k:.1f}" if k == 100 else f"{a.sd * k:.3g}")
+
+
+def _count(v) -> str:
+    return "–" if v is None else (f"{int(v):,}" if float(v).is_integer() else f"{v:.4g}")
+
+
+# ------------------------------------------------------------------------------------------ blocks
+def headline_table(results: list[cmp.MetricResult], h2h: list[cmp.HeadToHead], arms: dict[str, list[Run]],
+                   headline: list[str], ref: str) -> tuple[list[str], list[list[str]]]:
+    by_metric = {r.metric: r for r in results}
+    cols = [m for m in headline if m in by_metric]
+    wins = {h.baseline: h for h in h2h if h.model_arm == ref}
+    head = ["arm"] + [f"{cmp.label(m)}{' (%)' if cmp.scale(m) == 100 else ''}"
+                      + ("" if by_metric[m].higher_is_better else " ↓") for m in cols]
+    if wins:
+        head.append(f"{ref}'s win rate vs this arm (%)")
+    rows = []
+    for arm, rs in arms.items():
+        row = [arm + (f" ({len(rs)} seeds)" if len(rs) > 1 else "")]
+        for m in cols:
+            a, k = by_metric[m].arm(arm), cmp.scale(m)
+            if a is None:
+                row.append("–")
+                continue
+            cell = _value(a, k) + (f" {_interval(a.lo, a.hi, k)}" if a.lo is not None else "")
+            if a.diff is not None:
+                cell += f"<br>Δ {fmt_value(a.diff.value, k, True)} {_interval(a.diff.lo, a.diff.hi, k, True)}, " \
+                        f"{fmt_p(a.diff.p, 'p')}"
+            row.append(cell)
+        if wins:
+            h = wins.get(arm)
+            row.append("–" if h is None else f"{fmt_value(h.estimate.value, 100)} "
+                       f"{_interval(h.estimate.lo, h.estimate.hi, 100)}, {fmt_p(h.estimate.p, 'p')}"
+                       + (f"<br>LC {_lc(h)}" if h.lc is not None else ""))
+        rows.append(row)
+    return head, rows
+
+
+def comparison_table(results: list[cmp.MetricResult], ref: str) -> tuple[list[str], list[list[str]]]:
+    head = ["metric", "arm", "seeds", "value", "95% CI", f"Δ vs {ref}", "95% CI of Δ", "p", "items", "excluded"]
+    rows = []
+    for r in results:  # headline metrics first (all_results' order), then the others by name
+        if not r.paired:
+            continue
+        k = cmp.scale(r.metric)
+        for a in r.arms:
+            d = a.diff
+            rows.append([r.label, a.arm, str(len(a.runs)), _value(a, k), _interval(a.lo, a.hi, k),
+                         fmt_value(d.value, k, True) if d else "–", _interval(d.lo, d.hi, k, True) if d else "–",
+                         fmt_p(d.p) if d else "–", f"{r.n_items:,}", _excluded(r)])
+    return head, rows
+
+
+def _excluded(r: cmp.MetricResult) -> str:
+    return ", ".join(f"{v} {k}" for k, v in r.excluded.items()) or "0"
+
+
+def _lc(h: cmp.HeadToHead) -> str:
+    return fmt_value(h.lc, 100) + (f" ± {fmt_value(h.lc_se, 100)}" if h.lc_se is not None else "")
+
+
+def h2h_table(h2h: list[cmp.HeadToHead]) -> tuple[list[str], list[list[str]]]:
+    head = ["model", "vs", "seed pairs", "win rate (%)", "95% CI", "p (vs 50%)", "length-controlled (%)",
+            "wins / ties / losses", "items", "excluded", "judge", "rules"]
+    rows = [[h.model_arm, h.baseline, str(len(h.pairs)), fmt_value(h.estimate.value, 100),
+             _interval(h.estimate.lo, h.estimate.hi, 100), fmt_p(h.estimate.p),
+             "–" if h.lc is None else _lc(h) + (f" ({', '.join(h.info['lc_glm'])})" if h.info.get("lc_glm") else ""),
+             f"{h.counts['wins']} / {h.counts['ties']} / {h.counts['losses']}", f"{h.n_items:,}", str(h.excluded),
+             ", ".join(h.info.get("judge_model", ["–"])), ", ".join(h.info.get("rules", ["–"]))] for h in h2h]
+    return head, rows
+
+
+def benchmarks_table(results: list[cmp.MetricResult], flagged: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["metric", "items compared", "left out for every arm", "failed per run", "judge", "prompts (version)",
+            "decontamination: compared items flagged"]
+    rows = []
+    for r in results:
+        if not r.paired:
+            continue
+        failed = ", ".join(f"{run} {n}" for a in r.arms for run, n in a.failed.items() if n) or "0"
+        prompts = ", ".join(r.info.get("rules", [])) + (f" ({', '.join(r.info['prompt_version'])})"
+                                                        if r.info.get("prompt_version") else "")
+        dec = "not checked" if r.contaminated is None else f"{r.contaminated} of {r.n_items}"
+        rows.append([r.label, f"{r.n_items:,}", _excluded(r), failed, ", ".join(r.info.get("judge_model", ["–"])),
+                     prompts or "–", dec])
+    return head, rows
+
+
+def metrics_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    keys = sorted({k for r in runs for k in r.metrics})
+    return ["metric"] + [r.name for r in runs], [[k] + [_count(r.metrics.get(k)) for r in runs] for k in keys]
+
+
+def checkpoint_table(arms: dict[str, list[Run]]) -> tuple[list[str], tuple[list[str], list[list[str]]]]:
+    keys = sorted({k for rs in arms.values() for r in rs for m in r.checkpoints.values() for k in m
+                   if not k.rsplit("/", 1)[-1].startswith("n_") and "stderr" not in k})[:8]
+    rows = [[r.name, str(st)] + [_count(m.get(k)) for k in keys]
+            for rs in arms.values() for r in rs for st, m in sorted(r.checkpoints.items())]
+    return keys, (["run", "step"] + keys, rows)
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _md_table(head, rows) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
+def _html_table(head, rows) -> str:
+    e = html.escape
+    cell = lambda c: e(c).replace("&lt;br&gt;", "<br>")  # noqa: E731
+    return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
+def render(title: str, blocks: list[tuple]) -> tuple[str, str]:
+    md, parts = [f"# {title}", ""], []
+    for b in blocks:
+        kind = b[0]
+        if kind == "h2":
+            md += [f"## {b[1]}", ""]
+            parts.append(f"<h2>{html.escape(b[1])}</h2>")
+        elif kind == "p":
+            md += [b[1], ""]
+            parts.append(f"<p>{html.escape(b[1])}</p>")
+        elif kind == "table":
+            md += _md_table(b[1], b[2])
+            parts.append(_html_table(b[1], b[2]))
+        elif kind == "img":
+            md += [f"![{b[2]}]({b[1]})", ""]
+            parts.append(f"<p><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'></p>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style>"
+            f"</head><body><h1>{html.escape(title)}</h1>" + "\n".join(parts) + "</body></html>")
+    return "\n".join(md), page
+
+
+# ------------------------------------------------------------------------------------------ the report
 def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, cfg: ReportConfig | None = None
                 ) -> Path:
-    """Write report.md, report.html and the PNGs into ``out_dir``; returns the path of report.md."""
+    """Write report.md, report.html, comparisons.json and the PNGs into ``out_dir``; returns report.md."""
+    from fitrain.core.io import write_json
+    from fitrain_eval import report_plots as plots
+
     cfg = cfg or ReportConfig()
     rejects = Rejects()
     runs = [load_run(r, rejects) for r in discover(run_dirs)]
     out = Path(out_dir or cfg.out or Path(run_dirs[0]) / "report")
     out.mkdir(parents=True, exist_ok=True)
+    arms = by_arm(runs, cfg.reference)
+    flagged = contaminated_ids(runs)
+    headline = cmp.headline_metrics(arms, cfg.headline)
+    results, h2h = cmp.all_results(runs, arms, cfg.reference, flagged, cfg.exclude_contaminated, cfg.bootstrap,
+                                   cfg.seed, cfg.confidence, headline)
+    colors = plots.arm_colors(list(arms))
+    by_metric = {r.metric: r for r in results}
+    ck_keys, ck_table = checkpoint_table(arms)
     images = {}
-    for fname, fn, caption in (("loss_vs_tokens.png", plot_loss, "Loss vs tokens"),
-                               ("eval_bars.png", plot_bars, "Evaluation scores"),
-                               ("head_to_head.png", plot_head_to_head, "Head-to-head win rates"),
-                               ("checkpoint_evals.png", plot_checkpoints, "Evaluations of saved checkpoints")):
-        if fn(runs, out / fname):
+    for fname, ok, caption in (
+            ("scores.png", lambda p: plots.plot_scores([by_metric[m] for m in headline if m in by_metric], colors, p),
+             "Headline scores with 95% intervals"),
+            ("differences.png", lambda p: plots.plot_differences([by_metric[m] for m in headline if m in by_metric],
+                                                                 cfg.reference, colors, p),
+             f"Differences to {cfg.reference} with 95% paired intervals"),
+            ("head_to_head.png", lambda p: plots.plot_head_to_head(h2h, colors, p), "Head-to-head win rates"),
+            ("loss_vs_tokens.png", lambda p: plots.plot_loss(arms, colors, p), "Loss vs tokens"),
+            ("checkpoint_evals.png", lambda p: plots.plot_checkpoints(arms, ck_keys, colors, p),
+             "Evaluations of saved checkpoints")):
+        if ok(out / fname):
             images[fname] = caption
-    keys = sorted({k for r in runs for k in r.metrics})
-    names = [r.name for r in runs]
-    h2h = head_to_head_rows(runs)
 
-    md = [f"# {cfg.title}", "", "Runs: " + ", ".join(
-        f"`{r.name}` ({', '.join(str(p) for p in (r.train_dir, r.eval_dir) if p)})" for r in runs), ""]
-    if keys:
-        md += ["## Metrics", "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        md += [f"| {k} | " + " | ".join(_fmt(r.metrics.get(k)) for r in runs) + " |" for k in keys]
-        md.append("")
-    else:
-        md += ["No metrics found (no results.json or summary.json in these runs).", ""]
+    ref_note = "" if cfg.reference in arms else f" (the reference arm '{cfg.reference}' is not among the arms: " \
+                                                 "no differences are shown)"
+    blocks: list[tuple] = [("p", "Arms: " + "; ".join(f"{a}: {', '.join(r.name for r in rs)}" for a, rs in arms.items())
+                            + ref_note)]
+    head, rows = headline_table(results, h2h, arms, headline, cfg.reference)
+    if len(head) > 1:
+        blocks += [("h2", "Headline"), ("table", head, rows),
+                   ("p", METHOD.format(B=cfg.bootstrap, seed=cfg.seed, ref=cfg.reference)
+                    + (" Items flagged by decontamination are left out." if cfg.exclude_contaminated else ""))]
     if h2h:
-        md += ["## Head-to-head", "", "| run | baseline | win rate | ± SE | wins | ties | losses | n |",
-               "|---|---|---|---|---|---|---|---|"]
-        md += [f"| {n} | {b} | {100 * wr:.1f}% | {100 * se:.1f} | " + " | ".join(_fmt(c[x]) for x in
-               ("wins", "ties", "losses", "n")) + " |" for n, b, wr, se, c in h2h]
-        md.append("")
-    ck_keys, ck_rows = checkpoint_rows(runs)
-    if ck_rows:
-        md += ["## Evaluations of saved checkpoints", "", "| run | step | " + " | ".join(ck_keys) + " |",
-               "|---|---|" + "---|" * len(ck_keys)]
-        md += [f"| {n} | {st} | " + " | ".join(_fmt(m.get(k)) for k in ck_keys) + " |" for n, st, m in ck_rows]
-        md.append("")
+        blocks += [("h2", "Head-to-head"), ("table", *h2h_table(h2h))]
+    head, rows = comparison_table(results, cfg.reference)
+    if rows:
+        blocks += [("h2", "Paired comparisons"), ("table", head, rows), ("h2", "Benchmarks"),
+                   ("table", *benchmarks_table(results, flagged))]
+    dec_rows = [[bench, str(d.get("checked", "–")), str(d.get("contaminated", "–")),
+                 f"{100 * d.get('contaminated', 0) / d['checked']:.1f}%" if d.get("checked") else "–", r.name]
+                for r in runs for bench, d in sorted(r.decontamination.items())]
+    if dec_rows:
+        blocks += [("h2", "Decontamination"), ("table", ["benchmark", "items checked", "contaminated", "fraction",
+                                                         "found in"], dec_rows)]
     for fname, caption in images.items():
-        md += [f"## {caption}", "", f"![{caption}]({fname})", ""]
+        blocks += [("h2", caption), ("img", fname, caption)]
+    blocks += [("h2", "All metrics per run"), ("table", *metrics_table(runs))] if any(r.metrics for r in runs) else \
+        [("p", "No metrics found (no results.json or summary.json in these runs).")]
+    if ck_table[1]:
+        blocks += [("h2", "Evaluations of saved checkpoints"), ("table", *ck_table)]
     if rejects.total:
-        md += ["## Notes", "", f"Unreadable rows skipped: {rejects.summary()}", ""]
-    (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text(_html(cfg.title, runs, keys, h2h, images, rejects))
+        blocks += [("h2", "Notes"), ("p", f"Unreadable rows skipped: {rejects.summary()}")]
+    md, page = render(cfg.title, blocks)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(page)
+    write_json(out / "comparisons.json", _to_json(results, h2h, cfg))
     if cfg.wandb:
-        _log_wandb(cfg, runs, keys, out, images)
+        _log_wandb(cfg, comparison_table(results, cfg.reference), out, images)
     return out / "report.md"
 
 
-def _html(title: str, runs: list[Run], keys: list[str], h2h, images: dict, rejects: Rejects) -> str:
-    e = html.escape
-    head = "".join(f"<th>{e(r.name)}</th>" for r in runs)
-    body = "".join(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{e(_fmt(r.metrics.get(k)))}</td>" for r in runs) + "</tr>"
-                   for k in keys)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style>",
-             f"</head><body><h1>{e(title)}</h1>"]
-    if keys:
-        parts.append(f"<h2>Metrics</h2><table><tr><th>metric</th>{head}</tr>{body}</table>")
-    if h2h:
-        rows = "".join(f"<tr><td>{e(n)}</td><td>{e(b)}</td><td>{100 * wr:.1f}%</td><td>{100 * se:.1f}</td>"
-                       + "".join(f"<td>{e(_fmt(c[x]))}</td>" for x in ("wins", "ties", "losses", "n")) + "</tr>"
-                       for n, b, wr, se, c in h2h)
-        parts.append("<h2>Head-to-head</h2><table><tr><th>run</th><th>baseline</th><th>win rate</th><th>± SE</th>"
-                     f"<th>wins</th><th>ties</th><th>losses</th><th>n</th></tr>{rows}</table>")
-    for fname, caption in images.items():
-        parts.append(f"<h2>{e(caption)}</h2><img src='{e(fname)}' alt='{e(caption)}'>")
-    if rejects.total:
-        parts.append(f"<p>Unreadable rows skipped: {e(rejects.summary())}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def _to_json(results, h2h, cfg: ReportConfig) -> dict:
+    import dataclasses
+
+    def est(e):
+        return e.to_dict() if e is not None else None
+
+    return {"reference": cfg.reference, "bootstrap": cfg.bootstrap, "confidence": cfg.confidence, "seed": cfg.seed,
+            "metrics": [{**{k: v for k, v in dataclasses.asdict(r).items() if k != "arms"},
+                         "arms": [{**{k: v for k, v in dataclasses.asdict(a).items() if k != "diff"}, "diff": est(a.diff)}
+                                  for a in r.arms]} for r in results],
+            "head_to_head": [{**{k: v for k, v in dataclasses.asdict(h).items() if k != "estimate"},
+                              "estimate": est(h.estimate)} for h in h2h]}
 
 
-def _log_wandb(cfg: ReportConfig, runs: list[Run], keys: list[str], out: Path, images: dict) -> None:
+def _log_wandb(cfg: ReportConfig, table, out: Path, images: dict) -> None:
     import wandb
+
+    from fitrain.core.errors import FitrainError
 
     kw = {"mode": cfg.wandb_mode} if cfg.wandb_mode else {}
     try:
@@ -361,8 +313,7 @@ def _log_wandb(cfg: ReportConfig, runs: list[Run], keys: list[str], out: Path, i
         raise FitrainError(f"W&B logging failed ({type(e).__name__}: {e}); the report files are written in {out}. "
                            "Log in (`wandb login`) or set WANDB_MODE=offline") from None
     try:
-        table = wandb.Table(columns=["metric"] + [r.name for r in runs],
-                            data=[[k] + [r.metrics.get(k) for r in runs] for k in keys])
-        run.log({"report/metrics": table, **{f"report/{Path(f).stem}": wandb.Image(str(out / f)) for f in images}})
+        run.log({"report/paired_comparisons": wandb.Table(columns=table[0], data=table[1]),
+                 **{f"report/{Path(f).stem}": wandb.Image(str(out / f)) for f in images}})
     finally:
         run.finish()

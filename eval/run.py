@@ -6,7 +6,12 @@ with :func:`fitrain.export.export`). That makes ``fitrain eval`` usable as one j
 
 Outputs go to ``out`` (default: ``<experiment>/eval/<arm>`` for a model inside a run layout, and
 ``.../eval/<arm>/checkpoints/<name>`` for an intermediate checkpoint). ``results.json`` is merged with
-what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece.
+what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece; it is valid
+JSON (a metric that is not a finite number is left out and counted, never written as NaN). Per-item scores
+for the report's paired statistics go to ``items/`` (fitrain_eval.items).
+
+The model is prompted in the format its export recorded (``generation.format_from_model``); the same format
+renders lm-eval's instruction-format requests.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from fitrain.core.layout import TrainDir
 from fitrain_eval.decontamination import DecontaminationConfig
 from fitrain_eval.generate import GenerationConfig
 from fitrain_eval.harness import HarnessConfig
+from fitrain_eval.heldout import HeldoutConfig
 from fitrain_eval.judges.common import JudgeConfig
 from fitrain_eval.judges.mixeval import MixEvalConfig
 from fitrain_eval.judges.mtbench101 import MTBench101Config
@@ -36,6 +42,7 @@ class EvalConfig:
     mixeval: MixEvalConfig = field(default_factory=MixEvalConfig)
     mtbench101: MTBench101Config = field(default_factory=MTBench101Config)
     pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
+    heldout: HeldoutConfig = field(default_factory=HeldoutConfig)   # per-item held-out answer loss
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
 
 
@@ -102,16 +109,19 @@ def resolve_model(t: Target) -> Path:
 def evaluate(cfg: EvalConfig) -> dict:
     """Run every enabled evaluation; write ``results.json`` (merged), ``rejects.json`` and the config."""
     import dataclasses
+    import math
 
     from fitrain.core.config import redact, to_dict
     from fitrain.core.io import read_json, write_json
     from fitrain_eval.generate import check_model_dir
 
+    from fitrain_eval.judges.pairwise import baseline_paths
+
     judged = cfg.mixeval.enabled or cfg.mtbench101.enabled or cfg.pairwise.enabled
-    if not (cfg.lm_eval.tasks or judged or cfg.decontamination.enabled):
-        raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise or "
-                           "decontamination (see recipes/eval/)")
-    needs_model = bool(cfg.lm_eval.tasks) or judged
+    if not (cfg.lm_eval.tasks or judged or cfg.decontamination.enabled or cfg.heldout.enabled):
+        raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise, heldout "
+                           "or decontamination (see recipes/eval/)")
+    needs_model = bool(cfg.lm_eval.tasks) or judged or cfg.heldout.enabled
     if needs_model or cfg.model:
         t = locate(cfg)
     else:  # decontamination alone looks at data, not at a model
@@ -120,6 +130,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     model_dir = resolve_model(t) if needs_model else None
     if model_dir is not None:
         check_model_dir(str(model_dir))
+        cfg = with_model_format(cfg, model_dir)
     (t.out / "eval_config.yaml").write_text(
         "# fitrain eval config (secrets redacted)\n" + _yaml(redact(to_dict(cfg))))
     rejects = Rejects()
@@ -133,11 +144,17 @@ def evaluate(cfg: EvalConfig) -> dict:
 
         metrics.update(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
 
+    if cfg.heldout.enabled:
+        from fitrain_eval.heldout import evaluate_heldout
+
+        _log("held-out answer loss per item")
+        metrics.update(evaluate_heldout(cfg.heldout, model_dir, t.out, Path(cfg.model).resolve()))
+
     if judged:
         from fitrain_eval.generate import Generator
         from fitrain_eval.judges.common import Judge
 
-        need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or bool(cfg.pairwise.baseline_outputs)
+        need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or bool(baseline_paths(cfg.pairwise))
         judge = Judge(cfg.judge, cache_dir=t.out) if need_judge else None  # fails fast when unreachable
         gen_cfg = cfg.generation
         if gen_cfg.llm.backend == "transformers" and not gen_cfg.llm.model:
@@ -156,8 +173,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.pairwise.enabled:
             from fitrain_eval.judges.pairwise import evaluate_pairwise
 
-            _log("AlpacaEval outputs" + (f" + head-to-head vs {cfg.pairwise.baseline_outputs}"
-                                         if cfg.pairwise.baseline_outputs else ""))
+            bases = baseline_paths(cfg.pairwise)
+            _log("AlpacaEval outputs" + (f" + head-to-head vs {', '.join(bases)}" if bases else ""))
             metrics.update(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
 
     if cfg.decontamination.enabled:
@@ -173,10 +190,33 @@ def evaluate(cfg: EvalConfig) -> dict:
     results_path = t.out / "results.json"
     merged = read_json(results_path) if results_path.is_file() else {}
     merged.update(metrics)
+    for k in [k for k, v in merged.items() if isinstance(v, float) and not math.isfinite(v)]:
+        rejects.add("metric_not_finite", k, str(merged.pop(k)))
     write_json(results_path, merged)
     write_json(t.out / "rejects.json", rejects.to_dict())
     _log(f"wrote {results_path}" + (f"; rejected/counted: {rejects.summary()}" if rejects.total else ""))
     return merged
+
+
+def with_model_format(cfg: EvalConfig, model_dir: Path) -> EvalConfig:
+    """``cfg`` with the training format the model's export recorded (``generation.format_from_model``); the
+    default stop sequence follows a custom template (the start of the next pair)."""
+    import dataclasses
+
+    from fitrain_eval.generate import GenerationConfig, training_format
+
+    g = cfg.generation
+    if not g.format_from_model:
+        return cfg
+    fmt = training_format(model_dir, g.format)
+    if fmt == g.format:
+        return cfg
+    stop = g.stop
+    head = fmt.template.split("{instruction}")[0].strip()
+    if stop == GenerationConfig().stop and head:
+        stop = [f"\n\n{head}"]
+    _log(f"prompting in the model's recorded training format {fmt.template!r}")
+    return dataclasses.replace(cfg, generation=dataclasses.replace(g, format=fmt, stop=stop))
 
 
 def _log(msg: str) -> None:

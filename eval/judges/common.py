@@ -59,15 +59,22 @@ class Judge:
     def decoding(self) -> dict:
         return {"temperature": self.llm.temperature, "max_new_tokens": self.llm.max_new_tokens}
 
-    def judge(self, requests: Sequence[Request], parse: Callable[[str], Any], rejects: Rejects,
-              prompt_version: str, what: str = "judge") -> list[Judged]:
-        """Judge every request; each result records the judge model, prompt version and decoding."""
+    def judge(self, requests: Sequence[Request], parse: Callable[[Any], Any], rejects: Rejects,
+              prompt_version: str, what: str = "judge", parse_completion: bool = False) -> list[Judged]:
+        """Judge every request; each result records the judge model, prompt version and decoding (the
+        request's own token limit and log-probabilities where it sets them). ``parse`` gets the reply text,
+        or the whole completion with ``parse_completion``."""
         from fitrain.core.llm import complete_parsed
 
-        values = complete_parsed(self.backend, requests, parse, rejects,
-                                 max_parse_retries=self.cfg.max_parse_retries, what=what)
+        values = complete_parsed(self.backend, requests, parse, rejects, max_parse_retries=self.cfg.max_parse_retries,
+                                 what=what, parse_completion=parse_completion)
+        decoding = self.decoding()
+        if requests and requests[0].max_new_tokens:
+            decoding["max_new_tokens"] = requests[0].max_new_tokens
+        if requests and requests[0].logprobs:
+            decoding["top_logprobs"] = requests[0].logprobs
         info = {"judge_model": self.model, "judge_backend": self.llm.backend, "prompt_version": prompt_version,
-                "decoding": self.decoding()}
+                "decoding": decoding}
         return [Judged(v, dict(info)) for v in values]
 
 
@@ -81,6 +88,16 @@ def bracketed(text: str) -> str:
     if not found:
         raise ValueError("no [[...]] verdict in the reply")
     return found[-1]
+
+
+def first_match(text: str, patterns: Sequence[str]) -> str:
+    """Group 1 of the first match of the first pattern that matches (the official parsers' rule: the
+    *first* rating in the reply, with fallback patterns); ValueError when none does."""
+    for pat in patterns:
+        m = re.search(pat, text or "")
+        if m:
+            return m.group(1)
+    raise ValueError(f"no match of {list(patterns)} in the reply")
 
 
 def parse_number(text: str, lo: float, hi: float) -> float:

@@ -1,27 +1,50 @@
 """MixEval and MixEval-Hard: free-form answers graded 0-1 against the gold answers by the judge;
-multiple-choice answers reduced by the judge to one option letter, compared exactly with the gold options.
+multiple-choice answers reduced by the judge to one option letter, compared exactly with the gold option.
 
-Each split's score is item-weighted: ``overall = (sum of free-form grades + multiple-choice hits) /
-(free-form items + multiple-choice items)``. Metric names: ``<split>/free_form``,
-``<split>/multiple_choice``, ``<split>/overall`` (split = ``mixeval`` | ``mixeval_hard``).
+**Official rules** (``prompts=official``, the default; texts in ``prompts/mixeval``, read verbatim):
 
-Files: ``<root>/{mixeval,mixeval-hard}/{free-form,multiple-choice}.json``, each a JSON object keyed by
-string ids (the published layout).
+* model side (``mix_eval/prompts/evaluation_prompts.py``): multiple choice ``{context}\\n{prompt}\\n{A. ...}\\n``
+  + ``Answer with the option letter from the given choices directly.``; free form ``Question: {context}\\n
+  {prompt}\\n`` + ``Answer the question shortly.`` (BBH, GSM8k, MATH: ``Answer the question. \\nLet's think
+  step by step.``); the context left out when it is None, ``null`` or blank. Chat-format models get
+  MixEval's system message ``You are a helpful assistant.``. With ``five_shot`` the question follows
+  MixEval's base-model five-shot prefix (``FIVE_SHOT_PREFIX_* + prompt + "\\n"``) and the answer is cut as
+  MixEval cuts base-model answers (at ``\\n\\n\\nQuestion`` / ``\\n\\n`` when the rest is meaningful); off by
+  default because fitrain prompts each model in its training format (fitrain/docs/method.md).
+* judge: MixEval's system + user messages, the **bare question without its context** (as the official parser
+  sends it), gold answers as ``<answer 1> a; <answer 2> b``, options as ``A. ...`` lines; its three worked
+  examples and its 0.0, 0.1, ..., 1.0 scale are part of the text.
+* parsing: the *first* ``[[x]]`` (else ``[x]``) number, in [0, 1]; for multiple choice the first ``[[X]]``
+  (else ``[X]``) capital letter; correct when it is a gold option's letter.
+* aggregation: per kind the mean; ``overall`` the item-weighted mean over both kinds (MixEval's
+  ``ff*n_ff/(n_ff+n_mc) + mc*n_mc/(n_ff+n_mc)``).
+
+Departures, and why: a reply that stays unparsable after the retries is a counted failure whose item the
+report drops for every arm (MixEval assigns a random grade or letter, which would add noise to a paired
+comparison); an empty answer is graded 0 / wrong without a judge call (it cannot match a gold answer).
+
+``prompts=paraphrased``: fitrain's earlier prompts (fitrain_eval.judges.paraphrased), kept as an option.
+
+Metric names: ``<split>/free_form``, ``<split>/multiple_choice``, ``<split>/overall`` (split = ``mixeval`` |
+``mixeval_hard``), with per-item scores for each (fitrain_eval.items). Files:
+``<root>/{mixeval,mixeval-hard}/{free-form,multiple-choice}.json``, each a JSON object keyed by string ids.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
-from fitrain_eval.judges.common import Judge, bracketed, letters, load_benchmark_json, parse_number
+from fitrain_eval.judges import official, paraphrased
+from fitrain_eval.judges.common import Judge, bracketed, first_match, letters, load_benchmark_json, parse_number
 
 SPLITS = {"mixeval": "mixeval", "mixeval_hard": "mixeval-hard"}
 KINDS = {"free_form": "free-form", "multiple_choice": "multiple-choice"}
-FF_PROMPT_VERSION = "mixeval-freeform-v1"
-MC_PROMPT_VERSION = "mixeval-mc-letter-v1"
+PROMPT_SETS = ("official", "paraphrased")
+COT_INSTRUCTION = {"BBH": "FREE_FORM_PROMPT_BBH", "GSM8k": "FREE_FORM_PROMPT_GSM8k", "MATH": "FREE_FORM_PROMPT_MATH"}
 
 
 @dataclass
@@ -29,12 +52,14 @@ class MixEvalConfig:
     enabled: bool = False
     root: str = "../shared/data/mixeval/mixeval-2024-08-11"
     splits: list[str] = field(default_factory=lambda: ["mixeval", "mixeval_hard"])
-    limit: int = 0          # first N items (by id) of each file; 0 = all
+    limit: int = 0             # first N items (by id) of each file; 0 = all
+    prompts: str = "official"  # official | paraphrased
+    five_shot: bool = False    # MixEval's base-model five-shot prefix before each question
 
 
 @dataclass
 class Item:
-    id: str
+    id: str                 # the file's key
     kind: str               # free_form | multiple_choice
     prompt: str
     context: str | None
@@ -42,13 +67,21 @@ class Item:
     benchmark: str
     options: list[str] | None = None
 
+    @property
+    def uid(self) -> str:
+        """The item's id in per-item scores and decontamination: ``<kind>:<key>``."""
+        return f"{self.kind}:{self.id}"
+
 
 # --------------------------------------------------------------------------------------------- loading
 def load_file(path: str | Path, kind: str, rejects: Rejects) -> list[Item]:
-    """Read one MixEval file. A file that is not a JSON object keyed by ids is an error; a bad item is
-    counted in ``rejects`` (``mixeval_bad_item``)."""
+    """Read one MixEval file. A file that is not a non-empty JSON object keyed by ids is an error; a bad
+    item is counted in ``rejects`` (``mixeval_bad_item``)."""
     p = Path(path)
     data = load_benchmark_json(p, "MixEval", dict, "one JSON object keyed by string ids")
+    if not data:
+        raise FitrainError(f"{p}: a MixEval {KINDS[kind]} file with no items ({{}}); expected one JSON object "
+                           "keyed by string ids")
     items = []
     for key in sorted(data, key=lambda k: (len(k), k)):
         rec, where = data[key], f"{p.name}:{key}"
@@ -56,10 +89,10 @@ def load_file(path: str | Path, kind: str, rejects: Rejects) -> list[Item]:
         if problem:
             rejects.add("mixeval_bad_item", where, problem)
             continue
-        items.append(Item(id=str(key), kind=kind, prompt=rec["prompt"], context=rec.get("context") or None,
+        items.append(Item(id=str(key), kind=kind, prompt=rec["prompt"], context=rec.get("context"),
                           target=list(rec["target"]), benchmark=str(rec.get("benchmark_name", "")),
                           options=list(rec["options"]) if kind == "multiple_choice" else None))
-    if data and not items:
+    if not items:
         raise FitrainError(f"{p}: no valid {KINDS[kind]} items ({rejects.summary()}); is this the right file?")
     return items
 
@@ -96,37 +129,76 @@ def load_split(root: str | Path, split: str, rejects: Rejects, limit: int = 0) -
 
 
 # --------------------------------------------------------------------------------------------- prompts
-def model_prompt(item: Item) -> str:
+def _has_context(item: Item) -> bool:
+    c = str(item.context)
+    return item.context is not None and c.lower() not in ("none", "null") and c.replace(" ", "") != ""
+
+
+def _options(options: list[str]) -> str:
+    return "\n".join(f"{letter}. {o}" for letter, o in zip(letters(len(options)), options))
+
+
+def model_prompt(item: Item, prompts: str = "official", five_shot: bool = False) -> str:
     """The question as the evaluated model sees it (one user turn)."""
-    head = f"{item.context.strip()}\n\n" if item.context else ""
+    if prompts == "paraphrased":
+        return paraphrased.mixeval_model_prompt(item.kind, item.prompt, item.context if _has_context(item) else None,
+                                                item.options)
+    side = official.mixeval_model_side
     if item.kind == "multiple_choice":
-        opts = "\n".join(f"{letter}. {o}" for letter, o in zip(letters(len(item.options)), item.options))
-        return f"{head}{item.prompt.strip()}\n{opts}\nAnswer with the letter of the correct option."
-    return f"{head}{item.prompt.strip()}\nAnswer the question briefly."
-
-
-def judge_request(item: Item, answer: str) -> Request:
-    if item.kind == "multiple_choice":
-        opts = "\n".join(f"{letter}. {o}" for letter, o in zip(letters(len(item.options)), item.options))
-        text = (
-            "You read a model's answer to a multiple-choice question and decide which single option it "
-            "chose. Do not judge whether it is right.\n\n"
-            f"Question:\n{item.prompt.strip()}\n\nOptions:\n{opts}\n\nModel answer:\n{answer}\n\n"
-            f"Reply with the chosen letter in double brackets, e.g. [[A]]. If the answer picks no option or "
-            f"several, reply [[none]].")
-        version = MC_PROMPT_VERSION
+        body = f"{item.prompt}\n{_options(item.options)}\n{side('MULTI_CHOICE_PROMPT')}"
+        text = f"{item.context}\n{body}" if _has_context(item) else body
+        prefix = "FIVE_SHOT_PREFIX_MULTIPLECHOICE"
     else:
-        golds = "\n".join(f"- {t}" for t in item.target)
-        ctx = f"Context:\n{item.context.strip()}\n\n" if item.context else ""
-        text = (
-            "You grade a model's short answer against the accepted gold answers. Give 1 when the answer "
-            "means the same as a gold answer, 0 when it is wrong or missing, and a value in between for a "
-            "partly correct answer.\n\n"
-            f"{ctx}Question:\n{item.prompt.strip()}\n\nGold answers:\n{golds}\n\nModel answer:\n{answer}\n\n"
-            "Reply with a short reason, then the grade in double brackets, e.g. [[0.5]].")
-        version = FF_PROMPT_VERSION
-    return Request(messages=[{"role": "user", "content": text}], task=version, max_new_tokens=None,
-                   meta={"id": item.id})
+        body = f"{item.prompt}\n{side(COT_INSTRUCTION.get(item.benchmark, 'FREE_FORM_PROMPT'))}"
+        text = f"Question: {item.context}\n{body}" if _has_context(item) else f"Question: {body}"
+        prefix = "FIVE_SHOT_PREFIX_FREEFORM"
+    return side(prefix) + text + "\n" if five_shot else text
+
+
+def model_messages(item: Item, cfg: MixEvalConfig, prompt_format: str) -> list[dict]:
+    msgs = [{"role": "user", "content": model_prompt(item, cfg.prompts, cfg.five_shot)}]
+    if cfg.prompts == "official" and prompt_format == "chat":
+        msgs.insert(0, {"role": "system", "content": official.mixeval_chat_system()})
+    return msgs
+
+
+def extract_base_model_answer(answer: str, kind: str) -> str:
+    """MixEval's cut of a base model's (five-shot) answer: up to the next question, when that is meaningful."""
+    import re
+
+    cut = answer.split("\n\n")[0] if kind == "multiple_choice" else answer.split("\n\n\nQuestion")[0]
+    return cut if re.search(r"[0-9A-Za-z\u00C0-\u024F\u0370-\u052F\u2C00-\u2C5F\uA640-\uA69F\uAC00-\uD7AF"
+                            r"\u4E00-\u9FFF]", cut) else answer
+
+
+def judge_request(item: Item, answer: str, prompts: str = "official") -> tuple[Request, str]:
+    """The judge's request for one answer and its prompt version."""
+    if prompts == "paraphrased":
+        text, version = paraphrased.mixeval_judge_text(item.kind, item.prompt, item.context if _has_context(item)
+                                                       else None, item.target, item.options, answer)
+        return Request(messages=[{"role": "user", "content": text}], task=version, meta={"id": item.uid}), version
+    if item.kind == "multiple_choice":
+        name, fields = "judge_multichoice", {"prompt": item.prompt, "options": _options(item.options),
+                                             "response": answer}
+    else:
+        gold = "; ".join(f"<answer {i + 1}> {a}" for i, a in enumerate(item.target))
+        name, fields = "judge_freeform", {"prompt": item.prompt, "gold_ans": gold, "response": answer}
+    msgs = [{"role": "system", "content": official.text(f"mixeval/{name}.system.txt")},
+            {"role": "user", "content": official.fill(official.text(f"mixeval/{name}.user.txt"), **fields)}]
+    version = official.MIXEVAL_VERSION + (":multichoice" if item.kind == "multiple_choice" else ":freeform")
+    return Request(messages=msgs, task=version, meta={"id": item.uid}), version
+
+
+def parse_grade_official(text: str) -> float:
+    raw = first_match(text, [r"\[\[(\d+\.?\d*)\]\]", r"\[(\d+\.?\d*)\]"])
+    v = float(ast.literal_eval(raw))
+    if not 0 <= v <= 1:
+        raise ValueError(f"grade {v} outside [0, 1]")
+    return v
+
+
+def parse_letter_official(text: str) -> str:
+    return first_match(text, [r"\[\[([A-Z])\]\]", r"\[([A-Z])\]"])
 
 
 def parse_grade(text: str) -> float:
@@ -134,101 +206,111 @@ def parse_grade(text: str) -> float:
 
 
 def parse_letter(n_options: int):
+    """The paraphrased extractor's reply: one valid letter or ``[[none]]`` (no option chosen: wrong)."""
     valid = letters(n_options)
 
-    def parse(text: str) -> str | None:
+    def parse(text: str) -> tuple[str | None]:
         v = bracketed(text).strip().strip(".").upper()
         if v == "NONE":
-            return None
+            return (None,)
         if len(v) != 1 or v not in valid:
             raise ValueError(f"verdict [[{v}]] is not one of {list(valid)} or none")
-        return v
+        return (v,)
     return parse
 
 
 # ------------------------------------------------------------------------------------------ evaluation
 def score_split(items: list[Item], answers: dict[str, str | None], judge: Judge, rejects: Rejects,
-                split: str = "mixeval") -> tuple[dict, list[dict]]:
-    """Judge the answers of one split; returns (metrics, per-item records). Items whose generation failed
-    or whose judgment failed/was unparsable are left out of the scores and counted."""
-    records: list[dict] = []
-    graded: dict[str, list[float]] = {"free_form": [], "multiple_choice": []}
-    todo = []
-    for it in items:
-        ans = answers.get(it.id)
-        if ans is None:
-            rejects.add(f"{split}_no_answer", it.id)
-            continue
-        if not ans.strip():  # an empty answer is simply wrong; no judge call needed
-            graded[it.kind].append(0.0)
-            records.append({"id": it.id, "kind": it.kind, "answer": ans, "score": 0.0, "judgment": None})
-            continue
-        todo.append(it)
-    for kind in ("free_form", "multiple_choice"):
-        batch = [it for it in todo if it.kind == kind]
-        if not batch:
-            continue
-        reqs = [judge_request(it, answers[it.id]) for it in batch]
-        if kind == "free_form":
-            results = judge.judge(reqs, parse_grade, rejects, FF_PROMPT_VERSION, what=f"{split}_judge")
-        else:
-            results = _judge_letters(batch, reqs, judge, rejects, split)
-        for it, res in zip(batch, results):
-            if res is None or (res.value is None and kind == "free_form"):
-                continue
-            if kind == "free_form":
-                score = float(res.value)
-            else:
-                gold = {letters(len(it.options))[t] for t in it.target}
-                score = 1.0 if res.value in gold else 0.0
-            graded[kind].append(score)
-            records.append({"id": it.id, "kind": kind, "benchmark": it.benchmark, "answer": answers[it.id],
-                            "verdict": res.value, "score": score, **res.raw})
-    n_ff, n_mc = len(graded["free_form"]), len(graded["multiple_choice"])
-    if n_ff + n_mc == 0:
-        raise FitrainError(f"{split}: no item could be scored ({rejects.summary()})")
-    metrics = {
-        f"{split}/free_form": sum(graded["free_form"]) / n_ff if n_ff else float("nan"),
-        f"{split}/multiple_choice": sum(graded["multiple_choice"]) / n_mc if n_mc else float("nan"),
-        f"{split}/overall": (sum(graded["free_form"]) + sum(graded["multiple_choice"])) / (n_ff + n_mc),
-        f"{split}/n_free_form": n_ff, f"{split}/n_multiple_choice": n_mc,
-    }
-    return metrics, records
-
-
-def _judge_letters(batch, reqs, judge: Judge, rejects: Rejects, split: str):
-    """Letter extraction; a reply of [[none]] is a valid verdict (no option chosen, scored wrong)."""
+                split: str = "mixeval", prompts: str = "official") -> tuple[dict, list[dict], dict]:
+    """Judge the answers of one split (``answers`` keyed by ``Item.uid``); returns (metrics, per-item
+    records, ``{uid: score or None}``). A failed generation or judgment is a counted failure (None)."""
     from fitrain_eval.judges.common import Judged
 
-    by_n: dict[int, list[int]] = {}  # the parser checks the letter against each item's option count
-    for i, it in enumerate(batch):
-        by_n.setdefault(len(it.options), []).append(i)
-    slots: list[Judged | None] = [None] * len(batch)
-    for n, idx in by_n.items():
-        parse = parse_letter(n)
-        res = judge.judge([reqs[i] for i in idx], lambda s, p=parse: (p(s),), rejects, MC_PROMPT_VERSION,
-                          what=f"{split}_judge")
-        for i, r in zip(idx, res):
-            slots[i] = None if r.value is None else Judged(r.value[0], r.raw)
-    return slots
+    scores: dict[str, float | None] = {}
+    records: list[dict] = []
+    todo: list[Item] = []
+    for it in items:
+        ans = answers.get(it.uid)
+        if ans is None:
+            scores[it.uid] = None
+            rejects.add(f"{split}_no_answer", it.uid)
+        elif not ans.strip():  # an empty answer is simply wrong; no judge call needed
+            scores[it.uid] = 0.0
+            records.append({"id": it.uid, "kind": it.kind, "answer": ans, "score": 0.0, "judgment": "empty answer"})
+        else:
+            todo.append(it)
+    groups: dict[tuple, list[Item]] = {}
+    for it in todo:  # one judge call per kind (and, paraphrased, per option count: the parser checks it)
+        n = len(it.options) if (it.kind == "multiple_choice" and prompts == "paraphrased") else 0
+        groups.setdefault((it.kind, n), []).append(it)
+    for (kind, n), batch in groups.items():
+        reqs = [judge_request(it, answers[it.uid], prompts) for it in batch]
+        version = reqs[0][1]
+        if kind == "free_form":
+            parse = parse_grade_official if prompts == "official" else parse_grade
+        else:
+            parse = parse_letter_official if prompts == "official" else parse_letter(n)
+        results: list[Judged] = judge.judge([r for r, _ in reqs], parse, rejects, version, what=f"{split}_judge")
+        for it, res in zip(batch, results):
+            if res.value is None:
+                scores[it.uid] = None
+                continue
+            verdict = res.value[0] if isinstance(res.value, tuple) else res.value
+            if kind == "free_form":
+                score = float(verdict)
+            else:
+                score = 1.0 if verdict in {letters(len(it.options))[t] for t in it.target} else 0.0
+            scores[it.uid] = score
+            records.append({"id": it.uid, "kind": kind, "benchmark": it.benchmark, "answer": answers[it.uid],
+                            "verdict": verdict, "score": score, **res.raw})
+    return _metrics(items, scores, split), records, scores
+
+
+def _metrics(items: list[Item], scores: dict, split: str) -> dict:
+    got = {k: [scores[it.uid] for it in items if it.kind == k and scores.get(it.uid) is not None] for k in KINDS}
+    n = sum(len(v) for v in got.values())
+    if n == 0:
+        raise FitrainError(f"{split}: no item could be scored (every generation or judgment failed)")
+    out = {f"{split}/{k}": sum(v) / len(v) for k, v in got.items() if v}
+    out.update({f"{split}/overall": sum(sum(v) for v in got.values()) / n,
+                f"{split}/n_free_form": len(got["free_form"]), f"{split}/n_multiple_choice": len(got["multiple_choice"]),
+                f"{split}/n_failed": sum(scores.get(it.uid) is None for it in items)})
+    return out
 
 
 def evaluate_mixeval(cfg: MixEvalConfig, generator, judge: Judge, out_dir: str | Path, rejects: Rejects) -> dict:
-    """Generate answers for each split, save them with their prompts, judge them, save the judgments."""
+    """Generate answers for each split, save them with their prompts, judge them, save the judgments and
+    the per-item scores (``<split>/overall`` and per kind)."""
     from fitrain_eval.generate import save_generations
+    from fitrain_eval.items import ItemScores
     from fitrain_eval.judges.common import save_records
 
+    if cfg.prompts not in PROMPT_SETS:
+        raise FitrainError(f"mixeval.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
+    fmt = getattr(getattr(generator, "cfg", None), "prompt_format", "instruction")
     metrics: dict = {}
     for split in cfg.splits:
         items = load_split(cfg.root, split, rejects, cfg.limit)
-        gens = generator.generate([(it.id + ":" + it.kind, [{"role": "user", "content": model_prompt(it)}])
-                                   for it in items], rejects, what=f"{split}_generation")
+        gens = generator.generate([(it.uid, model_messages(it, cfg, fmt)) for it in items], rejects,
+                                  what=f"{split}_generation")
         save_generations(Path(out_dir) / split / "generations.jsonl", gens,
-                         {"model": generator.model, "decoding": generator.decoding(), "split": split})
-        answers = {it.id + ":" + it.kind: g.output for it, g in zip(items, gens)}
-        keyed = [Item(it.id + ":" + it.kind, it.kind, it.prompt, it.context, it.target, it.benchmark, it.options)
-                 for it in items]
-        m, records = score_split(keyed, answers, judge, rejects, split)
+                         {"model": generator.model, "decoding": generator.decoding(), "split": split,
+                          "prompts": cfg.prompts, "five_shot": cfg.five_shot})
+        answers = {it.uid: (extract_base_model_answer(g.output, it.kind) if cfg.five_shot and g.output else g.output)
+                   for it, g in zip(items, gens)}
+        m, records, scores = score_split(items, answers, judge, rejects, split, cfg.prompts)
         save_records(Path(out_dir) / split / "judgments.jsonl", records)
+        info = {"benchmark": split, "judge_model": judge.model, "rules": cfg.prompts, "five_shot": cfg.five_shot,
+                "prompt_version": official.MIXEVAL_VERSION if cfg.prompts == "official" else
+                f"{paraphrased.MIXEVAL_FF_VERSION}+{paraphrased.MIXEVAL_MC_VERSION}",
+                "judge_decoding": judge.decoding(), "generation": generator.decoding()}
+        failures = {it.uid: ("generation failed" if answers.get(it.uid) is None else "judgment failed")
+                    for it in items if scores.get(it.uid) is None}
+        for kind in (None, *KINDS):
+            sub = [it for it in items if kind in (None, it.kind)]
+            if sub:
+                ItemScores(f"{split}/{kind or 'overall'}", {it.uid: scores.get(it.uid) for it in sub},
+                           {u: r for u, r in failures.items() if kind in (None, u.split(':')[0])}, info=info
+                           ).save(out_dir)
         metrics.update(m)
     return metrics

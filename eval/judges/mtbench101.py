@@ -1,10 +1,30 @@
-"""MT-Bench-101: each user turn of a dialogue is answered by the model with the gold history before it,
-then scored 1-10 by the judge with the task's rubric. A dialogue's score is its lowest turn score; a
-task's score is the mean over its dialogues; the overall score is the mean over the tasks (13 in the
-full benchmark). Metric names: ``mtbench101/overall``, ``mtbench101/task/<CODE>``.
+"""MT-Bench-101: each user turn of a dialogue is answered by the model with the **gold** history before it
+(``ChatInferencer(infer_mode='last')``), then rated 1-10 by the judge.
 
-File: JSON lines ``{"task": "GR", "id": 1, "history": [{"user": ..., "bot": ...}, ...]}`` (``bot`` turns
-are the gold context the benchmark feeds to the model).
+**Official rules** (``prompts=official``, the default), OpenCompass's ``mtbench101.py`` (the implementation the
+benchmark's README points to; texts in ``prompts/mt_bench_101``, read verbatim):
+
+* the judge's system message is ``judge + unique_prompt[task] + score_format`` (the shared preamble, the task's
+  criteria with their score bands, the rating format); the user message ``user_template`` (or, for the
+  reasoning tasks MR and GR, ``user_template_with_reference``) with ``{history}`` = ``"\n\n Human: " + user +
+  "\n\nAssistant: "`` per turn followed by the gold reply of every earlier turn, ``{prediction}`` = the
+  model's answer, ``{ref_answer}`` = the gold dialogue up to and including the current turn (the Python
+  ``repr`` of its ``{'role', 'content'}`` messages, exactly what OpenCompass passes);
+* for FR, CR, AR, SA, SC and CM the first turn is context only: neither generated nor judged;
+* the rating is the *first* ``[n]`` integer of the reply (``Rating: [[6]]`` gives 6);
+* aggregation: a dialogue scores the **minimum over its judged turns** (a turn whose judgment failed is
+  left out of that minimum: it does not drop the dialogue); a task the mean of its dialogues; ``overall`` the
+  unweighted mean of the task means.
+
+Departures, and why: a rating outside 1-10 counts as unparsable and is asked again (OpenCompass would keep
+it); an empty answer is rated 1 (the lowest) without a judge call. A dialogue none of whose turns could be
+rated is a failed item, which the report drops for every arm.
+
+``prompts=paraphrased``: fitrain's earlier one-line rubrics (fitrain_eval.judges.paraphrased).
+
+Metric names: ``mtbench101/overall``, ``mtbench101/task/<CODE>``; per-item scores for ``mtbench101/overall``
+(one item per dialogue, stratum = task, so the report's statistic is the mean of task means). File: JSON
+lines ``{"task": "GR", "id": 1, "history": [{"user": ..., "bot": ...}, ...]}``.
 """
 from __future__ import annotations
 
@@ -16,39 +36,14 @@ from pathlib import Path
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
-from fitrain_eval.judges.common import Judge, parse_number
+from fitrain_eval.judges import official, paraphrased
+from fitrain_eval.judges.common import Judge, first_match, parse_number
 
-PROMPT_VERSION = "mtbench101-turn-v2"
-
-# One line per task: what a good answer to the current turn does (our wording of the task definitions).
-RUBRICS = {
-    "AR": "Anaphora resolution: the answer resolves pronouns and references to earlier turns correctly.",
-    "IC": "Instruction clarification: for an ambiguous request the answer asks a useful clarifying question; "
-          "once clarified it answers correctly.",
-    "SI": "Separate input: the answer follows the task instruction given in an earlier turn and applies it "
-          "to the new input.",
-    "CC": "Content confusion: the answer notices that the question differs from a similar earlier one and "
-          "answers the question actually asked.",
-    "CR": "Content rephrasing: the answer rewrites the given content as requested while keeping its meaning.",
-    "MR": "Mathematical reasoning: the reasoning and the final result are correct, using facts from earlier "
-          "turns where needed.",
-    "PI": "Proactive interaction: the answer engages the user, responds to their feelings or statements and "
-          "keeps the conversation going naturally.",
-    "TS": "Topic shift: the answer follows the user's switch to a new topic and does not cling to the old one.",
-    "CM": "Context memory: the answer correctly recalls and uses information given earlier in the dialogue.",
-    "SC": "Self-correction: when the user rightly points out an error, the answer corrects it properly.",
-    "FR": "Format rephrasing: the answer restructures the content into the requested format.",
-    "SA": "Self-affirmation: when the user wrongly challenges a correct answer, the answer keeps the correct "
-          "position politely.",
-    "GR": "General reasoning: the answer's reasoning is sound and its conclusion correct given all turns.",
-}
-TASKS = tuple(sorted(RUBRICS))
-# the benchmark's ``skip_first_tasks``: their first turn only sets up the context (gold answer fed as
-# history); it is neither generated nor judged
-SKIP_FIRST_TASKS = ("FR", "CR", "AR", "SA", "SC", "CM")
-# as in the benchmark's judge prompts, only the reasoning tasks show the judge the gold answer; for the others
-# (e.g. self-correction, instruction clarification) a gold reply would steer the judge toward one wording
-REFERENCE_TASKS = ("MR", "GR")
+_RULES = official.mtbench101_rules()
+TASKS = tuple(sorted(_RULES["tasks"]))
+SKIP_FIRST_TASKS = _RULES["skip_first_tasks"]
+REFERENCE_TASKS = _RULES["need_ref_tasks"]
+PROMPT_SETS = ("official", "paraphrased")
 
 
 @dataclass
@@ -57,6 +52,7 @@ class MTBench101Config:
     path: str = "../shared/data/mt_bench_101/mtbench101.jsonl"
     limit_per_task: int = 0     # first N dialogues of each task; 0 = all
     tasks: list[str] | None = None  # None = all 13
+    prompts: str = "official"   # official | paraphrased
 
 
 @dataclass
@@ -87,7 +83,7 @@ def load(path: str | Path, rejects: Rejects, limit_per_task: int = 0, tasks: lis
     if not p.is_file():
         raise FitrainError(f"MT-Bench-101 file not found: {p}")
     if tasks:
-        unknown = [t for t in tasks if t not in RUBRICS]
+        unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise FitrainError(f"unknown MT-Bench-101 task(s) {unknown}; one of {list(TASKS)}")
     out: list[Dialogue] = []
@@ -129,7 +125,7 @@ def load(path: str | Path, rejects: Rejects, limit_per_task: int = 0, tasks: lis
 def _check(rec) -> str:
     if not isinstance(rec, dict):
         return f"a {type(rec).__name__}, not an object"
-    if rec.get("task") not in RUBRICS:
+    if rec.get("task") not in TASKS:
         return f"unknown task {rec.get('task')!r}"
     if "id" not in rec:
         return "missing id"
@@ -142,50 +138,79 @@ def _check(rec) -> str:
     return ""
 
 
-def judge_request(d: Dialogue, t: int, answer: str) -> Request:
-    ctx = "\n".join(f"User: {h['user']}\nAssistant: {h['bot']}" for h in d.history[:t]) or "(none)"
-    text = (
-        "You evaluate one assistant turn of a multi-turn dialogue.\n"
-        f"Task {d.task}. {RUBRICS[d.task]}\n\n"
-        f"Earlier dialogue:\n{ctx}\n\nCurrent user turn:\n{d.history[t]['user']}\n\n"
-        + (f"Reference answer (for guidance):\n{d.history[t]['bot']}\n\n" if d.task in REFERENCE_TASKS else "")
-        + f"Assistant's answer to evaluate:\n{answer}\n\n"
-        "Score the assistant's answer from 1 (fails the task) to 10 (excellent). Reply with a short reason, "
-        "then the score in double brackets, e.g. [[6]].")
-    return Request(messages=[{"role": "user", "content": text}], task=PROMPT_VERSION,
-                   meta={"id": f"{d.key}#{t}"})
+def official_history(d: Dialogue, t: int) -> str:
+    """OpenCompass's dialogue text before the answer of turn ``t``."""
+    done = "".join("\n\n Human: " + h["user"] + "\n\nAssistant: " + h["bot"] for h in d.history[:t])
+    return done + "\n\n Human: " + d.history[t]["user"] + "\n\nAssistant: "
+
+
+def official_reference(d: Dialogue, t: int) -> str:
+    """The gold dialogue up to turn ``t`` as OpenCompass formats it (``str`` of its message list; a turn
+    with an empty gold reply has no assistant message, as in its ``add_format``)."""
+    msgs: list[dict] = []
+    for h in d.history[: t + 1]:
+        msgs.append(dict(role="user", content=h["user"]))
+        if h["bot"]:
+            msgs.append(dict(role="assistant", content=h["bot"]))
+    return str(msgs)
+
+
+def judge_request(d: Dialogue, t: int, answer: str, prompts: str = "official") -> Request:
+    if prompts == "paraphrased":
+        return paraphrased.mtbench101_request(d.task, d.history, t, answer, f"{d.key}#{t}")
+    fields = {"history": official_history(d, t), "prediction": answer}
+    if d.task in REFERENCE_TASKS:
+        fields["ref_answer"] = official_reference(d, t)
+    msgs = [{"role": "system", "content": official.mtbench101_system(d.task)},
+            {"role": "user", "content": official.fill(official.mtbench101_user(d.task), **fields)}]
+    return Request(messages=msgs, task=official.MTBENCH101_VERSION, meta={"id": f"{d.key}#{t}"})
+
+
+def parse_rating(text: str) -> float:
+    """OpenCompass's rule: the first ``[n]`` integer of the reply; ValueError outside 1-10."""
+    v = int(first_match(text, [_RULES["score_regex"]]))
+    if not 1 <= v <= 10:
+        raise ValueError(f"rating {v} outside 1-10")
+    return float(v)
 
 
 def parse_score(text: str) -> float:
+    """The paraphrased prompt's rule: the last ``[[n]]`` of the reply, 1-10."""
     return parse_number(text, 1, 10)
 
 
 def aggregate(turn_scores: dict[str, dict[int, float]], dialogues: list[Dialogue], rejects: Rejects
-              ) -> dict:
-    """Dialogue = min over its turns (a dialogue missing a turn score is left out and counted);
-    task = mean over dialogues; overall = mean over tasks."""
+              ) -> tuple[dict, dict[str, float | None]]:
+    """OpenCompass's aggregation: dialogue = min over its judged turns; task = mean over its dialogues;
+    overall = mean over tasks. A dialogue with some turns unjudged keeps the minimum of the others (counted
+    ``mtbench101_turn_missing``); one with none is a failed item. Returns (metrics, {dialogue: score})."""
+    per_dialogue: dict[str, float | None] = {}
     by_task: dict[str, list[float]] = {}
     for d in dialogues:
         scores = turn_scores.get(d.key, {})
-        if len(scores) != len(d.scored_turns()):
-            rejects.add("mtbench101_incomplete_dialogue", d.key,
-                        f"{len(scores)}/{len(d.scored_turns())} turns scored")
-            continue
-        by_task.setdefault(d.task, []).append(min(scores.values()))
+        if len(scores) < len(d.scored_turns()):
+            rejects.add("mtbench101_turn_missing", d.key, f"{len(scores)}/{len(d.scored_turns())} turns rated")
+        per_dialogue[d.key] = min(scores.values()) if scores else None
+        if scores:
+            by_task.setdefault(d.task, []).append(min(scores.values()))
     if not by_task:
         raise FitrainError(f"MT-Bench-101: no dialogue could be scored ({rejects.summary()})")
     metrics = {f"mtbench101/task/{t}": statistics.fmean(v) for t, v in sorted(by_task.items())}
     metrics["mtbench101/overall"] = statistics.fmean(metrics[f"mtbench101/task/{t}"] for t in by_task)
     metrics["mtbench101/n_tasks"] = len(by_task)
     metrics["mtbench101/n_dialogues"] = sum(len(v) for v in by_task.values())
-    return metrics
+    metrics["mtbench101/n_failed"] = sum(v is None for v in per_dialogue.values())
+    return metrics, per_dialogue
 
 
 def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir: str | Path, rejects: Rejects
                         ) -> dict:
     from fitrain_eval.generate import save_generations
+    from fitrain_eval.items import ItemScores
     from fitrain_eval.judges.common import save_records
 
+    if cfg.prompts not in PROMPT_SETS:
+        raise FitrainError(f"mtbench101.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
     dialogues = load(cfg.path, rejects, cfg.limit_per_task, cfg.tasks)
     turns = [(d, t) for d in dialogues for t in d.scored_turns()]
     gens = generator.generate([(f"{d.key}#{t}", d.turn_messages(t)) for d, t in turns], rejects,
@@ -199,12 +224,14 @@ def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir:
         if g.output is None:
             continue  # counted by the generator
         if not g.output:
-            turn_scores.setdefault(d.key, {})[t] = 1.0  # the lowest score: an empty answer fails the turn
+            turn_scores.setdefault(d.key, {})[t] = 1.0  # the lowest rating: an empty answer fails the turn
             records.append({"id": f"{d.key}#{t}", "task": d.task, "turn": t, "answer": "", "score": 1.0,
-                            "judgment": None})
+                            "judgment": "empty answer"})
             continue
         todo.append((d, t, g.output))
-    results = judge.judge([judge_request(d, t, a) for d, t, a in todo], parse_score, rejects, PROMPT_VERSION,
+    version = official.MTBENCH101_VERSION if cfg.prompts == "official" else paraphrased.MTBENCH101_VERSION
+    parse = parse_rating if cfg.prompts == "official" else parse_score
+    results = judge.judge([judge_request(d, t, a, cfg.prompts) for d, t, a in todo], parse, rejects, version,
                           what="mtbench101_judge")
     for (d, t, a), r in zip(todo, results):
         if r.value is None:
@@ -213,4 +240,11 @@ def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir:
         records.append({"id": f"{d.key}#{t}", "task": d.task, "turn": t, "answer": a, "score": float(r.value),
                         **r.raw})
     save_records(out / "judgments.jsonl", records)
-    return aggregate(turn_scores, dialogues, rejects)
+    metrics, per_dialogue = aggregate(turn_scores, dialogues, rejects)
+    ItemScores("mtbench101/overall", per_dialogue,
+               {k: "no turn rated" for k, v in per_dialogue.items() if v is None},
+               strata={d.key: d.task for d in dialogues},
+               info={"benchmark": "mtbench101", "judge_model": judge.model, "rules": cfg.prompts,
+                     "prompt_version": version, "aggregation": "min over judged turns; mean per task; mean of tasks",
+                     "judge_decoding": judge.decoding(), "generation": generator.decoding()}).save(out_dir)
+    return metrics

@@ -1,29 +1,58 @@
-"""Head-to-head (AlpacaEval style) between two models on an instruction set.
+"""Head-to-head (AlpacaEval 2) between the evaluated model and one or more baselines on an instruction set.
 
-For every instruction the judge sees both answers twice, once in each order, so position bias cancels.
-Each judgment gives our model 1 (win), 0.5 (tie) or 0 (loss); an instruction's score is the mean of its
-two judgments. ``win_rate`` is the mean instruction score and ``win_rate_se`` its standard error
-(sample standard deviation / sqrt(n)). ``wins``/``ties``/``losses`` count judgments; ``inconsistent``
-counts instructions whose two orders disagree. An instruction with a failed or unparsable judgment is
-left out and counted.
+**Official rules** (``prompts=official``, the default): AlpacaEval 2's default annotator
+``weighted_alpaca_eval_gpt4_turbo`` (prompt and config in ``prompts/alpaca_eval``, read verbatim):
 
+* ``output_1`` is the baseline, ``output_2`` the evaluated model; per instruction the two are swapped or not
+  by AlpacaEval's seeded coin, ``random.Random("is_switched_outputs" + instruction + str(seed))`` choosing
+  from ``[False, True]`` (``seed`` 0 as the annotator's), and judged in that **single order**;
+* the placeholders ``{instruction}``, ``{output_1}``, ``{output_2}`` are filled by first-occurrence
+  ``str.replace`` and the ``<|im_start|>`` blocks become the system and user messages; one output token;
+* the preference is **probability-weighted**: from the top-5 log-probabilities of that token,
+  ``p(m) / (p(m) + p(M))`` (``m`` = output_1 better) gives ``preference = 2 - p(m)`` in [1, 2]; a swapped
+  row is mapped back (``3 - x``); identical outputs are 1.5 without a call. Where the server returns no
+  log-probabilities the reply token itself decides (``m`` -> 1, ``M`` -> 2);
+* the win rate is the mean of ``preference - 1`` over the judged instructions (the model's probability of
+  being preferred; AlpacaEval reports it x100), its standard error the standard error of that mean, and the
+  **length-controlled win rate** (fitrain_eval.judges.lc_winrate) the headline figure of AlpacaEval 2.
+
+Departures, and why: the judge runs at the configured temperature (default 0) where AlpacaEval sets 1 (its
+preference comes from the log-probabilities either way; greedy makes the token fallback the judge's most
+likely reply); an unparsable reply is asked again, then counted and its instruction left out for every arm.
+
+``prompts=paraphrased``: fitrain's earlier judge (both orders, explicit ties, ``[[A]]``/``[[B]]``/``[[tie]]``;
+an instruction's score the mean of its two judgments, ``inconsistent`` counting disagreeing orders).
+
+Metric names ``pairwise/<baseline>/{win_rate, win_rate_se, wins, ties, losses, n, n_failed, lc_win_rate,
+lc_standard_error}`` (rates in [0, 1]); per-item scores ``pairwise/<baseline>/win_rate`` (null 0.5).
 Outputs use AlpacaEval's ``model_outputs.json`` layout: a JSON list of ``{instruction, output, generator,
 dataset}`` in the order of the instruction set.
 """
 from __future__ import annotations
 
 import math
+import random
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import Request
+from fitrain.core.llm import Completion, Request
+from fitrain_eval.judges import official, paraphrased
 from fitrain_eval.judges.common import Judge, bracketed, load_benchmark_json
 
-PROMPT_VERSION = "pairwise-v1"
 OUTPUTS_FILE = "model_outputs.json"
+PROMPT_SETS = ("official", "paraphrased")
+PROMPT_VERSION = paraphrased.PAIRWISE_VERSION  # the paraphrased judge's version (kept name)
+
+
+@dataclass
+class LCConfig:
+    enabled: bool = True
+    glm: str = "auto"                  # auto | length_controlled_v1 | length_controlled_noreg | length_controlled_minimal
+    instruction_difficulty: str = ""   # AlpacaEval's instruction_difficulty.csv (hub: tatsu-lab/alpaca_eval)
+    gamed: str = ""                    # AlpacaEval's df_gamed.csv (for length_controlled_v1)
 
 
 @dataclass
@@ -31,8 +60,17 @@ class PairwiseConfig:
     enabled: bool = False
     instructions: str = "../shared/data/alpaca_eval/example_outputs.json"  # AlpacaEval list (its outputs ignored)
     limit: int = 0                  # first N instructions; 0 = all
-    baseline_outputs: str = ""      # model_outputs.json of the other model, or its eval dir ('' = generate only)
-    baseline_name: str = ""         # '' = the 'generator' field of the baseline outputs
+    baseline_outputs: str = ""      # one baseline: model_outputs.json or its eval dir ('' = none)
+    baselines: list[str] = field(default_factory=list)  # several baselines (eval dirs or files), each judged
+    baseline_name: str = ""         # '' = the 'generator' field of the baseline outputs (one baseline only)
+    prompts: str = "official"       # official (AlpacaEval 2 annotator) | paraphrased
+    seed: int = 0                   # AlpacaEval's annotator seed for the order of the two outputs
+    logprobs: int = 5               # top log-probabilities asked for (0: use the reply token only)
+    lc: LCConfig = field(default_factory=LCConfig)
+
+
+def baseline_paths(cfg: PairwiseConfig) -> list[str]:
+    return list(dict.fromkeys(([cfg.baseline_outputs] if cfg.baseline_outputs else []) + list(cfg.baselines)))
 
 
 def load_outputs(path: str | Path, need_output: bool = True) -> list[dict]:
@@ -58,17 +96,61 @@ def write_outputs(path: str | Path, instructions: list[dict], outputs: list[str 
                        "dataset": r.get("dataset", "")} for r, o in zip(instructions, outputs)])
 
 
-def judge_request(instruction: str, first: str, second: str, id_: str) -> Request:
-    text = (
-        "You compare two assistant answers to the same user instruction and decide which one is better: "
-        "more helpful, correct and relevant, following the instruction. Ignore length unless it affects "
-        "quality, and ignore the order in which the answers appear.\n\n"
-        f"Instruction:\n{instruction}\n\n[Answer A]\n{first}\n[End of answer A]\n\n"
-        f"[Answer B]\n{second}\n[End of answer B]\n\n"
-        "Reply with a short reason, then the verdict in double brackets: [[A]], [[B]] or [[tie]].")
-    return Request(messages=[{"role": "user", "content": text}], task=PROMPT_VERSION, meta={"id": id_})
+# ------------------------------------------------------------------------------------------ official
+def switched(instruction: str, seed: int = 0) -> bool:
+    """AlpacaEval's seeded coin: are output_1 (baseline) and output_2 (model) swapped for this instruction?"""
+    return random.Random("is_switched_outputs" + instruction + str(seed)).choices([False, True], k=1)[0]
 
 
+def official_request(instruction: str, output_1: str, output_2: str, id_: str, logprobs: int = 5) -> Request:
+    prompt = official.fill_first(official.alpaca_eval_template(),
+                                 [("instruction", instruction), ("output_1", output_1), ("output_2", output_2)])
+    max_tokens = official.alpaca_eval_annotator()["completions_kwargs"]["max_tokens"]
+    return Request(messages=official.chatml_messages(prompt), task=official.ALPACA_EVAL_VERSION,
+                   max_new_tokens=max_tokens, logprobs=logprobs, meta={"id": id_})
+
+
+def parse_preference(c: Completion) -> tuple[float, str]:
+    """(preference in [1, 2] for output_1 vs output_2, how it was read: ``logprobs`` | ``token``)."""
+    kw = official.alpaca_eval_annotator()["completion_parser_kwargs"]
+    num, den = kw["numerator_token"], kw["denominator_tokens"]
+    top = c.logprobs[0] if c.logprobs else {}
+    found = {t: lp for t, lp in top.items() if t in den}
+    if found:
+        m = max(found.values())
+        log_den = m + math.log(sum(math.exp(v - m) for v in found.values()))
+        p_num = math.exp(found[num] - log_den) if num in found else 0.0
+        return 2.0 - p_num, "logprobs"
+    tok = (c.text or "").strip()
+    if tok in den:
+        return (1.0 if tok == num else 2.0), "token"
+    raise ValueError(f"reply {tok[:20]!r} is neither of {den}")
+
+
+def _official(instructions, ours, theirs, idx, judge: Judge, rejects: Rejects, cfg: PairwiseConfig):
+    """{index: (score for ours, record)} for the judged instructions."""
+    out: dict[int, tuple[float, dict]] = {}
+    todo, reqs = [], []
+    for i in idx:
+        if ours[i] == theirs[i]:
+            out[i] = (0.5, {"preference": 1.5, "read_from": "identical outputs"})
+            continue
+        sw = switched(instructions[i], cfg.seed)
+        o1, o2 = (ours[i], theirs[i]) if sw else (theirs[i], ours[i])
+        todo.append((i, sw))
+        reqs.append(official_request(instructions[i], o1, o2, str(i), cfg.logprobs))
+    res = judge.judge(reqs, parse_preference, rejects, official.ALPACA_EVAL_VERSION, what="pairwise_judge",
+                      parse_completion=True)
+    for (i, sw), r in zip(todo, res):
+        if r.value is None:
+            continue
+        pref, how = r.value
+        pref = 3.0 - pref if sw else pref
+        out[i] = (pref - 1.0, {"preference": pref, "switched": sw, "read_from": how, **r.raw})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ paraphrased
 def parse_verdict(text: str) -> str:
     v = bracketed(text).strip().strip(".").lower()
     if v in ("a", "b", "tie"):
@@ -80,52 +162,90 @@ def _points(verdict: str, ours: str) -> float:
     return 0.5 if verdict == "tie" else (1.0 if verdict == ours else 0.0)
 
 
+def _paraphrased(instructions, ours, theirs, idx, judge: Judge, rejects: Rejects, cfg: PairwiseConfig):
+    reqs = []
+    for i in idx:  # order 1: ours is A; order 2: ours is B
+        reqs.append(paraphrased.pairwise_request(instructions[i], ours[i], theirs[i], f"{i}:ours_first"))
+        reqs.append(paraphrased.pairwise_request(instructions[i], theirs[i], ours[i], f"{i}:ours_second"))
+    res = judge.judge(reqs, parse_verdict, rejects, PROMPT_VERSION, what="pairwise_judge")
+    out: dict[int, tuple[float, dict]] = {}
+    for k, i in enumerate(idx):
+        r1, r2 = res[2 * k], res[2 * k + 1]
+        if r1.value is None or r2.value is None:
+            continue
+        p1, p2 = _points(r1.value, "a"), _points(r2.value, "b")
+        out[i] = ((p1 + p2) / 2, {"verdict_ours_first": r1.value, "verdict_ours_second": r2.value,
+                                  "judgments": [p1, p2], **r1.raw})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ head to head
 def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[str | None], judge: Judge,
-                 rejects: Rejects, baseline: str) -> tuple[dict, list[dict]]:
-    """Judge ours vs theirs in both orders. Returns (metrics under ``pairwise/<baseline>/``, records)."""
+                 rejects: Rejects, baseline: str, cfg: PairwiseConfig | None = None
+                 ) -> tuple[dict, list[dict], dict[str, float | None]]:
+    """Judge ours vs theirs. Returns (metrics under ``pairwise/<baseline>/``, records, per-item scores)."""
+    cfg = cfg or PairwiseConfig()
     if not (len(instructions) == len(ours) == len(theirs)):
         raise FitrainError(f"pairwise: {len(instructions)} instructions but {len(ours)} and {len(theirs)} outputs")
+    if cfg.prompts not in PROMPT_SETS:
+        raise FitrainError(f"pairwise.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
     idx = []
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if a is None or b is None:
             rejects.add("pairwise_missing_output", str(i), "ours" if a is None else "baseline")
-            continue
-        idx.append(i)
-    reqs = []
-    for i in idx:  # order 1: ours is A; order 2: ours is B
-        reqs.append(judge_request(instructions[i], ours[i], theirs[i], f"{i}:ours_first"))
-        reqs.append(judge_request(instructions[i], theirs[i], ours[i], f"{i}:ours_second"))
-    res = judge.judge(reqs, parse_verdict, rejects, PROMPT_VERSION, what="pairwise_judge")
-    scores: list[float] = []
-    wins = ties = losses = inconsistent = 0
-    records = []
-    for k, i in enumerate(idx):
-        r1, r2 = res[2 * k], res[2 * k + 1]
-        if r1.value is None or r2.value is None:
+        else:
+            idx.append(i)
+    judged = (_official if cfg.prompts == "official" else _paraphrased)(instructions, ours, theirs, idx, judge,
+                                                                        rejects, cfg)
+    for i in idx:
+        if i not in judged:
             rejects.add("pairwise_unjudged_instruction", str(i))
-            continue
-        p1, p2 = _points(r1.value, "a"), _points(r2.value, "b")
-        for p in (p1, p2):
-            wins, ties, losses = wins + (p == 1.0), ties + (p == 0.5), losses + (p == 0.0)
-        inconsistent += p1 != p2
-        scores.append((p1 + p2) / 2)
-        records.append({"index": i, "instruction": instructions[i], "ours": ours[i], "baseline": theirs[i],
-                        "verdict_ours_first": r1.value, "verdict_ours_second": r2.value, "score": scores[-1],
-                        **r1.raw})
-    if not scores:
+    if not judged:
         raise FitrainError(f"pairwise vs {baseline}: no instruction could be judged ({rejects.summary()})")
+    order = sorted(judged)
+    scores = [judged[i][0] for i in order]
+    records = [{"index": i, "instruction": instructions[i], "ours": ours[i], "baseline": theirs[i],
+                "score": judged[i][0], **judged[i][1]} for i in order]
     n = len(scores)
-    se = statistics.stdev(scores) / math.sqrt(n) if n > 1 else float("nan")
     pre = f"pairwise/{baseline}"
-    metrics = {f"{pre}/win_rate": statistics.fmean(scores), f"{pre}/win_rate_se": se, f"{pre}/wins": wins,
-               f"{pre}/ties": ties, f"{pre}/losses": losses, f"{pre}/inconsistent": inconsistent, f"{pre}/n": n}
-    return metrics, records
+    metrics = {f"{pre}/win_rate": statistics.fmean(scores),
+               f"{pre}/win_rate_se": statistics.stdev(scores) / math.sqrt(n) if n > 1 else 0.0,
+               f"{pre}/wins": sum(s > 0.5 for s in scores), f"{pre}/ties": sum(s == 0.5 for s in scores),
+               f"{pre}/losses": sum(s < 0.5 for s in scores), f"{pre}/n": n,
+               f"{pre}/n_failed": len(instructions) - n}
+    if cfg.prompts == "paraphrased":  # wins / ties / losses count judgments (two per instruction)
+        js = [j for r in records for j in r["judgments"]]
+        metrics.update({f"{pre}/wins": js.count(1.0), f"{pre}/ties": js.count(0.5), f"{pre}/losses": js.count(0.0),
+                        f"{pre}/inconsistent": sum(r["judgments"][0] != r["judgments"][1] for r in records)})
+    lc = _lc(cfg, order, [judged[i][0] + 1.0 for i in order], [theirs[i] for i in order], [ours[i] for i in order])
+    if lc:
+        metrics[f"{pre}/lc_win_rate"] = lc["lc_win_rate"]
+        if lc["lc_standard_error"] is not None:
+            metrics[f"{pre}/lc_standard_error"] = lc["lc_standard_error"]
+        for r, p in zip(records, lc["per_instruction"]):
+            r["lc_preference"] = p
+    per_item = {str(i): (judged[i][0] if i in judged else None) for i in range(len(instructions))}
+    return metrics, records, per_item
+
+
+def _lc(cfg: PairwiseConfig, index, preference, base_out, our_out) -> dict | None:
+    from fitrain_eval.judges import lc_winrate
+
+    if not cfg.lc.enabled or len(index) < lc_winrate.MIN_INSTRUCTIONS:
+        return None
+    glm = lc_winrate.choose_glm(cfg.lc.glm, cfg.lc.instruction_difficulty, cfg.lc.gamed)
+    diff = lc_winrate.read_difficulty(cfg.lc.instruction_difficulty) if glm != "length_controlled_minimal" else None
+    gamed = lc_winrate.read_gamed(cfg.lc.gamed) if glm == "length_controlled_v1" else None
+    return lc_winrate.length_controlled(preference, [len(x) for x in base_out], [len(x) for x in our_out], index,
+                                        glm, diff, gamed)
 
 
 def evaluate_pairwise(cfg: PairwiseConfig, generator, judge: Judge | None, out_dir: str | Path, rejects: Rejects,
                       name: str) -> dict:
-    """Generate this model's outputs on the instruction set (AlpacaEval layout); with a baseline, judge."""
+    """Generate this model's outputs on the instruction set (AlpacaEval layout); judge them against every
+    baseline in ``baseline_outputs`` + ``baselines``."""
     from fitrain_eval.generate import save_generations
+    from fitrain_eval.items import ItemScores
     from fitrain_eval.judges.common import save_records
 
     insts = load_outputs(cfg.instructions, need_output=False)
@@ -135,18 +255,35 @@ def evaluate_pairwise(cfg: PairwiseConfig, generator, judge: Judge | None, out_d
     out = Path(out_dir) / "alpaca_eval"
     save_generations(out / "generations.jsonl", gens, {"model": generator.model, "decoding": generator.decoding()})
     write_outputs(out / OUTPUTS_FILE, insts, [g.output for g in gens], name)
-    if not cfg.baseline_outputs:
+    paths = baseline_paths(cfg)
+    if not paths:
         return {}
     if judge is None:
-        raise FitrainError("pairwise.baseline_outputs is set but no judge is configured (judge.llm.model)")
-    base = load_outputs(cfg.baseline_outputs)
-    by_inst = {r["instruction"]: r.get("output") for r in base}
-    missing = [r["instruction"][:60] for r in insts if r["instruction"] not in by_inst]
-    if missing:
-        raise FitrainError(f"baseline outputs {cfg.baseline_outputs} lack {len(missing)} of the instructions, "
-                           f"e.g. {missing[0]!r}; generate them on the same instruction set")
-    bname = cfg.baseline_name or str(base[0].get("generator") or "baseline")
-    metrics, records = head_to_head([r["instruction"] for r in insts], [g.output for g in gens],
-                                    [by_inst[r["instruction"]] for r in insts], judge, rejects, bname)
-    save_records(out / f"pairwise_vs_{bname.replace('/', '_')}.jsonl", records)
+        raise FitrainError("pairwise baselines are set but no judge is configured (judge.llm.model)")
+    if cfg.baseline_name and len(paths) > 1:
+        raise FitrainError("pairwise.baseline_name names one baseline; with several, each is named by its outputs")
+    metrics: dict = {}
+    for path in paths:
+        base = load_outputs(path)
+        by_inst = {r["instruction"]: r.get("output") for r in base}
+        missing = [r["instruction"][:60] for r in insts if r["instruction"] not in by_inst]
+        if missing:
+            raise FitrainError(f"baseline outputs {path} lack {len(missing)} of the instructions, "
+                               f"e.g. {missing[0]!r}; generate them on the same instruction set")
+        bname = cfg.baseline_name or str(base[0].get("generator") or "baseline")
+        m, records, per_item = head_to_head([r["instruction"] for r in insts], [g.output for g in gens],
+                                            [by_inst[r["instruction"]] for r in insts], judge, rejects, bname, cfg)
+        save_records(out / f"pairwise_vs_{bname.replace('/', '_')}.jsonl", records)
+        lc_glm = None
+        if f"pairwise/{bname}/lc_win_rate" in m:
+            from fitrain_eval.judges.lc_winrate import choose_glm
+
+            lc_glm = choose_glm(cfg.lc.glm, cfg.lc.instruction_difficulty, cfg.lc.gamed)
+        ItemScores(f"pairwise/{bname}/win_rate", per_item,
+                   {k: "output or judgment failed" for k, v in per_item.items() if v is None}, null=0.5,
+                   info={"benchmark": "alpaca_eval", "model": name, "baseline": bname, "baseline_outputs": str(path),
+                         "judge_model": judge.model, "rules": cfg.prompts, "lc_glm": lc_glm,
+                         "prompt_version": official.ALPACA_EVAL_VERSION if cfg.prompts == "official" else PROMPT_VERSION,
+                         "judge_decoding": judge.decoding(), "generation": generator.decoding()}).save(out_dir)
+        metrics.update(m)
     return metrics

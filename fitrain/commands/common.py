@@ -1,4 +1,5 @@
-"""Argument helpers shared by the subcommands: RECIPE [key=value ...] and --print-config."""
+"""Argument helpers shared by the subcommands: RECIPE [key=value ...] and --print-config, with options
+allowed anywhere on the line."""
 from __future__ import annotations
 
 import argparse
@@ -15,10 +16,28 @@ def add_recipe_arguments(p: argparse.ArgumentParser, recipe_required: bool = Fal
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
 
 
+def _is_override(word: str) -> bool:
+    return "=" in word and not word.endswith((".yaml", ".yml"))
+
+
+def merge_extras(args: argparse.Namespace, extras: list[str]) -> list[str]:
+    """Words argparse left over because they followed an option (``RECIPE --slurm a=1 b=2``) are the
+    command's overrides (or its recipe, when none was given before the option); returns what is still
+    unknown (options the command does not have, words a command without overrides cannot take)."""
+    unknown = [x for x in extras if x.startswith("-")]
+    words = [x for x in extras if not x.startswith("-")]
+    if not words or not hasattr(args, "overrides"):
+        return unknown + words
+    if hasattr(args, "recipe") and args.recipe is None and not _is_override(words[0]):
+        args.recipe = words.pop(0)
+    args.overrides = list(args.overrides or []) + words
+    return unknown
+
+
 def recipe_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     """A first positional containing '=' is an override, not a recipe."""
     recipe, overrides = args.recipe, list(args.overrides)
-    if recipe is not None and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+    if recipe is not None and _is_override(recipe):
         overrides.insert(0, recipe)
         recipe = None
     return recipe, overrides

@@ -50,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     from data_gen.pipeline import DataGenConfig, plan
     from data_gen.pipeline import run as run_pipeline
 
+    from fitrain.core.recipes import packaged_path
+
     cfg = load(args, DataGenConfig)
     if cfg is None:
         return 0
+    # a shipped recipe names shipped files relative to the package (it must work from any directory)
+    cfg.templatize.bank = [packaged_path(b) for b in cfg.templatize.bank]
     stages = [s for s in args.stages.split(",") if s] if args.stage == "run" else [args.stage]
     if args.dry_run:
         for row in plan(cfg, stages or None, args.shard, args.task):

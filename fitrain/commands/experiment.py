@@ -54,7 +54,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # --step runs here (that is what a Slurm job does), even when the recipe says slurm.enabled
     slurm = True if args.slurm else (False if args.step else None)
-    result = run_experiment(cfg, dry_run=args.dry_run, slurm=slurm, only=args.step)
+    # the whole graph (or its submission) holds the run directory; a --step job (one of several running at
+    # once under Slurm) relies on the lock of the directory its step writes
+    with experiment_lock(cfg, args.dry_run or bool(args.step)):
+        result = run_experiment(cfg, dry_run=args.dry_run, slurm=slurm, only=args.step)
     if not args.dry_run and "jobs" not in result and not args.step:
         print(f"experiment {cfg.name} finished; report: {result['report']}")
     return 0
+
+
+def experiment_lock(cfg, skip: bool = False):
+    """The experiment's run-directory lock (fitrain.core.lock), taken after the config is checked so that a
+    bad config leaves nothing behind; ``skip`` for a dry run or a single --step."""
+    import contextlib
+
+    from fitrain.core.lock import dir_lock
+
+    if skip:
+        return contextlib.nullcontext()
+    cfg.validate()
+    return dir_lock(cfg.root, "fitrain experiment")

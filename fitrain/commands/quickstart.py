@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         el = time.monotonic() - t0
         print(f"[quickstart {int(el // 60):02d}:{int(el % 60):02d}] {msg}", flush=True)
 
+    from fitrain.commands.experiment import experiment_lock
+
     cfg = load_experiment("quickstart", [f"run_dir={args.out}", *args.overrides])
-    result = run_experiment(cfg, dry_run=args.dry_run, slurm=False, log=log)
+    with experiment_lock(cfg, args.dry_run):
+        result = run_experiment(cfg, dry_run=args.dry_run, slurm=False, log=log)
     if args.dry_run:
         return 0
     report = cfg.layout.report

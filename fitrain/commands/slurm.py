@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_experiment(args.recipe, args.overrides)
     if args.slurm_command == "submit":
-        run_experiment(cfg, dry_run=args.dry_run, slurm=True, only=args.step)
+        from fitrain.commands.experiment import experiment_lock
+
+        with experiment_lock(cfg, args.dry_run):
+            run_experiment(cfg, dry_run=args.dry_run, slurm=True, only=args.step)
         return 0
     cfg.validate()
     out = Path(args.out)

@@ -1,9 +1,12 @@
 """Shared by every other package; imports nothing heavy (no torch, no lightning) at module load.
 
-* ``errors``     -- FitrainError / ConfigError: the messages users see instead of tracebacks.
-* ``config``     -- dataclass schemas, YAML recipes merged over them, ``key=value`` overrides, nearest-key hints.
+* ``errors``     -- FitrainError / ConfigError: the messages users see instead of tracebacks; one-line
+  descriptions of operating-system errors (full disk, read-only, permissions).
+* ``config``     -- dataclass schemas, YAML recipes merged over them, ``key=value`` overrides, nearest-key
+  hints, value checks (``FIELD_CHECKS``) that name the full key.
 * ``recipes``    -- named recipes (``train/fi-300m``) -> files of the shipped recipes/ folder.
-* ``io``         -- atomic writes, JSON, ``_SUCCESS`` markers.
+* ``io``         -- atomic writes (files and directories), JSON, ``_SUCCESS`` markers, file checksums.
+* ``lock``       -- one writer per output directory (flock with stale-lock take-over after a kill).
 * ``accounting`` -- TokenCounts (total vs supervised tokens) and Rejects (counted by reason).
 * ``layout``     -- every path under a run directory (RunLayout, TrainDir).
 * ``rng``        -- per-item generators that do not depend on sharding.

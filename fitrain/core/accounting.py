@@ -87,3 +87,10 @@ class Rejects:
         if not self.total:
             return "no rejects"
         return ", ".join(f"{k}: {v}" for k, v in self.counts.most_common())
+
+    def describe(self) -> str:
+        """Like :meth:`summary`, with the first location of each reason (``empty_file: 1 (e.g. a.jsonl)``)."""
+        if not self.total:
+            return "no input rows at all"
+        return ", ".join(f"{k}: {v}" + (f" (e.g. {self.examples[k][0]})" if self.examples.get(k) else "")
+                         for k, v in self.counts.most_common())

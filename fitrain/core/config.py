@@ -9,8 +9,16 @@ loads its root schema with :func:`load_config`, which merges, in order:
 3. ``key=value`` overrides from the command line (``model.dim=512``, ``train.max_tokens=1e9``).
 
 An unknown key fails with the nearest valid key; a wrong type fails naming the key and the expected
-type. The merged result is an instance of the schema (real dataclasses, not DictConfig), so downstream
-code gets plain attribute access and type checkers help.
+type; an override that is not valid YAML fails naming the override. The merged result is an instance of
+the schema (real dataclasses, not DictConfig), so downstream code gets plain attribute access and type
+checkers help.
+
+**Value checks.** A config dataclass may declare ``FIELD_CHECKS`` (a class attribute, not a field): a
+mapping of field name to a range (``"> 0"``, ``">= 1"``, ``"[0, 1)"``), a tuple of allowed values, or
+``"regex"``. :func:`validate_config` walks the whole tree and fails on the first value out of range,
+naming its full key (``train.optim.beta1 must be in [0, 1), got 1.5``); :func:`load_config` and
+:func:`from_dict` call it, and the entry points (``train``, ``prepare``) call it again for configs built in
+Python. ``None`` passes every check (an unset optional value).
 """
 from __future__ import annotations
 
@@ -19,7 +27,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 from omegaconf import OmegaConf
@@ -65,7 +73,7 @@ def _load_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"recipe {path} is not valid YAML: {_yaml_problem(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path} must be a mapping of keys to values, got {type(data).__name__}")
     bases = data.pop("_base_", None)
@@ -108,11 +116,43 @@ def _field_type(schema: Any, full_key: str) -> str:
     return "" if t is None else getattr(t, "__name__", None) or str(t).replace("typing.", "")
 
 
+def _yaml_problem(e: yaml.YAMLError, position: bool = True) -> str:
+    """A YAML error in one line: the problem and (``position``) where, line and column."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None and position else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def parse_overrides(overrides: list[str]) -> list[str]:
     bad = [o for o in overrides if "=" not in o or o.startswith("=")]
     if bad:
         raise ConfigError(f"overrides must look like key=value, got: {' '.join(bad)}")
     return list(overrides)
+
+
+def _dotlist(overrides: list[str]) -> Any:
+    """The overrides as one OmegaConf layer; a value that is not valid YAML fails naming its override."""
+    for o in overrides:
+        key, _, value = o.partition("=")
+        try:
+            OmegaConf.from_dotlist([o])
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{o}': the value is not valid YAML ({_yaml_problem(e, position=False)}); quote a string "
+                              f"that holds brackets, braces or a colon, e.g. {key}='\"{value}\"'") from None
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"override '{o}': {str(e).splitlines()[0]}") from None
+    return OmegaConf.from_dotlist(overrides)
+
+
+def _culprit(base: Any, layers: list, overrides: list[str]) -> str:
+    """The first override that alone fails to merge (names the key when OmegaConf's error has none)."""
+    for o in overrides:
+        try:
+            OmegaConf.merge(base, *layers, OmegaConf.from_dotlist([o]))
+        except OmegaConfBaseException:
+            return o
+    return ""
 
 
 def load_config(schema: type[T], recipe: str | Path | None = None, overrides: list[str] | None = None,
@@ -125,22 +165,79 @@ def load_config(schema: type[T], recipe: str | Path | None = None, overrides: li
         if section is not None:
             data = data.get(section, {}) or {}
         layers.append(OmegaConf.create(data))
-    if overrides:
-        layers.append(OmegaConf.from_dotlist(parse_overrides(overrides)))
+    dotlist = _dotlist(parse_overrides(overrides)) if overrides else None
     try:
-        merged = OmegaConf.merge(base, *layers)
+        merged = OmegaConf.merge(base, *layers, *([dotlist] if dotlist is not None else []))
         OmegaConf.resolve(merged)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        raise _translate(e, schema) from None
+        err = _translate(e, schema)
+        if not getattr(e, "full_key", None) and overrides:
+            culprit = _culprit(base, layers, overrides)
+            if culprit:
+                err = ConfigError(f"override '{culprit}': {str(e).splitlines()[0]}")
+        raise err from None
+    validate_config(cfg)
+    return cfg  # type: ignore[return-value]
 
 
 def from_dict(schema: type[T], data: dict) -> T:
     """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))  # type: ignore
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
     except OmegaConfBaseException as e:
         raise _translate(e, schema) from None
+    validate_config(cfg)
+    return cfg  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------------ value checks
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*$")
+_BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*(\S+)\s*$")
+
+
+def _check(spec: Any) -> Callable[[Any], str]:
+    """A check from its spec: returns '' when a value passes, else what it must be."""
+    if isinstance(spec, (tuple, list)):
+        allowed = tuple(spec)
+        return lambda v: "" if v in allowed else f"must be one of {list(allowed)}"
+    if spec == "regex":
+        def regex(v: Any) -> str:
+            try:
+                re.compile(v)
+            except (re.error, TypeError) as e:
+                return f"must be a valid regular expression ({e})"
+            return ""
+        return regex
+    m = _BOUND.match(spec)
+    if m:
+        op, bound = m.group(1), float(m.group(2))
+        ok = {">": bound.__lt__, ">=": bound.__le__, "<": bound.__gt__, "<=": bound.__ge__}[op]
+        return lambda v: "" if ok(float(v)) else f"must be {op} {m.group(2)}"
+    m = _INTERVAL.match(spec)
+    if not m:
+        raise ValueError(f"bad FIELD_CHECKS spec {spec!r}")
+    lo, hi = float(m.group(2)), float(m.group(3))
+    lo_ok = (lambda v: v >= lo) if m.group(1) == "[" else (lambda v: v > lo)
+    hi_ok = (lambda v: v <= hi) if m.group(4) == "]" else (lambda v: v < hi)
+    return lambda v: "" if lo_ok(float(v)) and hi_ok(float(v)) else f"must be in {spec.strip()}"
+
+
+def validate_config(cfg: Any, prefix: str = "") -> None:
+    """Check every value of a config tree against its dataclass's ``FIELD_CHECKS``; ConfigError naming the
+    full key of the first that fails."""
+    if not dataclasses.is_dataclass(cfg):
+        return
+    checks = getattr(type(cfg), "FIELD_CHECKS", {})
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if f.name in checks and value is not None:
+            problem = _check(checks[f.name])(value)
+            if problem:
+                raise ConfigError(f"{key} {problem}, got {value!r}")
+        if dataclasses.is_dataclass(value):
+            validate_config(value, key + ".")
 
 
 def to_dict(cfg: Any) -> dict:

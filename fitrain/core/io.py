@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,13 +23,74 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as f:
-            os.fsync(f.fileno())
+        with _naming(path):
+            yield tmp_path
+            with open(tmp_path, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError that names no file (a write or fsync on a full disk) names ``path``; a short write that
+    carries no errno (numpy's "N requested and M written") on a file system with no space left is ENOSPC."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        code = e.errno
+        if code is None:
+            try:
+                full = shutil.disk_usage(path.parent).free < (1 << 20)
+            except OSError:
+                full = False
+            code = errno.ENOSPC if full else None
+        strerror = e.strerror or str(e)
+        if code == errno.ENOSPC and e.errno is None:
+            strerror = f"No space left on device ({strerror})"
+        raise OSError(code, strerror, str(path)) from e
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (an earlier one is moved
+    aside first and removed after), so ``path`` never holds a half-written set of files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        with _naming(path):
+            yield tmp
+            for f in tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """The sha256 of a file's bytes (read in 4 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
 
 
 def write_json(path: str | Path, obj: Any) -> None:

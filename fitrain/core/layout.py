@@ -15,6 +15,9 @@
 
 A :class:`TrainDir` stands alone too (``fitrain train run_dir=...`` outside any experiment); when it sits at
 ``<root>/train/<arm>`` it knows its experiment (:meth:`TrainDir.experiment`).
+
+Every directory one command writes -- the experiment root, ``prepared/<arm>/``, ``train/<run>/``, each
+``data_gen/<stage>/shard-NNNNN/`` -- holds a ``.fitrain.lock`` while it is written (fitrain.core.lock).
 """
 from __future__ import annotations
 

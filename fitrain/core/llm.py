@@ -129,11 +129,14 @@ class CachedBackend:
         self.name, self.model = inner.name, inner.model
         self._key_model = f"{inner.model}|{defaults}"
         self._mem: dict[str, str] = {}
+        self._logprobs: dict[str, list] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
                     self._mem[rec["key"]] = rec["text"]
+                    if rec.get("logprobs") is not None:
+                        self._logprobs[rec["key"]] = rec["logprobs"]
                 except (json.JSONDecodeError, KeyError):
                     continue  # a torn last line from a killed run
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,8 +144,11 @@ class CachedBackend:
     def key(self, request: Request) -> str:
         return request.key(self._key_model)
 
-    def get(self, request: Request) -> str | None:
-        return self._mem.get(self.key(request))
+    def get(self, request: Request) -> Completion | None:
+        key = self.key(request)
+        if key not in self._mem:
+            return None
+        return Completion(self._mem[key], cached=True, logprobs=self._logprobs.get(key))
 
     def complete(self, requests, progress=None):
         reqs = list(requests)
@@ -151,20 +157,22 @@ class CachedBackend:
         fresh = self.inner.complete([reqs[i] for i in todo], progress) if todo else []
         for i, c in zip(todo, fresh):
             if c.text is not None:
-                self.store(reqs[i], c.text)
+                self.store(reqs[i], c.text, c.logprobs)
         by_index = dict(zip(todo, fresh))
         if progress and len(reqs) > len(todo):
             progress(len(reqs) - len(todo))
-        return [by_index[i] if i in by_index else Completion(self._mem[keys[i]], cached=True)
-                for i in range(len(reqs))]
+        return [by_index[i] if i in by_index else self.get(reqs[i]) for i in range(len(reqs))]
 
-    def store(self, request: Request, text: str) -> None:
+    def store(self, request: Request, text: str, logprobs=None) -> None:
         """Record a reply (also one obtained past the cache, a parse-retry: a rerun then reads the good
         reply). Each reply is appended as it arrives, so a killed run keeps what it finished."""
         key = self.key(request)
         self._mem[key] = text
+        rec: dict[str, Any] = {"key": key, "text": text}
+        if logprobs is not None:
+            self._logprobs[key] = rec["logprobs"] = logprobs
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | None]] | None = None,
@@ -223,12 +231,14 @@ class ParsedStream:
         self.close()
 
 
-def stream_parsed(backend: Backend, requests: Iterable[Request], parse: Callable[[str], Any], rejects: Rejects,
-                  max_parse_retries: int = 2, what: str = "reply", chunk: int = 256) -> ParsedStream:
+def stream_parsed(backend: Backend, requests: Iterable[Request], parse: Callable[[Any], Any], rejects: Rejects,
+                  max_parse_retries: int = 2, what: str = "reply", chunk: int = 256,
+                  parse_completion: bool = False) -> ParsedStream:
     """Complete and parse every request, streaming: yields ``(request, value)`` in input order. A reply that
     fails ``parse`` (raises ValueError) is asked again (past the cache) up to ``max_parse_retries`` times,
     then counted in ``rejects`` as ``<what>_unparsable`` with value None; a request that failed every
-    transport attempt is counted as ``<what>_failed``. Rejects are counted in input order.
+    transport attempt is counted as ``<what>_failed``. Rejects are counted in input order. ``parse``
+    receives the reply text, or with ``parse_completion`` the whole :class:`Completion` (its logprobs too).
 
     An OpenAI-compatible backend (also behind a cache) keeps a window of ``max_concurrency`` requests in
     flight across the whole input, a parse-retry inside the same window; other backends work through
@@ -236,32 +246,32 @@ def stream_parsed(backend: Backend, requests: Iterable[Request], parse: Callable
     cache = backend if isinstance(backend, CachedBackend) else None
     inner = cache.inner if cache is not None else backend
     if isinstance(inner, OpenAIBackend):
-        items = _stream_openai(inner, cache, requests, parse, rejects, max_parse_retries, what)
+        items = _stream_openai(inner, cache, requests, parse, rejects, max_parse_retries, what, parse_completion)
     else:
-        items = _stream_batches(backend, requests, parse, rejects, max_parse_retries, what, chunk)
+        items = _stream_batches(backend, requests, parse, rejects, max_parse_retries, what, chunk, parse_completion)
     return ParsedStream(items, inner)
 
 
 def _stream_openai(be: OpenAIBackend, cache: CachedBackend | None, requests: Iterable[Request], parse,
-                   rejects: Rejects, max_parse_retries: int, what: str) -> Iterator[tuple[Request, Any]]:
+                   rejects: Rejects, max_parse_retries: int, what: str,
+                   parse_completion: bool) -> Iterator[tuple[Request, Any]]:
     async def one(client, r: Request):
-        text = cache.get(r) if cache is not None else None
+        c = cache.get(r) if cache is not None else None
         err = ""
         for round_ in range(max_parse_retries + 1):
-            if text is None:
+            if c is None:
                 c = await be.acomplete(client, r)
                 if c.text is None:
                     return r, None, f"{what}_failed", c.error or ""
-                text = c.text
                 if cache is not None and round_ == 0:
-                    cache.store(r, text)
+                    cache.store(r, c.text, c.logprobs)
             try:
-                value = parse(text)
+                value = parse(c if parse_completion else c.text)
             except ValueError as e:
-                err, text = f"{e}: {text[:120]!r}", None  # ask again, past the cache
+                err, c = f"{e}: {c.text[:120]!r}", None  # ask again, past the cache
                 continue
             if cache is not None and round_:
-                cache.store(r, text)
+                cache.store(r, c.text, c.logprobs)
             return r, value, None, ""
         return r, None, f"{what}_unparsable", err
 
@@ -273,19 +283,20 @@ def _stream_openai(be: OpenAIBackend, cache: CachedBackend | None, requests: Ite
 
 
 def _stream_batches(backend: Backend, requests: Iterable[Request], parse, rejects: Rejects, max_parse_retries: int,
-                    what: str, chunk: int) -> Iterator[tuple[Request, Any]]:
+                    what: str, chunk: int, parse_completion: bool) -> Iterator[tuple[Request, Any]]:
     batch: list[Request] = []
     for r in requests:
         batch.append(r)
         if len(batch) >= chunk:
-            yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what))
+            yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what,
+                                                parse_completion))
             batch = []
     if batch:
-        yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what))
+        yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what, parse_completion))
 
 
 def _parsed_batch(backend: Backend, requests: Sequence[Request], parse, rejects: Rejects, max_parse_retries: int,
-                  what: str, progress: Callable[[int], None] | None = None) -> list[Any]:
+                  what: str, parse_completion: bool) -> list[Any]:
     results: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     last_err: dict[int, str] = {}
@@ -294,16 +305,16 @@ def _parsed_batch(backend: Backend, requests: Sequence[Request], parse, rejects:
     for round_ in range(max_parse_retries + 1):
         if not pending:
             break
-        comps = backend.complete([requests[i] for i in pending], progress if round_ == 0 else None)
+        comps = backend.complete([requests[i] for i in pending])
         retry = []
         for i, c in zip(pending, comps):
             if c.text is None:
                 failed[i] = c.error or ""
                 continue
             try:
-                results[i] = parse(c.text)
+                results[i] = parse(c if parse_completion else c.text)
                 if round_ and cache is not None:
-                    cache.store(requests[i], c.text)
+                    cache.store(requests[i], c.text, c.logprobs)
             except ValueError as e:
                 last_err[i] = f"{e}: {c.text[:120]!r}"
                 retry.append(i)
@@ -319,13 +330,15 @@ def _parsed_batch(backend: Backend, requests: Sequence[Request], parse, rejects:
     return results
 
 
-def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[str], Any],
+def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[Any], Any],
                     rejects: Rejects, max_parse_retries: int = 2, what: str = "reply",
-                    progress: Callable[[int], None] | None = None) -> list[Any]:
+                    progress: Callable[[int], None] | None = None, parse_completion: bool = False) -> list[Any]:
     """Complete and parse a list of requests: :func:`stream_parsed` collected into a list (one parsed
-    value or None per request). ``progress(n)`` is called as results arrive."""
+    value or None per request). ``progress(n)`` is called as results arrive; ``parse`` receives the reply
+    text, or with ``parse_completion`` the whole :class:`Completion` (its ``logprobs`` too)."""
     out = []
-    with stream_parsed(backend, requests, parse, rejects, max_parse_retries, what) as stream:
+    with stream_parsed(backend, requests, parse, rejects, max_parse_retries, what,
+                       parse_completion=parse_completion) as stream:
         for _, value in stream:
             out.append(value)
             if progress:

@@ -96,7 +96,8 @@ class OpenAIBackend:
         for attempt in range(1, self.cfg.max_retries + 2):
             try:
                 async with pool.client() as client:
-                    return Completion(await self._call(client, r), attempts=attempt)
+                    text, logprobs = await self._call(client, r)
+                return Completion(text, attempts=attempt, logprobs=logprobs)
             except openai.APITimeoutError as e:  # a subclass of APIConnectionError: the server may be alive
                 last, connection_lost = f"APITimeoutError: {str(e)[:200]}", False
             except openai.APIConnectionError as e:
@@ -131,12 +132,17 @@ class OpenAIBackend:
                 self._probe_at = time.monotonic()
             return self._probe_result
 
-    async def _call(self, client, r: Request) -> str:
+    async def _call(self, client, r: Request) -> tuple[str, list[dict[str, float]] | None]:
         kw: dict[str, Any] = dict(model=self.model, max_tokens=r.max_new_tokens or self.cfg.max_new_tokens,
                                   temperature=self.cfg.temperature if r.temperature is None else r.temperature)
         if r.stop:
             kw["stop"] = r.stop
-        if r.messages is not None:
+        chat = r.messages is not None
+        if r.logprobs and chat:
+            kw.update(logprobs=True, top_logprobs=r.logprobs)
+        elif r.logprobs:
+            kw["logprobs"] = r.logprobs
+        if chat:
             resp = await client.chat.completions.create(messages=r.messages, **kw)
             text = resp.choices[0].message.content
         else:
@@ -144,7 +150,17 @@ class OpenAIBackend:
             text = resp.choices[0].text
         if text is None:
             raise ValueError("reply has no text")
-        return truncate_at_stop(text, r.stop)
+        return truncate_at_stop(text, r.stop), (_top_logprobs(resp.choices[0], chat) if r.logprobs else None)
+
+
+def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
+    """The top log-probabilities of each generated token, or None when the server sent none."""
+    lp = getattr(choice, "logprobs", None)
+    if lp is None:
+        return None
+    if chat:
+        return [{t.token: t.logprob for t in (c.top_logprobs or [])} for c in (lp.content or [])] or None
+    return [dict(d) for d in (lp.top_logprobs or []) if d is not None] or None
 
 
 class ClientPool:

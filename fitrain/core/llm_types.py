@@ -37,11 +37,13 @@ class Request:
     max_new_tokens: int | None = None
     temperature: float | None = None
     stop: list[str] | None = None
+    logprobs: int = 0                  # > 0: also return the top-N log-probabilities of each generated token
     meta: dict = field(default_factory=dict)  # caller's bookkeeping; not sent
 
     def key(self, model: str) -> str:
         body = json.dumps([model, self.messages, self.prompt, self.task, self.max_new_tokens,
-                           self.temperature, self.stop], sort_keys=True, ensure_ascii=False)
+                           self.temperature, self.stop] + ([self.logprobs] if self.logprobs else []),
+                          sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
@@ -51,6 +53,7 @@ class Completion:
     error: str | None = None
     attempts: int = 1
     cached: bool = False
+    logprobs: list[dict[str, float]] | None = None  # per generated token: {token: logprob} of the top N
 
 
 class Backend(Protocol):

@@ -43,6 +43,8 @@ class FormatConfig:
     use_chat_template: bool = False    # render with the tokenizer's chat template instead of `template`
     add_bos: bool = False              # prepend the tokenizer's BOS token to every pair and document
 
+    FIELD_CHECKS = {"loss_mask": LOSS_MASKS}
+
     def validate(self) -> None:
         if self.loss_mask not in LOSS_MASKS:
             raise FitrainError(f"format.loss_mask must be one of {LOSS_MASKS}, got '{self.loss_mask}'")

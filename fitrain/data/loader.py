@@ -175,6 +175,11 @@ class PackedLoader:
     def __len__(self) -> int:
         return self.steps_per_epoch
 
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The global row order of ``epoch`` for all ranks: step ``s`` reads rows ``[s * W * B, (s + 1) * W * B)``
+        of it, rank ``r`` the ``r``-th block of ``B`` (wrapped or dropped to whole steps by ``remainder``)."""
+        return self.dataset.order(epoch).order
+
     def epoch_info(self) -> dict:
         n, steps = self.data.num_rows, self.steps_per_epoch
         used = steps * self.world_size * self.batch_size

@@ -8,10 +8,17 @@ says which layout a file has, and a reader refuses one it does not know.
 The ``fingerprint`` is a hash of every shard's bytes (plus ``seq_len`` and the format version): two
 directories with the same fingerprint hold the same training data, which is what the loader's resume
 check and a training checkpoint compare.
+
+The manifest carries its own ``checksum`` (sha256 of its canonical JSON without that field), and each
+shard entry the size, sha256 and mtime of its three files: a hand-edited manifest is refused when read, and
+opening the data checks the shard files cheaply (fitrain.data.integrity). Manifests written before these
+fields existed have none and are read as before.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,8 @@ class ShardEntry:
     supervised_tokens: int = 0
     padding_tokens: int = 0
     segments: int = 0
-    sha256: str = ""
+    sha256: str = ""                                     # of the arrays (dtype, shape, bytes): the fingerprint's
+    files: dict = field(default_factory=dict)            # part -> {bytes, sha256, mtime_ns} of each .npy file
 
     @classmethod
     def from_dict(cls, d: dict) -> "ShardEntry":
@@ -47,9 +55,10 @@ class TokenizerInfo:
     """The tokenizer a directory was prepared with: its files' content hash is its identity."""
 
     path: str = ""
-    hash: str = ""
+    hash: str = ""                      # of the tokenizer's files (fitrain.data.tokenizer.tokenizer_hash)
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+    identity: str = ""                  # of what maps text to ids (fitrain.data.tokenizer.tokenizer_identity)
 
 
 @dataclass
@@ -76,6 +85,8 @@ class Manifest:
     settings: str = ""                                   # hash of the settings and inputs (resume check)
     timing: dict = field(default_factory=dict)
     matched_budget: dict | None = None                   # a documents arm checked against an FI arm's budget
+    duplicates: dict = field(default_factory=dict)       # {rows: repeated input rows, files: files matched twice}
+    checksum: str = ""                                   # of this manifest (canonical JSON without it)
     format_version: int = FORMAT_VERSION
 
     # ------------------------------------------------------------------------------------------ facts
@@ -120,7 +131,8 @@ class Manifest:
                 continue
             v = d[f.name]
             if f.name == "tokenizer":
-                v = TokenizerInfo(**{k: v[k] for k in ("path", "hash", "eos_token_id", "pad_token_id") if k in v}) \
+                names = [t.name for t in dataclasses.fields(TokenizerInfo)]
+                v = TokenizerInfo(**{k: v[k] for k in names if k in v}) \
                     if isinstance(v, dict) else TokenizerInfo(path=str(v or ""))
             elif f.name == "counts":
                 v = TokenCounts.from_dict(v or {})
@@ -145,13 +157,27 @@ class Manifest:
         try:
             data = read_json(d / MANIFEST)
         except ValueError as e:
-            raise FitrainError(f"{prefix}{d / MANIFEST} is not valid JSON: {e}") from None
+            raise FitrainError(f"{prefix}{d / MANIFEST} is not valid JSON: {e}; re-run the same `fitrain prepare` "
+                               "to rebuild it") from None
+        if isinstance(data, dict) and data.get("checksum") and data["checksum"] != checksum(data):
+            raise FitrainError(f"{prefix}{d / MANIFEST} was changed after prepare wrote it (its checksum does not "
+                               "match), so its counts and budget cannot be trusted; re-run the same `fitrain "
+                               f"prepare` to rebuild it, or see `fitrain verify {d}`")
         return cls.from_dict(data, where=f"{prefix}{d / MANIFEST}")
 
     def write(self, directory: str | Path) -> Path:
+        """Write manifest.json atomically, with its checksum."""
         path = Path(directory) / MANIFEST
-        write_json(path, self.to_dict())
+        d = json.loads(json.dumps(self.to_dict(), default=str))  # exactly what a reader will load
+        d["checksum"] = self.checksum = checksum(d)
+        write_json(path, d)
         return path
+
+
+def checksum(d: dict) -> str:
+    """sha256 of a manifest's canonical JSON (sorted keys, no whitespace), its ``checksum`` field left out."""
+    body = {k: v for k, v in d.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 def prepared_dir(path: str | Path) -> Path:

@@ -44,6 +44,9 @@ class PackConfig:
     max_open_rows: int = 64      # partly filled rows carried into the next round
     rows_per_shard: int = 0      # 0 = about 2**24 tokens per shard
 
+    FIELD_CHECKS = {"seq_len": ">= 2", "window": ">= 1", "max_open_rows": ">= 0", "rows_per_shard": ">= 0",
+                    "overlong": ("auto",) + POLICIES}
+
     def policy(self, kind: str) -> str:
         p = self.overlong if self.overlong != "auto" else ("split" if kind == "documents" else "truncate")
         if p not in POLICIES:

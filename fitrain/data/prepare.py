@@ -16,13 +16,15 @@ Writing is atomic and resumable: shards are written one by one with atomic renam
 checkpointed (fitrain.data.resume), so a rerun after a kill re-reads the inputs but tokenizes only
 what the last checkpoint did not cover, and does not rewrite shards whose content hash is already on
 disk: the result is byte-identical to an uninterrupted run. A finished directory with the same settings
-and inputs is returned as is.
+and inputs is returned as is -- unless a shard or the manifest was damaged since, then it is rebuilt.
+Only one prepare writes a directory at a time (fitrain.core.lock); a second one fails at once.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +33,15 @@ from typing import Any, Callable, Iterator
 from fitrain.core.accounting import Rejects, TokenCounts
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import clean_stale_temps, read_json, write_json
+from fitrain.core.lock import dir_lock
 from fitrain.data.budget import TokenBudget
 from fitrain.data.formatting import FormatConfig, Formatter
 from fitrain.data.manifest import MANIFEST, Manifest, ShardEntry, TokenizerInfo
 from fitrain.data.packing import PackConfig, Packer, ShardWriter
-from fitrain.data.records import DocumentPairs, InputConfig, expand_paths, iter_document_pairs, iter_documents
+from fitrain.data.records import (DocumentPairs, DuplicateCounter, InputConfig, expand_paths, iter_document_pairs,
+                                  iter_documents)
 from fitrain.data.resume import PROGRESS, load_state, read_progress, remove_states, save_state
-from fitrain.data.shards import fingerprint, open_prepared, shard_file
+from fitrain.data.shards import file_entries, fingerprint, open_prepared, shard_file
 
 
 @dataclass
@@ -58,6 +62,8 @@ class PrepareConfig:
     budget_from: str = ""                # documents: the FI arm's prepared dir whose budget this arm matches
     encode_batch: int = 1024             # items per encode_batch call
     progress: bool = True
+
+    FIELD_CHECKS = {"encode_batch": ">= 1"}
 
 
 def _kind(cfg: PrepareConfig) -> str:
@@ -105,6 +111,7 @@ class _Run:
         self.counts = TokenCounts()
         self.budget = TokenBudget(seed=cfg.budget.seed) if cfg.budget.enabled and kind == "pairs" else None
         self.items_in = 0
+        self.repeats = DuplicateCounter()  # input rows seen before (counted while reading, so on resume too)
 
     def state_dict(self) -> dict:
         return {"counts": dataclasses.asdict(self.counts), "items_in": self.items_in,
@@ -123,6 +130,7 @@ class _Run:
         if cfg.input.kind == "documents":
             texts: list[str] = []
             for doc in iter_documents(cfg.input, self.rejects):
+                self.repeats.add(doc.text)  # type: ignore[arg-type]
                 texts.append(doc.text)  # type: ignore[arg-type]
                 if len(texts) >= size:
                     yield None, texts, len(texts)
@@ -132,6 +140,11 @@ class _Run:
             return
         for batch in _batched_groups(iter_document_pairs(cfg.input, self.rejects, self.filtered), size):
             n = len(batch)
+            for g in batch:
+                if self.kind == "documents":
+                    self.repeats.add(g.document.text or g.document.doc_id)
+                for pr in g.pairs if self.kind == "pairs" else ():
+                    self.repeats.add(g.document.doc_id, pr.instruction, pr.answer)
             if self.kind == "pairs" and self.budget is None:
                 yield batch, [], n
                 continue
@@ -227,29 +240,38 @@ def prepare(cfg: PrepareConfig) -> Manifest:
     kind, policy = _check(cfg)
     tok = load_tokenizer(cfg.tokenizer)
     tok_hash = tokenizer_hash(cfg.tokenizer)
-    files = expand_paths(cfg.input.paths)
+    repeated: list[str] = []
+    files = expand_paths(cfg.input.paths, cfg.input.dedupe_files, repeated)
+    if repeated:
+        print(f"prepare: {len(repeated)} file(s) matched by more than one of input.paths are read once: "
+              f"{', '.join(repeated[:3])}{' ...' if len(repeated) > 3 else ''}", file=sys.stderr)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = _settings_hash(cfg, tok_hash, files + list(cfg.input.judge_score_paths))
-    finished = _finished(out, settings)
-    if finished is not None:
-        return finished
-    t0 = time.perf_counter()
-    p = _pipeline(cfg, out, settings, tok, kind, policy)
-    p.run.run(p.skip, p.after_batch)
-    shards = p.writer.close()
-    if not shards:
-        raise FitrainError(f"prepare: nothing to write; every input was rejected or filtered "
-                           f"({p.run.rejects.merge(Rejects().merge(p.run.filtered)).summary()})")
-    manifest = _manifest(cfg, p, shards, files, tok, tok_hash, settings, kind, time.perf_counter() - t0)
-    manifest.write(out)
-    (out / PROGRESS).unlink(missing_ok=True)
-    remove_states(out)
+    with dir_lock(out, "fitrain prepare"):
+        settings = _settings_hash(cfg, tok_hash, files + list(cfg.input.judge_score_paths))
+        finished = _finished(out, settings)
+        if finished is not None:
+            return finished
+        t0 = time.perf_counter()
+        p = _pipeline(cfg, out, settings, tok, kind, policy)
+        p.run.run(p.skip, p.after_batch)
+        shards = p.writer.close()
+        if not shards:
+            every = Rejects().merge(p.run.rejects).merge(p.run.filtered)
+            raise FitrainError(f"prepare: nothing to write from {', '.join(files)}: every input was rejected or "
+                               f"filtered ({every.describe()})")
+        manifest = _manifest(cfg, p, shards, files, tok, tok_hash, settings, kind, time.perf_counter() - t0)
+        manifest.duplicates = {"rows": p.run.repeats.duplicates(), "files": repeated}
+        manifest.write(out)
+        (out / PROGRESS).unlink(missing_ok=True)
+        remove_states(out)
     return manifest
 
 
 def _check(cfg: PrepareConfig) -> tuple[str, str]:
     """The input kind and over-long policy; every setting that can be wrong fails here, before any work."""
+    from fitrain.core.config import validate_config
+
+    validate_config(cfg)
     kind = _kind(cfg)
     cfg.format.validate()
     cfg.pack.validate()
@@ -267,7 +289,8 @@ def _check(cfg: PrepareConfig) -> tuple[str, str]:
 
 
 def _finished(out: Path, settings: str) -> Manifest | None:
-    """The manifest of a finished directory with these settings; a stale manifest is removed first."""
+    """The manifest of a finished, undamaged directory with these settings; a stale or damaged directory's
+    manifest is removed first (and the directory rebuilt)."""
     if not (out / MANIFEST).is_file():
         return None
     try:
@@ -275,9 +298,12 @@ def _finished(out: Path, settings: str) -> Manifest | None:
     except ValueError:
         old = {}
     if isinstance(old, dict) and old.get("settings") == settings:
-        data = open_prepared(out)
-        data.validate()
-        return data.manifest
+        try:
+            data = open_prepared(out)
+            data.validate()
+            return data.manifest
+        except FitrainError as e:
+            print(f"prepare: rebuilding {out}, which is damaged: {e}", file=sys.stderr)
     (out / MANIFEST).unlink()  # stale: no reader may pair it with the shards about to be written
     return None
 
@@ -324,11 +350,12 @@ def _pipeline(cfg: PrepareConfig, out: Path, settings: str, tok: Any, kind: str,
 
 def _manifest(cfg: PrepareConfig, p: _Pipeline, shards: list[ShardEntry], files: list[str], tok: Any,
               tok_hash: str, settings: str, kind: str, seconds: float) -> Manifest:
-    from fitrain.data.tokenizer import vocab_size_of
+    from fitrain.data.tokenizer import tokenizer_identity, vocab_size_of
 
     run, packer, writer = p.run, p.packer, p.writer
     counts = run.counts
-    for s in shards:
+    for i, s in enumerate(shards):
+        s.files = file_entries(cfg.out, i)
         counts.rows += s.rows
         counts.total_tokens += s.total_tokens
         counts.supervised_tokens += s.supervised_tokens
@@ -337,7 +364,8 @@ def _manifest(cfg: PrepareConfig, p: _Pipeline, shards: list[ShardEntry], files:
         fingerprint=fingerprint(cfg.pack.seq_len, shards), kind=kind, documents_from_pairs=cfg.documents_from_pairs,
         seq_len=cfg.pack.seq_len, vocab_size=vocab_size_of(tok), token_dtype=str(writer.dtype),
         tokenizer=TokenizerInfo(path=str(Path(cfg.tokenizer).resolve()), hash=tok_hash,
-                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                identity=tokenizer_identity(tok)),
         format={"template": cfg.format.template, "loss_mask": cfg.format.loss_mask,
                 "use_chat_template": cfg.format.use_chat_template, "add_bos": cfg.format.add_bos},
         counts=counts, segments=sum(s.segments for s in shards), items_in=run.items_in,

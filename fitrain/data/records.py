@@ -10,13 +10,15 @@ Three input kinds, all local parquet/jsonl files or globs (a name that is not a 
   :data:`EXTRA_COLUMNS`);
 * raw documents: one text column, for standard pre-training.
 
-Bad rows never raise: they are counted by reason in a :class:`~fitrain.core.accounting.Rejects`. Bad *files*
-(missing, corrupt, missing columns, empty) raise :class:`~fitrain.core.errors.FitrainError` naming the file.
+Bad rows never raise: they are counted by reason in a :class:`~fitrain.core.accounting.Rejects` (a field
+that is not a string where text is expected, a non-numeric score, a missing id); a file with no rows is
+counted as ``empty_file`` with its name. Bad *files* (missing, corrupt, a ``.jsonl.gz`` cut short, missing
+columns, a row without the configured id column) raise :class:`~fitrain.core.errors.FitrainError` naming the
+file and row. A file matched by two patterns is read once; repeated rows are counted
+(:class:`DuplicateCounter`).
 """
 from __future__ import annotations
 
-import glob
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,10 @@ from typing import Any, Iterable, Iterator
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path
+from fitrain.data.readers import check_columns, expand_paths, iter_rows
+
+__all__ = ["Document", "Pair", "DocumentPairs", "PairColumns", "InputConfig", "expand_paths", "iter_rows",
+           "iter_document_pairs", "iter_documents", "DuplicateCounter", "pair_rows", "write_pairs_parquet"]
 
 RELEASED_COLUMNS = ("warc_record_id", "text", "template_id", "instantiated_instruction", "answer",
                     "token_count", "synthetic_token_count")
@@ -85,143 +91,94 @@ class InputConfig:
     judge_score_paths: list[str] = field(default_factory=list)  # row-aligned side files, one per path
     min_judge_score: float | None = None  # keep pairs scoring >= this (the paper keeps >= 4)
     hub_split: str = "train"
+    dedupe_files: bool = True          # a file matched by several patterns is read once (false: upsample)
+
+    FIELD_CHECKS = {"kind": ("pairs", "documents")}
 
 
-# ---------------------------------------------------------------------------------------------- files
-def expand_paths(patterns: Iterable[str]) -> list[str]:
-    """Expand globs in order; a pattern matching nothing is an error unless it is a hub dataset name."""
-    out: list[str] = []
-    for pat in patterns:
-        matches = sorted(glob.glob(str(Path(pat).expanduser()), recursive=True))
-        if matches:
-            out.extend(m for m in matches if Path(m).is_file())
-        elif _looks_like_hub_name(pat):
-            out.append(pat)
-        else:
-            raise FitrainError(f"input not found: '{pat}' matches no file")
-    if not out:
-        raise FitrainError(f"no input files in {list(patterns)}")
-    return out
+class BadValue(ValueError):
+    """A field of a row that does not hold what the schema needs; ``reason`` is its reject reason."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason, self.detail = reason, detail
 
 
-def _looks_like_hub_name(s: str) -> bool:
-    return s.count("/") == 1 and not s.startswith((".", "/", "~")) and not Path(s).suffix
-
-
-def iter_rows(path: str, columns: list[str] | None = None, rejects: Rejects | None = None,
-              hub_split: str = "train") -> Iterator[tuple[str, dict]]:
-    """Yield ``(location, row)`` from a parquet or jsonl file (or a hub dataset name)."""
-    rejects = rejects if rejects is not None else Rejects()
-    p = Path(path)
-    if not p.exists():
-        if _looks_like_hub_name(path):
-            yield from _iter_hub(path, hub_split)
-            return
-        raise FitrainError(f"input not found: {path}")
-    suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
-    if suffix == ".parquet":
-        yield from _iter_parquet(p, columns)
-    elif suffix == ".json" and _is_json_list(p):
-        yield from _iter_json_list(p, rejects)
-    elif suffix in (".jsonl", ".json", ".jsonl.gz"):
-        yield from _iter_jsonl(p, rejects)
-    else:
-        raise FitrainError(f"{path}: unsupported file type '{suffix}' (use .parquet or .jsonl)")
-
-
-def _iter_parquet(p: Path, columns: list[str] | None) -> Iterator[tuple[str, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(p)
-    except Exception as e:  # pyarrow raises ArrowInvalid / OSError on corrupt files
-        raise FitrainError(f"cannot read parquet file {p}: {e}") from None
-    names = pf.schema_arrow.names
-    if columns is not None:
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise FitrainError(f"{p}: missing column(s) {missing}; the file has {names}")
-    row = 0
-    try:
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            for rec in batch.to_pylist():
-                yield f"{p}:{row}", rec
-                row += 1
-    except FitrainError:
-        raise
-    except Exception as e:
-        raise FitrainError(f"cannot read parquet file {p} at row {row}: {e}") from None
-
-
-def _iter_jsonl(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
-    import gzip
-
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{p}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                rejects.add("invalid_utf8", where, str(e))
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                rejects.add("malformed_json", where, str(e))
-                continue
-            if not isinstance(rec, dict):
-                rejects.add("not_an_object", where, type(rec).__name__)
-                continue
-            yield where, rec
-
-
-def _is_json_list(p: Path) -> bool:
-    """A ``.json`` file holding one JSON list of objects (rather than JSON lines)."""
-    with open(p, "rb") as f:
-        head = f.read(4096).lstrip()
-    return head.startswith(b"[")
-
-
-def _iter_json_list(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
-    try:
-        data = json.loads(p.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FitrainError(f"{p}: not a valid JSON list: {e}") from None
-    for i, rec in enumerate(data if isinstance(data, list) else []):
-        if isinstance(rec, dict):
-            yield f"{p}:{i}", rec
-        else:
-            rejects.add("not_an_object", f"{p}:{i}", type(rec).__name__)
-
-
-def _iter_hub(name: str, split: str) -> Iterator[tuple[str, dict]]:  # pragma: no cover - needs network
-    import datasets
-
-    for i, rec in enumerate(datasets.load_dataset(name, split=split, streaming=True)):
-        yield f"{name}:{i}", rec
-
-
-def _check_columns(path: str, first: dict, required: list[str]) -> None:
-    missing = [c for c in required if c not in first]
-    if missing:
-        raise FitrainError(f"{path}: missing column(s) {missing}; the rows have {sorted(first)}")
-
-
-def _text(v: Any) -> str | None:
+def _text(v: Any, field: str = "text") -> str | None:
+    """A text field: a string (bytes are decoded as UTF-8), or None when empty. Anything else -- a list, a
+    number, a mapping -- is rejected as ``non_string_<field>`` rather than trained as its Python repr."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     if isinstance(v, bytes):
-        v = v.decode("utf-8")  # may raise UnicodeDecodeError: the caller counts it
-    return v if isinstance(v, str) else str(v)
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadValue("invalid_utf8", str(e)) from None
+    if not isinstance(v, str):
+        raise BadValue(f"non_string_{field}", f"{field} is a {type(v).__name__}: {str(v)[:60]}")
+    return v
 
 
-def _num(v: Any) -> float | None:
+def _doc_id(v: Any) -> str | None:
+    """A document id: a string or an integer (ids are often numbers); anything else is rejected."""
+    if isinstance(v, bool) or isinstance(v, float) and not math.isnan(v) and v != int(v):
+        raise BadValue("bad_doc_id", f"id is a {type(v).__name__}: {v}")
+    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
+        return str(int(v))
+    return _text(v, "doc_id")
+
+
+def _num(v: Any, field: str = "") -> float | None:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
-    return float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise BadValue(f"non_numeric_{field}", f"{field} is a {type(v).__name__}: {str(v)[:60]}")
+    try:
+        return float(v)
+    except ValueError:
+        raise BadValue(f"non_numeric_{field}", f"{field} is {v!r}") from None
+
+
+def _int(v: Any, field: str = "") -> int | None:
+    n = _num(v, field)
+    return None if n is None else int(n)
+
+
+class DuplicateCounter:
+    """Counts repeated rows by an 8-byte hash of their content (8 bytes per row; the count is taken once
+    at the end with a sort, so a huge input needs no set in memory). Duplicates are counted, not removed:
+    a repeated pair is reported in the manifest and the user decides."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._chunks: list = []
+        self._buf = np.empty(self.CHUNK, dtype=np.uint64)
+        self._n = 0
+
+    def add(self, *parts: str) -> None:
+        import hashlib
+
+        h = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        self._buf[self._n] = int.from_bytes(h, "little")
+        self._n += 1
+        if self._n == self.CHUNK:
+            self._chunks.append(self._buf)
+            self._buf = self._np.empty(self.CHUNK, dtype=self._np.uint64)
+            self._n = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self._chunks) * self.CHUNK + self._n
+
+    def duplicates(self) -> int:
+        """Rows whose content appeared earlier in the input."""
+        np = self._np
+        allh = np.concatenate(self._chunks + [self._buf[: self._n]])
+        return int(len(allh) - len(np.unique(allh))) if len(allh) else 0
 
 
 # ---------------------------------------------------------------------------------------------- pairs
@@ -231,8 +188,8 @@ def iter_document_pairs(cfg: InputConfig, rejects: Rejects, filtered: Rejects | 
     pairs under ``min_judge_score`` in ``filtered`` (a filter, not a defect)."""
     filtered = filtered if filtered is not None else rejects
     c = cfg.columns
-    files = expand_paths(cfg.paths)
-    scores_files = expand_paths(cfg.judge_score_paths) if cfg.judge_score_paths else []
+    files = expand_paths(cfg.paths, cfg.dedupe_files)
+    scores_files = expand_paths(cfg.judge_score_paths, cfg.dedupe_files) if cfg.judge_score_paths else []
     if scores_files and len(scores_files) != len(files):
         raise FitrainError(f"judge_score_paths: {len(scores_files)} files for {len(files)} pair files; "
                            "they must be row-aligned one to one")
@@ -246,92 +203,96 @@ def iter_document_pairs(cfg: InputConfig, rejects: Rejects, filtered: Rejects | 
             if score is _END:
                 raise FitrainError(f"{scores_files[i]} has fewer rows than {path}; they must be row-aligned")
             if not checked:
-                _check_columns(path, rec, [c.doc_id, c.instruction, c.answer])
+                check_columns(path, rec, [c.doc_id, c.instruction, c.answer])
                 checked = True
-            doc_id = _text(rec.get(c.doc_id))
-            if doc_id is None:
-                rejects.add("missing_doc_id", where)
-                continue
-            if current is None or current.document.doc_id != doc_id:
-                if current is not None:
-                    yield current
-                try:
-                    text = _text(rec.get(c.text))
-                except UnicodeDecodeError as e:
-                    rejects.add("invalid_utf8", where, str(e))
-                    text = None
-                tc = rec.get(c.token_count)
-                current = DocumentPairs(Document(doc_id, text or None, int(tc) if _num(tc) is not None else None))
             try:
-                instruction, answer = _text(rec.get(c.instruction)), _text(rec.get(c.answer))
-            except UnicodeDecodeError as e:
-                rejects.add("invalid_utf8", where, str(e))
-                continue
-            if not instruction or not instruction.strip():
-                rejects.add("empty_instruction", where)
-                continue
-            if not answer or not answer.strip():
-                rejects.add("empty_answer", where)
-                continue
-            if score is None:
-                score = _num(rec.get(c.judge_score))
-            if cfg.min_judge_score is not None:
-                if score is None:
-                    rejects.add("missing_judge_score", where)
+                doc_id = _doc_id(rec.get(c.doc_id))
+                if doc_id is None:
+                    rejects.add("missing_doc_id", where)
                     continue
-                if score < cfg.min_judge_score:
-                    filtered.add("below_min_judge_score", where, f"score {score}")
-                    continue
-            tid = rec.get(c.template_id)
-            current.pairs.append(Pair(
-                doc_id=doc_id, instruction=instruction, answer=answer,
-                template_id=None if tid is None else str(tid), judge_score=score,
-                excerpt_fraction=_num(rec.get("excerpt_fraction")),
-                chunk_index=_int(rec.get("chunk_index")), slot_count=_int(rec.get("slot_count")),
-                synthetic_token_count=_int(rec.get(c.synthetic_token_count))))
+                if current is None or current.document.doc_id != doc_id:
+                    if current is not None:
+                        yield current
+                    current = DocumentPairs(Document(doc_id, None))
+                    text = _text(rec.get(c.text), "text")
+                    current.document = Document(doc_id, text or None, _int(rec.get(c.token_count), c.token_count))
+                pair = _pair(cfg, rec, doc_id, score)
+            except BadValue as e:
+                rejects.add(e.reason, where, e.detail)
+                continue
+            if isinstance(pair, tuple):
+                reason, detail = pair
+                (filtered if reason == "below_min_judge_score" else rejects).add(reason, where, detail)
+                continue
+            current.pairs.append(pair)
         if score_iter is not None and next(score_iter, _END) is not _END:
             raise FitrainError(f"{scores_files[i]} has more rows than {path}; they must be row-aligned")
     if current is not None:
         yield current
 
 
+def _pair(cfg: InputConfig, rec: dict, doc_id: str, score: Any) -> Pair | tuple[str, str]:
+    """One row's pair, or (reason, detail) when it is left out (``empty_instruction``,
+    ``below_min_judge_score``...); a malformed field raises :class:`BadValue`."""
+    c = cfg.columns
+    instruction, answer = _text(rec.get(c.instruction), "instruction"), _text(rec.get(c.answer), "answer")
+    if not instruction or not instruction.strip():
+        return "empty_instruction", ""
+    if not answer or not answer.strip():
+        return "empty_answer", ""
+    score = _num(rec.get(c.judge_score) if score is None else score, "judge_score")
+    if cfg.min_judge_score is not None:
+        if score is None:
+            return "missing_judge_score", ""
+        if score < cfg.min_judge_score:
+            return "below_min_judge_score", f"score {score}"
+    tid = rec.get(c.template_id)
+    return Pair(doc_id=doc_id, instruction=instruction, answer=answer,
+                template_id=None if tid is None else str(tid), judge_score=score,
+                excerpt_fraction=_num(rec.get("excerpt_fraction"), "excerpt_fraction"),
+                chunk_index=_int(rec.get("chunk_index"), "chunk_index"),
+                slot_count=_int(rec.get("slot_count"), "slot_count"),
+                synthetic_token_count=_int(rec.get(c.synthetic_token_count), c.synthetic_token_count))
+
+
 _END = object()
 
 
-def _int(v: Any) -> int | None:
-    n = _num(v)
-    return None if n is None else int(n)
-
-
-def _iter_scores(path: str) -> Iterator[float | None]:
+def _iter_scores(path: str) -> Iterator[Any]:
     """Row-aligned judge scores: one value per row, in a column named ``score``/``judge_score`` (or the
-    only column)."""
+    only column); values are checked where they are used."""
     for where, rec in iter_rows(path):
         key = next((k for k in ("judge_score", "score") if k in rec), None)
         if key is None and len(rec) == 1:
             key = next(iter(rec))
         if key is None:
             raise FitrainError(f"{where}: judge score file needs a 'score' or 'judge_score' column, has {sorted(rec)}")
-        yield _num(rec[key])
+        yield rec[key]
 
 
 # ------------------------------------------------------------------------------------------ documents
 def iter_documents(cfg: InputConfig, rejects: Rejects) -> Iterator[Document]:
-    for path in expand_paths(cfg.paths):
+    for path in expand_paths(cfg.paths, cfg.dedupe_files):
         checked = False
         for where, rec in iter_rows(path, None, rejects, cfg.hub_split):
             if not checked:
-                _check_columns(path, rec, [cfg.text_column] + ([cfg.id_column] if cfg.id_column else []))
+                check_columns(path, rec, [cfg.text_column] + ([cfg.id_column] if cfg.id_column else []))
                 checked = True
+            if cfg.id_column and cfg.id_column not in rec:
+                raise FitrainError(f"{where}: the row has no '{cfg.id_column}' field (input.id_column); give every "
+                                   "row an id, or set input.id_column='' to use file:line ids")
             try:
-                text = _text(rec.get(cfg.text_column))
-            except UnicodeDecodeError as e:
-                rejects.add("invalid_utf8", where, str(e))
+                text = _text(rec.get(cfg.text_column), "text")
+                doc_id = _doc_id(rec[cfg.id_column]) if cfg.id_column else where
+            except BadValue as e:
+                rejects.add(e.reason, where, e.detail)
                 continue
             if not text or not text.strip():
                 rejects.add("empty_document", where)
                 continue
-            doc_id = str(rec[cfg.id_column]) if cfg.id_column else where
+            if doc_id is None:
+                rejects.add("missing_doc_id", where)
+                continue
             yield Document(doc_id, text)
 
 

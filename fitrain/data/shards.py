@@ -11,6 +11,10 @@ Every file is written atomically (temporary file, fsync, rename), so a killed wr
 half-written shard. The manifest's ``fingerprint`` is a hash of every shard's bytes (plus seq_len and
 format version): two directories with the same fingerprint hold the same training data. The manifest itself
 is the typed :class:`fitrain.data.manifest.Manifest`.
+
+Opening a directory (:meth:`PreparedData.validate`) checks what is cheap to check: every file's size, and
+the sha256 of any file whose modification time differs from the one recorded (a file written after
+prepare, e.g. bytes overwritten in place); ``fitrain verify`` (fitrain.data.integrity) checks everything.
 """
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ import numpy as np
 
 from fitrain.core.accounting import TokenCounts
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import atomic_path
+from fitrain.core.io import atomic_path, file_sha256
 from fitrain.data.manifest import FORMAT_VERSION, Manifest, ShardEntry
 
 PARTS = ("tokens", "mask", "seg")
 MAX_SEGMENTS = np.iinfo(np.uint16).max
+REBUILD = "re-run the same `fitrain prepare` to rebuild it (it rewrites damaged shards)"
+_CHECKED: set[tuple[str, str]] = set()   # directories whose files this process has checked
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -63,6 +69,37 @@ def write_shard(directory: str | Path, index: int, tokens: np.ndarray, mask: np.
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
     return ShardEntry(name=f"shard_{index:05d}", **stats)
+
+
+def file_entries(directory: str | Path, index: int) -> dict:
+    """What the manifest records of shard ``index``'s files: size, sha256 and modification time."""
+    out = {}
+    for part in PARTS:
+        p = shard_file(directory, index, part)
+        st = p.stat()
+        out[part] = {"bytes": st.st_size, "sha256": file_sha256(p), "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def check_files(directory: str | Path, manifest: Manifest, full: bool = False) -> None:
+    """Every shard file as the manifest recorded it: its size always, its sha256 when ``full`` or when its
+    modification time changed. FitrainError naming the file and how to rebuild."""
+    directory = Path(directory)
+    for i, s in enumerate(manifest.shards):
+        for part in PARTS:
+            p = shard_file(directory, i, part)
+            rec = s.files.get(part)
+            if not p.is_file():
+                raise FitrainError(f"prepared data {directory}: {p.name} is missing; {REBUILD}")
+            if not rec:
+                continue  # a manifest from before file checksums: only shapes are checked
+            st = p.stat()
+            if st.st_size != rec["bytes"]:
+                raise FitrainError(f"prepared data {directory}: {p.name} is {st.st_size} bytes but was written with "
+                                   f"{rec['bytes']} (truncated or overwritten); {REBUILD}")
+            if (full or st.st_mtime_ns != rec.get("mtime_ns")) and file_sha256(p) != rec["sha256"]:
+                raise FitrainError(f"prepared data {directory}: the bytes of {p.name} changed after prepare wrote "
+                                   f"it (sha256 mismatch); {REBUILD}")
 
 
 def fingerprint(seq_len: int, shards: list[ShardEntry]) -> str:
@@ -113,17 +150,42 @@ class PreparedData:
                     try:
                         a = np.load(p, mmap_mode="r", allow_pickle=False)
                     except (OSError, ValueError) as e:
-                        raise FitrainError(f"prepared data {self.directory}: cannot read {p.name}: {e}") from None
+                        raise FitrainError(f"prepared data {self.directory}: cannot read {p.name} ({e}); "
+                                           f"{REBUILD}") from None
                     if a.shape != (s.rows, self.seq_len):
                         raise FitrainError(f"prepared data {self.directory}: {p.name} has shape {a.shape}, the "
-                                           f"manifest says ({s.rows}, {self.seq_len}); re-run prepare")
+                                           f"manifest says ({s.rows}, {self.seq_len}); {REBUILD}")
                     parts.append(a)
                 maps.append(parts)
             self._maps = maps
         return self._maps
 
     def validate(self) -> None:
+        """The cheap checks (sizes, changed files' checksums, shapes), once per directory and process."""
+        key = (str(self.directory.resolve()), self.manifest.checksum or self.manifest.fingerprint)
+        if key not in _CHECKED:
+            check_files(self.directory, self.manifest)
+            _CHECKED.add(key)
         self._open()
+
+    def row_counts(self, unit: str = "tokens", chunk_rows: int = 1 << 14) -> np.ndarray:
+        """Non-padding tokens (``unit='tokens'``) or supervised targets of every row, in global row order, as
+        the loader's batches count them (a target is a masked non-padding position that does not start a
+        segment). Reads the seg arrays once (and the mask arrays for targets), in chunks."""
+        maps = self._open()
+        out = np.empty(self.num_rows, dtype=np.int64)
+        for k, (_, mask, seg) in enumerate(maps):
+            base = int(self.offsets[k])
+            for a in range(0, seg.shape[0], chunk_rows):
+                sg = np.asarray(seg[a:a + chunk_rows])
+                if unit == "tokens":
+                    n = np.count_nonzero(sg, axis=1)
+                else:
+                    starts = np.ones(sg.shape, dtype=bool)
+                    starts[:, 1:] = sg[:, 1:] != sg[:, :-1]
+                    n = np.count_nonzero((np.asarray(mask[a:a + chunk_rows]) != 0) & (sg != 0) & ~starts, axis=1)
+                out[base + a: base + a + len(sg)] = n
+        return out
 
     def rows(self, indices: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens, mask, seg) of the given global row indices, in that order, as in-memory arrays."""

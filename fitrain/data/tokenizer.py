@@ -7,7 +7,10 @@ response mask relies on (the supervised tokens of a pair decode back to exactly 
 
 Training text comes from plain text files/globs (``files``, one document per file, or per line with
 ``one_document_per_line``) and/or from the records inputs (``input``: raw documents, or pair files, whose
-document texts, instructions and answers are all used).
+document texts, instructions and answers are all used). The output directory is replaced as a whole.
+
+A tokenizer's identity is :func:`tokenizer_identity`, a hash of what maps text to ids; prepare records it
+and training refuses data prepared with another tokenizer, even one of the same size and pad id.
 """
 from __future__ import annotations
 
@@ -15,10 +18,11 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
+from fitrain.core.io import atomic_dir
 from fitrain.data.records import InputConfig, expand_paths
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -37,6 +41,8 @@ class TokenizerConfig:
     bos_token: str = ""                # '' = no BOS token
     max_chars: int = 0                 # stop reading training text after this many characters (0 = all)
     model_max_length: int = 1_000_000
+
+    FIELD_CHECKS = {"vocab_size": ">= 259", "min_frequency": ">= 0", "max_chars": ">= 0", "model_max_length": ">= 1"}
 
 
 def _text_files(cfg: TokenizerConfig, rejects: Rejects) -> Iterator[str]:
@@ -89,8 +95,10 @@ def training_texts(cfg: TokenizerConfig, rejects: Rejects | None = None) -> Iter
             yield text
 
 
-def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig) -> Path:
-    """Train a byte-level BPE on an iterable of strings and save it to ``cfg.out``; returns the directory."""
+def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig,
+                               extra_files: Callable[[], dict[str, str]] | None = None) -> Path:
+    """Train a byte-level BPE on an iterable of strings and save it to ``cfg.out`` (replaced as a whole);
+    returns the directory. ``extra_files()`` (called after training) adds {name: text} files beside it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -123,23 +131,25 @@ def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig) -> Path:
                                    bos_token=cfg.bos_token or None, model_max_length=cfg.model_max_length,
                                    clean_up_tokenization_spaces=False)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(out))
-    # transformers 5 writes its new class name; the classic name loads in transformers 4.x and 5.x alike
-    conf = out / "tokenizer_config.json"
-    data = json.loads(conf.read_text())
-    data["tokenizer_class"] = "PreTrainedTokenizerFast"
-    conf.write_text(json.dumps(data, indent=2) + "\n")
+    # written whole or not at all: a full disk never leaves a half-saved tokenizer that prepare would load
+    with atomic_dir(out) as tmp:
+        fast.save_pretrained(str(tmp))
+        # transformers 5 writes its new class name; the classic name loads in transformers 4.x and 5.x alike
+        conf = tmp / "tokenizer_config.json"
+        data = json.loads(conf.read_text())
+        data["tokenizer_class"] = "PreTrainedTokenizerFast"
+        conf.write_text(json.dumps(data, indent=2) + "\n")
+        if extra_files is not None:
+            for name, text in extra_files().items():
+                (tmp / name).write_text(text)
     return out
 
 
 def train_tokenizer(cfg: TokenizerConfig) -> Path:
     """Train on ``cfg.files`` and/or ``cfg.input`` and save a transformers tokenizer directory."""
     rejects = Rejects()
-    out = train_tokenizer_from_texts(training_texts(cfg, rejects), cfg)
-    if rejects.total:
-        (out / "fitrain_rejects.json").write_text(json.dumps(rejects.to_dict(), indent=2) + "\n")
-    return out
+    return train_tokenizer_from_texts(training_texts(cfg, rejects), cfg, lambda: {
+        "fitrain_rejects.json": json.dumps(rejects.to_dict(), indent=2) + "\n"} if rejects.total else {})
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -162,7 +172,8 @@ def load_tokenizer(path: str | Path) -> Any:
 
 
 def tokenizer_hash(path: str | Path) -> str:
-    """A content hash of the tokenizer files (the tokenizer identity recorded in manifests)."""
+    """A content hash of the tokenizer's files (part of prepare's settings hash; the identity that training
+    checks is :func:`tokenizer_identity`, which a re-saved copy keeps)."""
     h = hashlib.sha256()
     p = Path(path)
     for name in sorted(x.name for x in p.iterdir() if x.is_file() and x.suffix in (".json", ".model", ".txt")
@@ -170,6 +181,24 @@ def tokenizer_hash(path: str | Path) -> str:
         h.update(name.encode())
         h.update((p / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def tokenizer_identity(tok: Any) -> str:
+    """A hash of what maps text to ids -- the vocabulary, merges, normalisation and added tokens (the fast
+    tokenizer's canonical JSON, runtime padding/truncation settings left out), the special token ids and the
+    chat template -- so a re-saved copy has the same identity and another tokenizer of the same size does
+    not."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+    else:  # a slow (e.g. SentencePiece) tokenizer: its vocabulary
+        spec = sorted(tok.get_vocab().items())
+    specials = {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id,
+                "chat_template": getattr(tok, "chat_template", None)}
+    blob = json.dumps([spec, specials], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def vocab_size_of(tok: Any) -> int:

@@ -6,6 +6,11 @@ directly with a job name (Lightning treats a job named ``bash`` as interactive),
 of the time limit (``--signal=USR1@90``): the trainer checkpoints on SIGUSR1 and requeues the job
 (``scontrol requeue``, Lightning's auto-requeue), the rerun resumes from the checkpoint, and
 ``--open-mode=append`` keeps the first run's log. data_gen shards map to a job array.
+
+The ``srun`` line repeats ``--cpus-per-task``: from Slurm 22.05 ``srun`` no longer inherits it from the
+batch allocation, so each rank (and its data-loader workers) would get one CPU. The script ``cd``s to the
+directory it was submitted from (``$SLURM_SUBMIT_DIR``, or ``workdir``) before the ``setup`` lines, so a
+relative ``source .venv/bin/activate`` and the relative run paths resolve there, also after a requeue.
 """
 from __future__ import annotations
 
@@ -120,14 +125,17 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     o += ["", "set -eo pipefail   # (no -u: module and venv set-up scripts may read unset variables)",
           'echo "[fitrain] job ${SLURM_JOB_ID} on ${SLURM_JOB_NODELIST} restart ${SLURM_RESTART_COUNT:-0}'
           + (' array task ${SLURM_ARRAY_TASK_ID}' if array else '') + ' at $(date -u +%FT%TZ)"']
+    # relative paths in `setup` (a venv) and in the command resolve from the submit directory
+    o.append(f"cd {shlex.quote(str(Path(workdir).resolve()))}" if workdir is not None else 'cd "${SLURM_SUBMIT_DIR}"')
     o += list(cfg.setup)
     env = {"OMP_NUM_THREADS": str(cfg.cpus_per_task), "PYTHONUNBUFFERED": "1", **cfg.env}
     o += [f"export {k}={quote(str(v))}" for k, v in env.items()]
     if distributed and nodes * tasks > 1:
         # Rendezvous on the first node; Lightning picks MASTER_PORT from the job id.
         o.append('export MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)}"')
+    # Slurm >= 22.05: srun does not inherit --cpus-per-task from sbatch (one CPU per rank otherwise)
     srun = ["srun", f"--job-name={job_name}", f"--nodes={nodes}", f"--ntasks-per-node={tasks}",
-            "--kill-on-bad-exit=1"]
+            f"--cpus-per-task={cfg.cpus_per_task}", "--kill-on-bad-exit=1"]
     o.append(" ".join(srun + [quote(cfg.python or sys.executable)] + [quote(a) for a in command]))
     return "\n".join(o) + "\n"
 
@@ -157,7 +165,7 @@ def submit(script: str | Path, dependency: Sequence[str] = (), kind: str = "afte
     cmd.append(str(script))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
-        raise FitrainError(f"sbatch {script} failed: {(r.stderr or r.stdout).strip()[:500]}")
+        raise FitrainError(f"sbatch {script} failed: {' '.join((r.stderr or r.stdout).split())[:500]}")
     return parse_job_id(r.stdout)
 
 

@@ -1,13 +1,18 @@
 """Submitting an experiment to Slurm: one sbatch job per unfinished step, chained with
 ``--dependency=afterok``; data_gen shards are a job array; training runs ``srun`` over all GPUs. Every job
 runs ``fitrain experiment <run_dir>/experiment.yaml --step NAME`` against the frozen config, so a job reads
-exactly the settings that were submitted."""
+exactly the settings that were submitted.
+
+Each job id goes into ``slurm/jobs.json`` the moment sbatch returns it, so a submission that fails part way
+(the third sbatch refused) leaves the jobs already queued recorded, and the rerun submits only what is
+neither finished nor still pending or running. A ``jobs.json`` that cannot be read is an error, not an empty
+record: guessing would queue duplicates."""
 from __future__ import annotations
 
 from typing import Callable
 
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import atomic_path, read_json
+from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
 from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, job_states, render_sbatch, submit
 
@@ -43,10 +48,16 @@ ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPEND
 
 def _earlier_jobs(cfg: ExperimentConfig) -> dict[str, str]:
     p = cfg.layout.slurm_jobs
-    try:
-        return {k: str(v) for k, v in read_json(p).items()} if p.is_file() else {}
-    except (ValueError, AttributeError):
+    if not p.is_file():
         return {}
+    try:
+        jobs = read_json(p)
+    except ValueError as e:
+        jobs = e
+    if not isinstance(jobs, dict):
+        raise FitrainError(f"{p} cannot be read ({jobs}), so the jobs submitted earlier are unknown and submitting "
+                           "again could queue duplicates; check `squeue -u $USER`, then fix or remove that file")
+    return {k: str(v) for k, v in jobs.items()}
 
 
 def _alive(job_id: str) -> bool:
@@ -65,6 +76,7 @@ def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
     layout = cfg.layout
     jobs: dict[str, str] = {}
     earlier = _earlier_jobs(cfg)
+    record = dict(earlier)
     for s in steps if steps is not None else experiment_steps(cfg):
         if step_done(layout, s):
             log(f"  {s.name}: finished earlier, not submitted")
@@ -78,7 +90,8 @@ def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
             tmp.write_text(render_step(cfg, s))
         layout.slurm_logs.mkdir(parents=True, exist_ok=True)
         deps = [jobs[d] for d in s.deps if d in jobs]
-        jobs[s.name] = submit(script, deps)
+        jobs[s.name] = record[s.name] = submit(script, deps)
+        write_json(layout.slurm_jobs, record)  # at once: a later failure must not lose this job
         log(f"  {s.name}: submitted job {jobs[s.name]}" + (f" (afterok:{':'.join(deps)})" if deps else "")
             + f"  script {script}")
     log(f"logs: {layout.slurm_logs}; follow with `squeue -u $USER` / `scontrol show job ID`")

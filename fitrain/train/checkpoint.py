@@ -2,7 +2,7 @@
 reading them safely.
 
 A checkpoint is what Lightning's ``trainer.save_checkpoint`` writes (model, optimizer, scheduler, loop
-state; a directory of shards under FSDP's sharded state dict) plus a ``fitrain`` entry: the typed
+state; under ``strategy=fsdp`` a directory of ``torch.distributed.checkpoint`` shards plus ``meta.pt``) plus a ``fitrain`` entry: the typed
 :class:`TrainState` (counters, the loader state, RNG states, the W&B run id, the model's shape, the data
 fingerprint and the run's static facts), versioned so that a reader refuses a layout it does not know.
 Checkpoints are written under a temporary name and renamed, and ``checkpoints/latest`` names the newest,
@@ -144,20 +144,14 @@ def check_compatible(state: TrainState, path: Path, shape: dict, data_fingerprin
 
 
 def model_state_dict(path: str | Path) -> tuple[dict, TrainState]:
-    """(HF model state dict, fitrain state) of a checkpoint; sharded checkpoints are consolidated."""
+    """(HF model state dict, fitrain state) of a checkpoint; sharded checkpoints are consolidated (only the
+    weights are read, not the optimizer state)."""
     path = Path(path)
     ckpt = read_checkpoint(path)
     if path.is_dir():
-        from lightning.fabric.utilities.load import _load_distributed_checkpoint
-
-        try:
-            ckpt = _load_distributed_checkpoint(path)
-        except Exception as e:
-            raise FitrainError(f"cannot consolidate sharded checkpoint {path}: {e}") from None
-        ckpt.setdefault("fitrain", read_checkpoint(path)["fitrain"])
-    state = ckpt.get("state_dict")
-    if state is None and path.is_dir():
-        state = ckpt.get("model")  # Lightning's FSDP sharded layout saves the module state under 'model'
+        state = _consolidate_weights(path)
+    else:
+        state = ckpt.get("state_dict")
     if not isinstance(state, dict):
         raise FitrainError(f"checkpoint {path} has no model state_dict")
     prefix = "model."
@@ -165,3 +159,27 @@ def model_state_dict(path: str | Path) -> tuple[dict, TrainState]:
     if not model_state:
         raise FitrainError(f"checkpoint {path} holds no weights under '{prefix}'")
     return model_state, TrainState.from_dict(ckpt["fitrain"], where=str(path))
+
+
+# where a sharded checkpoint keeps the LightningModule's weights: ModelParallelStrategy (FSDP2, strategy=fsdp)
+# saves them under 'state_dict', Lightning's FSDPStrategy under 'model'
+_SHARDED_WEIGHT_KEYS = ("state_dict", "model")
+
+
+def _consolidate_weights(path: Path) -> dict:
+    """The full (unsharded) weights of a ``torch.distributed.checkpoint`` directory, read in this one
+    process (no process group), on the CPU."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    out: dict[str, Any] = {}
+    try:
+        _load_state_dict(out, storage_reader=FileSystemReader(path), no_dist=True,
+                         planner=_EmptyStateDictLoadPlanner(keys=set(_SHARDED_WEIGHT_KEYS)))
+    except Exception as e:
+        raise FitrainError(f"cannot consolidate sharded checkpoint {path}: {type(e).__name__}: {e}") from None
+    for key in _SHARDED_WEIGHT_KEYS:
+        if isinstance(out.get(key), dict):
+            return out[key]
+    raise FitrainError(f"sharded checkpoint {path} holds no weights (none of {', '.join(_SHARDED_WEIGHT_KEYS)})")

@@ -1,13 +1,14 @@
 """The settings of ``fitrain train``: :class:`TrainConfig` (the run) and :class:`DataConfig` (its batches).
 
 The model's (:class:`fitrain.train.model.ModelConfig`), the optimiser's
-(:class:`fitrain.train.optim.OptimConfig`) and W&B's (:class:`fitrain.train.metrics.WandbConfig`) settings
-are their components' own. Recipes under ``recipes/train/`` are merged over these defaults.
+(:class:`fitrain.train.optim.OptimConfig`), the loss's (:class:`fitrain.train.loss.LossConfig`) and W&B's
+(:class:`fitrain.train.metrics.WandbConfig`) settings are their components' own. Recipes under ``recipes/train/`` are merged over these defaults.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fitrain.train.loss import LossConfig
 from fitrain.train.metrics import WandbConfig
 from fitrain.train.model import ModelConfig
 from fitrain.train.optim import OptimConfig
@@ -28,6 +29,9 @@ class DataConfig:
     num_workers: int = 0           # loader worker processes (each reads its mmap'd shards)
     val_rows: int = 0              # validate on the first N held-out rows (0 = all)
 
+    FIELD_CHECKS = {"micro_batch_size": ">= 1", "grad_accum": ">= 1", "max_epochs": ">= 0", "num_workers": ">= 0",
+                    "val_rows": ">= 0", "remainder": ("wrap", "drop")}
+
 
 @dataclass
 class TrainConfig:
@@ -43,23 +47,31 @@ class TrainConfig:
     budget_from_epochs: float = 1.0  # ... times this many passes over that data
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     accelerator: str = "auto"      # auto | cpu | gpu
     devices: int = 0               # per node; 0 = all visible (auto)
     num_nodes: int = 1
-    strategy: str = "auto"         # auto | single | ddp | fsdp
+    strategy: str = "auto"         # auto | single | ddp | fsdp (FSDP2 per decoder layer; CPU gloo or GPU)
     precision: str = "auto"        # auto = bf16-mixed on GPU, 32-true on CPU
-    compile: bool = False          # torch.compile the model's forward
+    compile: bool = False          # torch.compile each decoder layer
     log_every: int = 10
     val_every: int = 0             # steps between validations (0 = none; needs data.val_path)
     checkpoint_every: int = 1000   # steps (0 = only at the end and on SIGUSR1/SIGTERM)
     keep_checkpoints: int = 2
     # run in the background after each checkpoint ({checkpoint}, {run_dir} filled in), e.g.
     # "fitrain eval eval/local model={checkpoint}", or with sbatch --wrap for a Slurm job per checkpoint;
-    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all)
+    # keep_checkpoints must leave a queued evaluation its checkpoint (0 = keep all). Inside a Slurm job the
+    # run waits at the end for the evaluations still running (the job's end would kill them); one started
+    # for a preemption checkpoint stops with the job (sbatch --wrap decouples them)
     eval_on_checkpoint: str = ""
     resume: str = "auto"           # auto (latest in run_dir/checkpoints) | never | <checkpoint path>
     requeue_on_sigusr1: bool = True  # under Slurm: after the preemption checkpoint, scontrol requeue
     export_hf: bool = True         # export <run_dir>/hf at the end
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    FIELD_CHECKS = {"max_tokens": ">= 0", "max_supervised_tokens": ">= 0", "max_steps": ">= 0",
+                    "budget_from_epochs": "> 0", "devices": ">= 0", "num_nodes": ">= 1", "strategy": STRATEGIES,
+                    "precision": PRECISIONS, "log_every": ">= 0", "val_every": ">= 0", "checkpoint_every": ">= 0",
+                    "keep_checkpoints": ">= 0"}

@@ -2,8 +2,10 @@
 environment. fitrain owns the optimizer step (manual optimisation), checkpoints, logging and the progress
 bar, so the Trainer is asked for none of its own.
 
-Strategies: ``single`` (one device), ``ddp`` (srun / torchrun, CPU gloo or GPU NCCL), ``fsdp`` (GPU);
-``auto`` lets Lightning pick from the devices. Precision ``auto`` is bf16-mixed on GPU and fp32 on CPU.
+Strategies: ``single`` (one device), ``ddp`` (srun / torchrun, CPU gloo or GPU NCCL), ``fsdp`` (FSDP2 per
+decoder layer, fitrain.train.parallel; CPU gloo or GPU NCCL); ``auto`` lets Lightning pick from the devices.
+Precision ``auto`` is bf16-mixed on GPU and fp32 on CPU; under ``fsdp``, bf16-mixed is FSDP2's
+mixed-precision policy (fp32 master weights and gradient reduction, bf16 compute, fp32 buffers).
 """
 from __future__ import annotations
 
@@ -25,14 +27,13 @@ def build_trainer(cfg: TrainConfig):
         raise ConfigError(f"precision must be one of {PRECISIONS}, got '{cfg.precision}'")
     on_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if on_gpu else "32-true")
-    if cfg.strategy == "fsdp" and not on_gpu:
-        raise FitrainError("strategy=fsdp needs GPUs (Lightning's FSDP runs on CUDA only); use strategy=ddp on CPU")
+    strategy, lightning_precision = _strategy(cfg, precision)
     devices: Any = 1 if cfg.strategy == "single" else (cfg.devices or "auto")
     # fitrain checkpoints and requeues itself on SIGUSR1, so Lightning's own auto-requeue stays off
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None
     try:
         return pl.Trainer(accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-                          strategy=_strategy(cfg), precision=precision, max_epochs=1, max_steps=-1, logger=False,
+                          strategy=strategy, precision=lightning_precision, max_epochs=1, max_steps=-1, logger=False,
                           enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                           num_sanity_val_steps=0, limit_val_batches=0, use_distributed_sampler=False,
                           default_root_dir=cfg.run_dir, plugins=plugins)
@@ -41,17 +42,15 @@ def build_trainer(cfg: TrainConfig):
                            f"{cfg.devices or 'auto'}, strategy={cfg.strategy}, precision={precision}): {e}") from None
 
 
-def _strategy(cfg: TrainConfig) -> Any:
+def _strategy(cfg: TrainConfig, precision: str) -> tuple[Any, str]:
+    """(the Lightning strategy, the precision flag Lightning runs under)."""
     if cfg.strategy == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True)
+        return DDPStrategy(find_unused_parameters=False, gradient_as_bucket_view=True), precision
     if cfg.strategy == "fsdp":
-        from lightning.pytorch.strategies import FSDPStrategy
-        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+        from fitrain.train.parallel import FSDP2Strategy, fsdp_precision
 
-        return FSDPStrategy(auto_wrap_policy={LlamaDecoderLayer}, state_dict_type="sharded",
-                            sharding_strategy="FULL_SHARD", use_orig_params=True,
-                            activation_checkpointing_policy=({LlamaDecoderLayer}
-                                                             if cfg.model.activation_checkpointing else None))
-    return "auto"
+        lightning_precision, param_dtype = fsdp_precision(precision)
+        return FSDP2Strategy(param_dtype=param_dtype), lightning_precision
+    return "auto", precision

@@ -2,7 +2,10 @@
 
 The directory is a plain ``save_pretrained`` directory (safetensors weights, config.json,
 generation_config.json) plus the tokenizer, so ``AutoModelForCausalLM.from_pretrained(dir)`` and lm-eval's
-``hf`` model load it with no conversion. ``fitrain_export.json`` records where it came from.
+``hf`` model load it with no conversion. ``fitrain_export.json`` records where it came from and the training
+format (fitrain_eval prompts the model in it). The generation config holds the special tokens and greedy
+decoding only: the generation length is the caller's (a ``max_new_tokens`` written here would override
+lm-eval's ``max_gen_toks`` and every evaluator's own limit).
 """
 from __future__ import annotations
 
@@ -12,8 +15,7 @@ from fitrain.core.io import atomic_path, write_json
 from fitrain.train.checkpoint import TrainState
 
 
-def export(checkpoint: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None,
-           max_new_tokens: int = 512) -> Path:
+def export(checkpoint: str | Path, out_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
     """Write ``out_dir`` from ``checkpoint`` (a .ckpt file, a sharded checkpoint directory, or a run's
     ``checkpoints/`` folder: its latest). ``tokenizer`` defaults to the one the run trained with."""
     from fitrain.train.checkpoint import latest_checkpoint, model_state_dict
@@ -25,11 +27,11 @@ def export(checkpoint: str | Path, out_dir: str | Path, tokenizer: str | Path | 
             raise FitrainError(f"{checkpoint} holds no checkpoint (no 'latest' marker)")
         checkpoint = latest
     weights, state = model_state_dict(checkpoint)
-    return export_state(weights, state, out_dir, tokenizer, max_new_tokens, source=str(checkpoint))
+    return export_state(weights, state, out_dir, tokenizer, source=str(checkpoint))
 
 
 def export_state(weights: dict, state: TrainState, out_dir: str | Path, tokenizer: str | Path | None = None,
-                 max_new_tokens: int = 512, source: str = "") -> Path:
+                 source: str = "") -> Path:
     """Export model ``weights`` (HF names) with the run's :class:`TrainState` (config, tokenizer, counters)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -66,7 +68,7 @@ def export_state(weights: dict, state: TrainState, out_dir: str | Path, tokenize
     model.eval()
     gen = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-                           do_sample=False, max_new_tokens=max_new_tokens)
+                           do_sample=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config = gen
     model.save_pretrained(out_dir, safe_serialization=True)

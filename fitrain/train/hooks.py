@@ -4,6 +4,7 @@ checkpoints. Also the SIGUSR1/SIGTERM handlers (Slurm sends SIGUSR1 ahead of pre
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,31 +86,36 @@ class StepHooks:
     """Called by the training module after every step (all ranks; files only on global rank 0)."""
 
     def __init__(self, plan: Any, run_dir: TrainDir, log: MetricsLog | None, progress: bool,
-                 flops_per_token: float | None, peak_flops: float | None, eval_command: str = ""):
+                 flops: Any = None, peak_flops: float | None = None, eval_command: str = ""):
         self.plan, self.run_dir, self.log = plan, run_dir, log
         self.eval_command = eval_command
-        self.flops_per_token, self.peak = flops_per_token, peak_flops
+        self.flops, self.peak = flops, peak_flops      # fitrain.train.model.FlopsModel, the GPU's peak FLOP/s
         self.show_progress = progress
         self.bar = None
         self.last_checkpoint: Path | None = None
         self.trainer = None
+        self.evals: list[subprocess.Popen] = []       # background per-checkpoint evaluations (rank 0)
         self._t_start = time.perf_counter()
-        self._window: tuple[float, int] | None = None
+        self._flops_done = 0.0                         # model FLOPs of every step of this process
+        self._window: tuple[float, int, float] | None = None
 
     # ------------------------------------------------------------------------------------ per step
     def __call__(self, module, row: dict) -> None:
+        from fitrain.train.metrics import throughput
+
         trainer = module.trainer
-        world = trainer.world_size
         now = time.perf_counter()
+        work = row.pop("work")
+        step_flops = self.flops.step(**work) if self.flops is not None else 0.0
+        self._flops_done += step_flops
         if self._window is None:   # first step of this process: its own time (start-up excluded)
-            rate = row["step_tokens"] / (row["step_time_s"] or 1e-12)
+            tokens, flops, seconds = row["step_tokens"], step_flops, row["step_time_s"]
         else:                      # over the steps since the last logged one (device work is only synced there)
-            rate = (row["tokens"] - self._window[1]) / max(1e-12, now - self._window[0])
-        row["tokens_per_s"] = rate
+            tokens, flops = row["tokens"] - self._window[1], self._flops_done - self._window[2]
+            seconds = now - self._window[0]
+        row.update(throughput(tokens, flops, seconds, trainer.world_size, self.peak))
         if row["logged"]:
-            self._window = (now, row["tokens"])
-        if self.flops_per_token and self.peak:
-            row["mfu"] = row["tokens_per_s"] / world * self.flops_per_token / self.peak
+            self._window = (now, row["tokens"], self._flops_done)
         row["elapsed_s"] = time.perf_counter() - self._t_start
         if trainer.is_global_zero:
             if self.log is not None and row.pop("logged"):
@@ -151,13 +157,15 @@ class StepHooks:
         tmp = ckpt_dir / f".{final.name}.tmp"
         if trainer.is_global_zero:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
+            if tmp.is_dir():           # left by a job killed mid-save: stale shards must not mix in
+                shutil.rmtree(tmp)
         trainer.strategy.barrier("fitrain_ckpt_dir")
         trainer.save_checkpoint(tmp)
         trainer.strategy.barrier("fitrain_ckpt_saved")
         if trainer.is_global_zero:
             publish(ckpt_dir, tmp, final, self.plan.keep_checkpoints)
             if self.eval_command:
-                launch_checkpoint_eval(self.eval_command, final, self.run_dir)
+                self.evals.append(launch_checkpoint_eval(self.eval_command, final, self.run_dir))
         trainer.strategy.barrier("fitrain_ckpt_published")
         self.last_checkpoint = final
         return final
@@ -166,6 +174,17 @@ class StepHooks:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def wait_for_evals(evals: list[subprocess.Popen], logs: Path) -> list[int]:
+    """Wait for the per-checkpoint evaluations still running; their exit codes. Under Slurm the job step's
+    processes are killed when training exits, so a local ``eval_on_checkpoint`` command of the final
+    checkpoint would die with it (an ``sbatch --wrap`` command returns at once and is not affected)."""
+    running = [p for p in evals if p.poll() is None]
+    if running:
+        print(f"fitrain train: waiting for {len(running)} checkpoint evaluation(s) still running (logs in {logs})",
+              file=sys.stderr, flush=True)
+    return [p.wait() for p in evals]
 
 
 def launch_checkpoint_eval(command: str, checkpoint: Path, run_dir: TrainDir):

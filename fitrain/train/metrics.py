@@ -14,26 +14,46 @@ from typing import Any
 from fitrain.core.errors import FitrainError
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",
-           "tokens_per_s", "mfu", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
+           "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
 
-# Dense bf16 tensor-core peak FLOP/s per GPU (vendor datasheets). Matched by substring of the device name,
-# most specific first.
+# Dense (no sparsity) bf16 tensor-core peak FLOP/s per GPU, from the vendors' datasheets (their headline
+# figures are often with 2:4 sparsity: half of those). Matched as whole words against the device name
+# (torch.cuda.get_device_name), most specific first, so "H100 NVL" is not an SXM H100, "L40" not "L4",
+# "GH200" not "H200". GPUs without bf16 tensor cores (V100, T4) are not listed: MFU is then not reported.
 PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("GH200", 989e12), ("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("H800", 989e12),
-    ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L4", 121e12),
-    ("A10G", 70e12), ("A6000", 155e12), ("V100", 125e12), ("RTX 4090", 165e12), ("MI300X", 1307e12),
-    ("MI250X", 383e12),
+    ("GB200", 2500e12), ("B200", 2250e12), ("B100", 1750e12),
+    ("GH200", 989e12), ("H200 NVL", 835e12), ("H200", 989e12),
+    ("H100 NVL", 835e12), ("H100 PCIe", 756e12), ("H100", 989e12),
+    ("H800 PCIe", 756e12), ("H800", 989e12), ("H20", 148e12),
+    ("A100", 312e12), ("A800", 312e12), ("A30", 165e12), ("A10", 125e12),
+    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
+    ("RTX A6000", 155e12), ("RTX 6000 Ada", 364e12), ("RTX 4090", 165e12),
+    ("MI325X", 1307e12), ("MI300X", 1307e12), ("MI250X", 383e12), ("MI250", 362e12),
 )
 
 
+def _matches(key: str, name: str) -> bool:
+    import re
+
+    return re.search(r"(?<![A-Za-z0-9])" + re.escape(key) + r"(?![A-Za-z0-9])", name, re.IGNORECASE) is not None
+
+
 def peak_flops(device_name: str | None) -> float | None:
-    """Peak bf16 FLOP/s of a known GPU, or None (CPU, unknown GPU: MFU is not reported)."""
+    """Peak dense bf16 FLOP/s of a known GPU, or None (CPU, unknown GPU: MFU is not reported)."""
     if not device_name:
         return None
     for key, flops in PEAK_BF16_FLOPS:
-        if key.lower() in device_name.lower():
+        if _matches(key, device_name):
             return flops
     return None
+
+
+def throughput(tokens: float, flops: float, seconds: float, world: int, peak: float | None) -> dict:
+    """``tokens_per_s`` (all ranks), ``tokens_per_s_per_gpu`` and ``mfu`` (model FLOPs per second per device
+    over its peak; None without a peak) of ``tokens`` and ``flops`` done by ``world`` devices in ``seconds``."""
+    seconds = max(seconds, 1e-12)
+    return {"tokens_per_s": tokens / seconds, "tokens_per_s_per_gpu": tokens / seconds / max(1, world),
+            "mfu": flops / seconds / (max(1, world) * peak) if peak and flops else None}
 
 
 def device_name() -> str | None:

@@ -22,6 +22,19 @@ def count_step(micro: list[dict], pad_id: int) -> tuple[int, int]:
     return tokens, supervised
 
 
+def sum_sq_document_lengths(batch: dict, pad_id: int) -> int:
+    """``sum(l^2)`` over the documents packed in a batch (a document starts where ``position_ids`` is 0;
+    padding, its own segment, counts 0): the attention work of the batch, for MFU
+    (fitrain.train.model.FlopsModel)."""
+    import torch
+
+    pos, ids = batch["position_ids"], batch["input_ids"]
+    rows, t = pos.shape
+    segment = (pos == 0).long().cumsum(1) + torch.arange(rows, device=pos.device)[:, None] * (t + 1)
+    lengths = torch.bincount(segment[ids != pad_id].reshape(-1))
+    return int((lengths.long() ** 2).sum())
+
+
 def allowances(local: list[int], remaining: int) -> list[int]:
     """Split ``remaining`` budget over ranks in rank order: rank r keeps what is left after ranks < r."""
     out, left = [], max(0, remaining)
@@ -64,7 +77,8 @@ def cut_step(micro: list[dict], keep: int, by: str, pad_id: int) -> tuple[list[d
 
 class StepStream:
     """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "tokens": [int], "supervised": [int],
-    "loader_state": dict}`` (this rank's non-padding tokens and supervised targets per micro-batch).
+    "sum_sq_lengths": int, "loader_state": dict}`` (this rank's non-padding tokens and supervised targets per
+    micro-batch, and the squared document lengths of the step for MFU).
 
     Continues across epochs up to ``max_epochs`` passes (0 = unlimited), then ends; a last step with fewer
     micro-batches is still a step (the normalisation is per supervised target, so it is exact). Not
@@ -92,6 +106,7 @@ class StepStream:
         # counted here, on the host, before Lightning moves the batch: no device sync in the step
         counts = [count_step([mb], self.pad_id) for mb in micro]
         return {"micro": micro, "tokens": [c[0] for c in counts], "supervised": [c[1] for c in counts],
+                "sum_sq_lengths": sum(sum_sq_document_lengths(mb, self.pad_id) for mb in micro),
                 "loader_state": self.loader.state_dict()}
 
     def _epochs_started(self) -> int:

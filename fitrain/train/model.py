@@ -10,8 +10,12 @@ Packed rows hold several documents. They must not attend to each other (fitrain/
   ``use_cache=False``; transformers then builds a block-diagonal causal mask from the position ids.
 * ``flash_attention_2`` (GPU with flash-attn installed): the varlen kernel with ``cu_seq_lens_q/k`` and
   ``max_length_q/k`` passed explicitly (transformers infers them from position ids only for batch size 1).
+* ``torch_varlen`` (GPU, bf16, a torch with ``torch.nn.attention.varlen``): torch's own varlen flash
+  attention over the same ``cu_seq_lens``, no flash-attn package needed; chosen explicitly (not by
+  ``auto``) until the GPU suite (benchmarks/gpu_suite.py) has measured it.
 
-:func:`forward_logits` is the one place that calls the model on a training batch, for both.
+:func:`forward_hidden` (training: the loss runs the head) and :func:`forward_logits` (evaluation) are the
+places that call the model on a packed batch, for both.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008, tie_embeddings=False),
 }
 
-ATTENTION = ("auto", "sdpa", "flash_attention_2")
+ATTENTION = ("auto", "sdpa", "flash_attention_2", "torch_varlen")
+VARLEN = ("flash_attention_2", "torch_varlen")   # attention that takes cu_seq_lens / max_length
 
 
 @dataclass
@@ -56,6 +61,10 @@ class ModelConfig:
     init_std: float = 0.02
     attention: str = "auto"          # auto | sdpa | flash_attention_2
     activation_checkpointing: bool = False
+
+    FIELD_CHECKS = {"dim": ">= 1", "n_layers": ">= 1", "n_heads": ">= 1", "n_kv_heads": ">= 1", "ffn_dim": ">= 1",
+                    "vocab_size": ">= 0", "vocab_multiple": ">= 1", "max_seq_len": ">= 2", "rope_theta": "> 0",
+                    "norm_eps": "> 0", "init_std": "(0, 1]", "attention": ATTENTION}  # fitrain.core.config
 
 
 def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
@@ -104,7 +113,45 @@ def select_attention(requested: str = "auto", device_type: str | None = None) ->
     if requested == "flash_attention_2" and not (on_gpu and is_flash_attn_2_available()):
         raise FitrainError("model.attention=flash_attention_2 needs a CUDA GPU and the flash-attn package "
                            "(pip install 'fitrain[gpu]'); use model.attention=sdpa or auto")
+    if requested == "torch_varlen" and not (on_gpu and torch_varlen_available()):
+        raise FitrainError("model.attention=torch_varlen needs a CUDA GPU and a torch with "
+                           "torch.nn.attention.varlen; use model.attention=sdpa or auto")
     return requested
+
+
+def torch_varlen_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch.nn.attention.varlen") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def torch_varlen_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
+                           scaling: float | None = None, **kwargs):
+    """transformers attention function over torch's varlen flash attention: ``query/key/value``
+    ``[B, heads, T, head_dim]`` are flattened to ``[B*T, heads, head_dim]`` and attend causally within each
+    ``cu_seq_lens`` segment (every row starts one, so rows stay apart too). Returns ``[B, T, heads, head_dim]``."""
+    from torch.nn.attention import varlen
+
+    if dropout:
+        raise FitrainError("model.attention=torch_varlen has no attention dropout")
+    b, heads, t, d = query.shape
+    q = query.transpose(1, 2).reshape(b * t, heads, d)
+    k = key.transpose(1, 2).reshape(b * t, key.shape[1], d)
+    v = value.transpose(1, 2).reshape(b * t, value.shape[1], d)
+    out = varlen.varlen_attn(q, k, v, kwargs["cu_seq_lens_q"], kwargs["cu_seq_lens_k"], kwargs["max_length_q"],
+                             kwargs["max_length_k"], scale=scaling, window_size=(-1, 0),
+                             enable_gqa=key.shape[1] != heads)
+    return out.view(b, t, heads, d), None
+
+
+def _register_attention(attention: str) -> None:
+    if attention == "torch_varlen":
+        from transformers import AttentionInterface
+
+        AttentionInterface.register("torch_varlen", torch_varlen_attention)
 
 
 def llama_config(cfg: ModelConfig, vocab_size: int, attention: str = "sdpa", bos_token_id: int | None = None,
@@ -129,18 +176,38 @@ def build_model(cfg: ModelConfig, tokenizer_vocab: int, attention: str = "sdpa",
     import torch
     from transformers import LlamaForCausalLM
 
+    _register_attention(attention)
     hf_cfg = llama_config(cfg, resolve_vocab(cfg, tokenizer_vocab), attention, **(token_ids or {}))
     if seed is not None:
         torch.manual_seed(seed)
     model = LlamaForCausalLM(hf_cfg)
     model.config.use_cache = False
     if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_activation_checkpointing(model, True)
     if verbose:
         n, emb = count_parameters(model)
         print(f"model: preset={cfg.preset} {describe(cfg)} vocab={hf_cfg.vocab_size} attention={attention} "
               f"params={n / 1e6:.2f}M (non-embedding {(n - emb) / 1e6:.2f}M)", file=sys.stderr, flush=True)
     return model
+
+
+def set_activation_checkpointing(model, on: bool) -> None:
+    """transformers' own (non-reentrant) activation checkpointing of every decoder layer, on or off, under the
+    name this transformers has (``activation_checkpointing_*`` from 5.2x, ``gradient_checkpointing_*``
+    before; the old names warn in the new versions)."""
+    if on:
+        new = getattr(model, "activation_checkpointing_enable", None)
+        if new is not None:
+            new(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
+
+
+def activation_checkpointing(model) -> bool:
+    """Whether transformers' activation checkpointing is on (any layer checkpoints)."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
 
 
 def describe(cfg: ModelConfig) -> str:
@@ -164,17 +231,37 @@ def count_parameters(model) -> tuple[int, int]:
     return total, emb
 
 
-def flops_per_token(model, seq_len: int) -> float:
-    """Training FLOPs per token: 6 x non-embedding params + attention (12 x layers x dim x seq_len), plus the
-    output projection (6 x vocab x dim), the usual MFU convention (PaLM appendix B)."""
+@dataclass(frozen=True)
+class FlopsModel:
+    """Training FLOPs (forward + backward) of the model, the usual MFU convention (PaLM appendix B; the
+    attention term without a causal discount, as llm-foundry and Megatron count it):
+
+    * ``6 x`` the decoder's parameters per token read,
+    * ``6 x vocab x dim`` per position through the output head (fitrain runs the head only on positions
+      with a target: fitrain.train.loss.head_cross_entropy),
+    * ``12 x layers x dim x l`` per token of a document of length ``l``, i.e. ``12 x layers x dim x sum(l^2)``
+      over the documents of a batch. Packed documents attend only within themselves, so a row of short
+      documents does ``sum(l^2) / T`` of the attention work of one ``T``-token document: counting ``T^2``
+      overstates MFU on packed data (by 15-22% for the 1.8b shape at 4096)."""
+
+    body_per_token: float
+    head_per_target: float
+    attention_per_sq: float
+
+    def step(self, tokens: int, head_positions: int, sum_sq_lengths: int) -> float:
+        return (self.body_per_token * tokens + self.head_per_target * head_positions
+                + self.attention_per_sq * sum_sq_lengths)
+
+
+def flops_model(model) -> FlopsModel:
     c = model.config
     total, emb = count_parameters(model)
-    head = 6 * c.vocab_size * c.hidden_size
-    return 6 * (total - emb) + head + 12 * c.num_hidden_layers * c.hidden_size * seq_len
+    return FlopsModel(body_per_token=6.0 * (total - emb), head_per_target=6.0 * c.vocab_size * c.hidden_size,
+                      attention_per_sq=12.0 * c.num_hidden_layers * c.hidden_size)
 
 
 def varlen_kwargs(position_ids) -> dict:
-    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for flash-attn varlen over the flattened [B*T] batch.
+    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for varlen attention over the flattened [B*T] batch.
 
     Every row starts a segment (position 0), so flattening rows keeps segments apart."""
     import torch
@@ -188,14 +275,25 @@ def varlen_kwargs(position_ids) -> dict:
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max_len, "max_length_k": max_len}
 
 
+def _attention_kwargs(model, batch: dict) -> dict:
+    if getattr(model.config, "_attn_implementation", "sdpa") in VARLEN:
+        return varlen_kwargs(batch["position_ids"])
+    return {}
+
+
 def forward_logits(model, batch: dict):
     """Logits of a packed batch (``input_ids``/``position_ids`` [B, T]); documents never see each other."""
-    kwargs: dict[str, Any] = {}
-    if getattr(model.config, "_attn_implementation", "sdpa") == "flash_attention_2":
-        kwargs = varlen_kwargs(batch["position_ids"])
     out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None,
-                use_cache=False, **kwargs)
+                use_cache=False, **_attention_kwargs(model, batch))
     return out.logits
+
+
+def forward_hidden(model, batch: dict):
+    """The final hidden states ``[B, T, D]`` (after the last norm) of a packed batch, for a loss that runs
+    the output head itself (fitrain.train.loss); same attention as :func:`forward_logits`."""
+    out = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None,
+                      use_cache=False, **_attention_kwargs(model, batch))
+    return out.last_hidden_state
 
 
 def shape_fingerprint(model) -> dict:

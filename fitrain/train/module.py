@@ -2,7 +2,10 @@
 
 Each ``training_step`` receives one step of pre-fetched micro-batches (fitrain.train.microbatches.StepStream)
 and runs the phases of fitrain.train.step: count and all-gather, cut to the budget, backward every
-micro-batch with the exact normalisation, clip and step, log. The counters, the loader state and the RNG
+micro-batch with the exact normalisation, clip and step, log. The loss of a micro-batch is the training
+objective's (fitrain.train.loss.CausalLMLoss: decoder, head and CE of the supervised targets);
+``configure_model`` compiles the layers and, under ``strategy=fsdp``, shards the model
+(fitrain.train.parallel). The counters, the loader state and the RNG
 states travel in every checkpoint as a :class:`fitrain.train.checkpoint.TrainState`.
 """
 from __future__ import annotations
@@ -15,23 +18,28 @@ from typing import Any, Callable
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+from lightning.pytorch.strategies import DDPStrategy
 
 from fitrain.core.errors import FitrainError
 from fitrain.train.checkpoint import TrainState
-from fitrain.train.loss import accumulate_gradients, sum_cross_entropy
+from fitrain.train.loss import accumulate_gradients
 from fitrain.train.microbatches import StepStream
-from fitrain.train.model import forward_logits, shape_fingerprint
+from fitrain.train.objective import CausalLMLoss
+from fitrain.train.model import activation_checkpointing, shape_fingerprint
 from fitrain.train.optim import amp_grad_scale, build_optimizer
+from fitrain.train.parallel import FSDP2Strategy, compile_layers, gradient_sync_off, is_sharded, keep_rope_fp32
 from fitrain.train.plan import TrainPlan
 from fitrain.train.step import StepCounts, clip_and_step, count_and_reduce, cut_to_budget, log_row
 
 
 class FitrainModule(pl.LightningModule):
     def __init__(self, model, plan: TrainPlan, run_facts: TrainState, make_loader: Callable,
-                 make_val_batches: Callable | None = None, on_step: Callable | None = None):
+                 make_val_batches: Callable | None = None, on_step: Callable | None = None,
+                 objective: CausalLMLoss | None = None):
         super().__init__()
         self.model = model
+        # not a registered submodule: it holds the same model, and checkpoints keep the HF names (model.*)
+        self.__dict__["objective"] = objective if objective is not None else CausalLMLoss(model)
         self.plan = plan
         self.run_facts = run_facts         # the static part of every checkpoint's TrainState
         self._make_loader = make_loader    # (rank, world) -> PackedLoader
@@ -49,7 +57,7 @@ class FitrainModule(pl.LightningModule):
         self.loader = None
         self.loader_state: dict | None = None
         self._restored_state: dict | None = None
-        self._fwd = None
+        self._configured = False
         self._t_end: float | None = None
 
     # ------------------------------------------------------------------------------------ data
@@ -64,13 +72,24 @@ class FitrainModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def forward(self, batch):
-        return forward_logits(self._fwd if self._fwd is not None else self.model, batch)
+        """(sum of CE over the batch's supervised targets, their count)."""
+        return self.objective(batch)
+
+    def configure_model(self):
+        """Before the optimizer is built (and, under FSDP, before a checkpoint is restored): compile the
+        decoder layers in place (the parameter names do not change, so checkpoints resume either way) and
+        shard the model under ``strategy=fsdp``. Lightning may call this hook more than once."""
+        if self._configured:
+            return
+        self._configured = True
+        if getattr(self.plan, "compile", False):
+            compile_layers(self.model)
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, FSDP2Strategy):
+            strategy.shard(self.objective, self.model, activation_checkpointing=activation_checkpointing(self.model))
 
     def on_fit_start(self):
-        if self.plan.compile and self._fwd is None:
-            # not registered as a submodule: its '_fwd._orig_mod.*' keys would enter the checkpoint, and
-            # Lightning restores the weights (strictly) before on_fit_start, so resuming would fail
-            self.__dict__["_fwd"] = torch.compile(self.model)
+        keep_rope_fp32(self.model)  # after Lightning's precision conversion (bf16-true casts buffers too)
 
     # ------------------------------------------------------------------------------------ collectives
     def _distributed(self) -> bool:
@@ -95,28 +114,29 @@ class FitrainModule(pl.LightningModule):
         t0 = time.perf_counter()
         wait = (t0 - self._t_end) if self._t_end is not None else 0.0
         plan, strategy = self.plan, self.trainer.strategy
-        counts = count_and_reduce(item["tokens"], item["supervised"], plan.grad_accum, self.stop_requested,
-                                  self._gather)
-        micro, counts, final = cut_to_budget(item["micro"], counts, plan.token_budget, self.tokens, self.supervised,
+        read = count_and_reduce(item["tokens"], item["supervised"], plan.grad_accum, self.stop_requested,
+                                self._gather, item.get("sum_sq_lengths", 0))
+        micro, counts, final = cut_to_budget(item["micro"], read, plan.token_budget, self.tokens, self.supervised,
                                              self.global_rank, plan.pad_id, self._gather)
         lr = self.optimizers().param_groups[0]["lr"]
-        no_sync = strategy.block_backward_sync if isinstance(strategy, (DDPStrategy, FSDPStrategy)) else None
-        loss_sum = accumulate_gradients(self.forward, micro, counts.total_supervised, self.trainer.world_size,
+        if is_sharded(self.objective):
+            no_sync = lambda: gradient_sync_off(self.objective)  # noqa: E731
+        else:
+            no_sync = strategy.block_backward_sync if isinstance(strategy, DDPStrategy) else None
+        loss_sum = accumulate_gradients(self.objective, micro, counts.total_supervised, self.trainer.world_size,
                                         backward=self.manual_backward, no_sync=no_sync)
         grad_norm = clip_and_step(self.model.parameters(), self.optimizers(), self.lr_schedulers(),
-                                  plan.optim.clip_grad_norm,
-                                  strategy.model if isinstance(strategy, FSDPStrategy) else None,
-                                  grad_scale=amp_grad_scale(self.trainer.precision_plugin))
+                                  plan.optim.clip_grad_norm, grad_scale=amp_grad_scale(self.trainer.precision_plugin))
         self._advance(counts, item["loader_state"], final)
         # the final validation happens here too, not after trainer.fit: Lightning's teardown has then moved
-        # the module to the CPU and unwrapped DDP/FSDP (NCCL all-reduce of CPU tensors, sharded weights)
+        # the module to the CPU and unwrapped DDP (NCCL all-reduce of CPU tensors)
         validate = bool(self._make_val_batches is not None and plan.val_every
                         and (self.step % plan.val_every == 0 or self.finished))
         # the loss all-reduce and the host syncs happen only on logged steps (the same steps on every rank)
         logged = self.step % plan.log_every == 0 or self.finished or counts.stop_requested or validate
         loss = self._reduce_loss(loss_sum, counts) if logged else None
         row = log_row(self.step, self.tokens, self.supervised, loss, lr, grad_norm, time.perf_counter() - t0, wait,
-                      counts.total_tokens, int(item["loader_state"].get("epoch", 0)), logged)
+                      counts, read, int(item["loader_state"].get("epoch", 0)), logged)
         if validate:
             row["val_loss"] = self.validate()
         self.stopped_by_signal = counts.stop_requested and not self.finished
@@ -148,7 +168,7 @@ class FitrainModule(pl.LightningModule):
         count = torch.zeros((), dtype=torch.float64, device=self.device)
         for mb in self._make_val_batches(self.global_rank, self.trainer.world_size):
             mb = {k: v.to(self.device) for k, v in mb.items()}
-            s, n = sum_cross_entropy(self.forward(mb), mb["labels"])
+            s, n = self.objective(mb)
             total += s.double()
             count += n
         self.model.train(was_training)

@@ -32,6 +32,10 @@ class OptimConfig:
     clip_grad_norm: float = 1.0            # 0 = no clipping (the norm is still logged)
     fused: bool = False                    # torch's fused AdamW (GPU)
 
+    FIELD_CHECKS = {"lr": "> 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0", "weight_decay": ">= 0",
+                    "schedule": SCHEDULES, "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]",
+                    "decay_fraction": "[0, 1]", "clip_grad_norm": ">= 0"}
+
 
 class LRSchedule:
     """lr multiplier as a function of the optimizer step (a picklable callable for LambdaLR)."""
@@ -95,22 +99,28 @@ def build_optimizer(model, cfg: OptimConfig, total_steps: int):
     return opt, sched
 
 
-def grad_norm_and_clip(parameters, max_norm: float, module=None, grad_scale: float = 1.0):
+def grad_norm_and_clip(parameters, max_norm: float, grad_scale: float = 1.0):
     """Total gradient L2 norm before clipping, as a tensor (no device sync); clips to ``max_norm`` when > 0.
-    Under FSDP pass the wrapped ``module``: its ``clip_grad_norm_`` reduces over shards.
+
+    Under FSDP2 the gradients are DTensor shards: the norm of each shard is reduced over the mesh
+    (``full_tensor``), so every rank clips by the same *global* norm (clipping by a rank's own shard norm
+    would clip each shard differently).
 
     ``grad_scale``: the AMP loss scale the gradients still carry (fp16 '16-mixed' under manual optimisation:
     Lightning unscales only inside ``optimizer.step()``); the limit and the returned norm are in unscaled
     units."""
     import torch
 
-    limit = max_norm * grad_scale if max_norm and max_norm > 0 else float("inf")
-    if module is not None and hasattr(module, "clip_grad_norm_"):
-        return module.clip_grad_norm_(limit) / grad_scale
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return torch.zeros(())
-    return torch.nn.utils.clip_grad_norm_(params, limit) / grad_scale
+    limit = max_norm * grad_scale if max_norm and max_norm > 0 else float("inf")
+    total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0, error_if_nonfinite=False, foreach=True)
+    if hasattr(total, "full_tensor"):          # a DTensor (FSDP2): reduce the shards' norms over the mesh
+        total = total.full_tensor()
+    if limit != float("inf"):
+        torch.nn.utils.clip_grads_with_norm_(params, limit, total, foreach=True)
+    return total / grad_scale
 
 
 def amp_grad_scale(precision_plugin) -> float:

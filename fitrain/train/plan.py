@@ -7,11 +7,18 @@ cap on steps. ``budget_from=<prepared dir>`` makes the budget that directory's t
 ``budget_from_epochs``): that is how a standard arm trains exactly the tokens of a FineInstructions arm
 (fitrain/docs/method.md, "Token-matched baselines"). The run stops exactly at the budget
 (fitrain.train.microbatches.cut_step trims the last step).
+
+The schedule ends where the budget ends: for a token budget the number of optimizer steps is counted
+exactly (:class:`ReadingOrder`) from the loader's row order and every row's token and target counts -- not
+estimated from a mean tokens per row, which left the last steps of a short run far above the lr floor.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
 
 from fitrain.core.errors import ConfigError, FitrainError
 from fitrain.data.manifest import Manifest
@@ -82,6 +89,48 @@ class TrainPlan:
         return ", ".join([f"budget={self.budget}"] + [f"{k}={v}" for k, v in d.items() if v not in ("", None)])
 
 
+@dataclass
+class ReadingOrder:
+    """What a run reads, in order: every row's count of a unit (``row_counts('tokens')`` non-padding tokens,
+    ``row_counts('supervised_tokens')`` targets) and the global row order of each epoch (``epoch_order(e)``;
+    a micro-step reads ``rows_per_micro_step`` consecutive rows of it, over all ranks). Enough to count
+    exactly how many optimizer steps a token budget takes."""
+
+    row_counts: Callable[[str], np.ndarray]
+    epoch_order: Callable[[int], np.ndarray]
+    rows_per_micro_step: int
+
+    @classmethod
+    def of(cls, loader: Any) -> "ReadingOrder":
+        """From a :class:`fitrain.data.loader.PackedLoader` (any rank: the order covers all ranks); the rows'
+        counts are read from the shards when first needed (the seg arrays, plus the masks for targets)."""
+        return cls(lambda unit: loader.data.row_counts(unit), loader.epoch_order,
+                   loader.world_size * loader.batch_size)
+
+    @classmethod
+    def from_arrays(cls, tokens: np.ndarray, supervised: np.ndarray, epoch_order: Callable[[int], np.ndarray],
+                    rows_per_micro_step: int) -> "ReadingOrder":
+        return cls({"tokens": tokens, "supervised_tokens": supervised}.__getitem__, epoch_order, rows_per_micro_step)
+
+    def steps_to(self, unit: str, amount: int, grad_accum: int, max_epochs: int) -> int | None:
+        """Optimizer steps until ``amount`` tokens (``unit='tokens'``) or supervised targets have been read
+        -- the step that reaches it is the run's last, cut to land exactly on it -- or None when
+        ``max_epochs`` (0 = unlimited) passes hold less. Steps continue across epoch boundaries, as
+        fitrain.train.microbatches.StepStream groups them."""
+        per_row = self.row_counts(unit)
+        done, micro, epoch = 0, 0, 0
+        while max_epochs <= 0 or epoch < max_epochs:
+            per_micro = per_row[self.epoch_order(epoch)].reshape(-1, self.rows_per_micro_step).sum(axis=1)
+            reached = done + np.cumsum(per_micro)
+            j = int(np.searchsorted(reached, amount, side="left"))
+            if j < len(reached):
+                return (micro + j) // grad_accum + 1
+            if not len(reached) or reached[-1] == done:
+                return None  # an epoch that reads nothing never reaches the budget
+            done, micro, epoch = int(reached[-1]), micro + len(per_micro), epoch + 1
+        return None
+
+
 def resolve_budget(cfg: TrainConfig) -> tuple[int, int, int, str]:
     """(max_tokens, max_supervised_tokens, max_steps, where the token budget came from)."""
     max_tokens, source = int(cfg.max_tokens), ""
@@ -98,14 +147,15 @@ def resolve_budget(cfg: TrainConfig) -> tuple[int, int, int, str]:
     return max_tokens, int(cfg.max_supervised_tokens), int(cfg.max_steps), source
 
 
-def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, steps_per_epoch: int) -> TrainPlan:
-    """Budgets, the schedule length and the up-front check that the data can meet the budget."""
+def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, steps_per_epoch: int,
+              order: ReadingOrder | None = None) -> TrainPlan:
+    """Budgets, the schedule length and the up-front check that the data can meet the budget. A token
+    budget needs the ``order`` the data is read in, to count its steps exactly."""
     max_tokens, max_sup, max_steps, source = resolve_budget(cfg)
     d = cfg.data
     if d.micro_batch_size < 1 or d.grad_accum < 1:
         raise ConfigError("data.micro_batch_size and data.grad_accum must be >= 1")
     counts = manifest.counts
-    rows = max(1, counts.rows)
     rows_per_step = d.micro_batch_size * d.grad_accum * world
     epoch_steps = math.ceil(steps_per_epoch / d.grad_accum)  # optimizer steps in one pass
     if d.max_epochs > 0:
@@ -132,13 +182,18 @@ def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, ste
         budget = Budget("supervised_tokens", max_sup)
     else:
         budget = Budget("steps", max_steps)
-    estimates = [max_steps] if max_steps else []
-    if max_tokens:
-        estimates.append(math.ceil(max_tokens / max(1e-9, counts.total_tokens / rows * rows_per_step)))
-    if max_sup:
-        estimates.append(math.ceil(max_sup / max(1e-9, counts.supervised_tokens / rows * rows_per_step)))
+    total_steps = max_steps
+    if budget.unit != "steps":
+        if order is None:
+            raise ValueError("make_plan: a token budget needs the ReadingOrder of the data")
+        exact = order.steps_to(budget.unit, budget.amount, d.grad_accum, d.max_epochs)
+        if exact is None:
+            raise FitrainError(f"the budget cannot be met: {budget} is more than data.max_epochs={d.max_epochs} "
+                               f"pass(es) over the data hold at this batch size; raise "
+                               "data.max_epochs (0 = unlimited), lower the budget, or prepare more data")
+        total_steps = min(exact, max_steps) if max_steps else exact
     return TrainPlan(budget=budget, step_cap=max_steps if budget.unit != "steps" else 0,
-                     total_steps=max(1, min(estimates)), grad_accum=d.grad_accum, max_epochs=d.max_epochs,
+                     total_steps=max(1, total_steps), grad_accum=d.grad_accum, max_epochs=d.max_epochs,
                      pad_id=pad_id, optim=cfg.optim, rows_per_step=rows_per_step, log_every=max(1, cfg.log_every),
                      val_every=cfg.val_every if cfg.data.val_path else 0, checkpoint_every=cfg.checkpoint_every,
                      keep_checkpoints=cfg.keep_checkpoints, compile=cfg.compile, budget_source=source)

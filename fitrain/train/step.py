@@ -28,6 +28,7 @@ class StepCounts:
     tokens: list[list[int]]
     supervised: list[list[int]]
     stop_requested: bool = False
+    sum_sq_lengths: int = 0      # all ranks: sum of squared document lengths (attention work, for MFU)
 
     @property
     def total_tokens(self) -> int:
@@ -44,14 +45,14 @@ class StepCounts:
 
 
 def count_and_reduce(tokens: Sequence[int], supervised: Sequence[int], grad_accum: int, stop: bool,
-                     gather: Gather) -> StepCounts:
-    """Phase 1. This rank's per-micro-batch counts (a short last step padded with zeros) and its stop flag,
-    gathered from every rank in one collective."""
+                     gather: Gather, sum_sq_lengths: int = 0) -> StepCounts:
+    """Phase 1. This rank's per-micro-batch counts (a short last step padded with zeros), its stop flag and
+    its attention work, gathered from every rank in one collective."""
     pad = [0] * (grad_accum - len(tokens))
-    rows = gather(list(tokens) + pad + list(supervised) + pad + [int(stop)])
+    rows = gather(list(tokens) + pad + list(supervised) + pad + [int(stop), int(sum_sq_lengths)])
     a = grad_accum
     return StepCounts(tokens=[r[:a] for r in rows], supervised=[r[a:2 * a] for r in rows],
-                      stop_requested=any(r[2 * a] for r in rows))
+                      stop_requested=any(r[2 * a] for r in rows), sum_sq_lengths=sum(r[2 * a + 1] for r in rows))
 
 
 def cut_to_budget(micro: list[dict], counts: StepCounts, budget: Budget | None, tokens_done: int,
@@ -74,13 +75,12 @@ def cut_to_budget(micro: list[dict], counts: StepCounts, budget: Budget | None, 
             True)
 
 
-def clip_and_step(parameters: Any, optimizer: Any, scheduler: Any, max_norm: float, fsdp_module: Any = None,
-                  grad_scale: float = 1.0):
-    """Phase 4. Clip to the global gradient norm (returned, unclipped, as a tensor), step the optimizer and the
-    schedule, clear the gradients."""
+def clip_and_step(parameters: Any, optimizer: Any, scheduler: Any, max_norm: float, grad_scale: float = 1.0):
+    """Phase 4. Clip to the global gradient norm (returned, unclipped, as a tensor; over all shards when the
+    parameters are FSDP2 DTensors), step the optimizer and the schedule, clear the gradients."""
     from fitrain.train.optim import grad_norm_and_clip
 
-    grad_norm = grad_norm_and_clip(parameters, max_norm, fsdp_module, grad_scale=grad_scale)
+    grad_norm = grad_norm_and_clip(parameters, max_norm, grad_scale=grad_scale)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
@@ -88,10 +88,14 @@ def clip_and_step(parameters: Any, optimizer: Any, scheduler: Any, max_norm: flo
 
 
 def log_row(step: int, tokens: int, supervised: int, loss: float | None, lr: float, grad_norm: Any,
-            step_time_s: float, data_wait_s: float, step_tokens: int, epoch: int, logged: bool) -> dict:
+            step_time_s: float, data_wait_s: float, counts: StepCounts, read: StepCounts, epoch: int,
+            logged: bool) -> dict:
     """Phase 5. The step's metrics row (fitrain.train.metrics.COLUMNS); values that need a device sync are
-    filled on logged steps only."""
+    filled on logged steps only. ``counts``: the step as trained (after a budget cut); ``read``: as the model
+    ran it (the tokens and documents it computed on, for MFU)."""
     return {"step": step, "tokens": tokens, "supervised_tokens": supervised,
             "supervised_fraction": supervised / tokens if tokens else 0.0, "loss": loss, "lr": lr,
             "grad_norm": float(grad_norm) if logged else None, "step_time_s": step_time_s + data_wait_s,
-            "data_wait_s": data_wait_s, "step_tokens": step_tokens, "epoch": epoch, "logged": logged}
+            "data_wait_s": data_wait_s, "step_tokens": counts.total_tokens, "epoch": epoch, "logged": logged,
+            "work": {"tokens": read.total_tokens, "head_positions": counts.total_supervised,
+                     "sum_sq_lengths": read.sum_sq_lengths}}

@@ -4,7 +4,10 @@ One linear entry, :func:`train`, in the spirit of Lingua's ``train()`` and torch
 
     check_inputs -> build -> resume -> fit -> finish
 
-``check_inputs`` refuses data, tokenizers and budgets that cannot work before anything is built; ``build``
+``check_inputs`` refuses data, tokenizers and budgets that cannot work before anything is built (the data's
+cheap integrity checks, the tokenizer's identity against the one the data was prepared with, rows longer
+than the model's positions); the run directory is then locked, so a second ``fitrain train`` on it fails
+at once instead of interleaving checkpoints and metrics (fitrain.core.lock); ``build``
 makes the Lightning Trainer (fitrain.train.distributed), the plan (fitrain.train.plan: the budget and the
 schedule length) and the randomly initialised model; ``resume`` finds and checks the checkpoint to continue
 from; ``fit`` runs the optimizer steps (fitrain.train.module) until the budget is met exactly or a signal
@@ -12,15 +15,18 @@ asks for a checkpoint; ``finish`` writes ``summary.json`` and the HF export ``hf
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from fitrain.core.errors import ConfigError, FitrainError
 from fitrain.core.io import write_json
+from fitrain.core.lock import dir_lock
 from fitrain.core.layout import TrainDir
 from fitrain.data.manifest import Manifest, prepared_dir
 from fitrain.train.checkpoint import TrainState
@@ -44,6 +50,7 @@ class Built:
     trainer: Any
     plan: TrainPlan
     model: Any
+    objective: Any                  # fitrain.train.objective.CausalLMLoss over the model
     fingerprint: str
     make_loader: Callable[[int, int], Any]
 
@@ -55,31 +62,55 @@ class Outcome:
     checkpoint: Path | None
     log: Any = None                 # the MetricsLog (global rank 0)
     signal_received: int | None = None
+    evals: list = field(default_factory=list)   # background per-checkpoint evaluations (rank 0)
 
 
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume) one run; returns the summary also written to ``<run_dir>/summary.json``."""
     t0 = time.perf_counter()
     inputs = check_inputs(cfg)
-    built = build(cfg, inputs)
-    ckpt, resumed = resume(cfg, built)
-    if resumed is not None and resumed.finished:
-        if built.trainer.is_global_zero:
-            print(f"fitrain train: {ckpt} is the end of a finished run; nothing to train", file=sys.stderr)
-        return finish(cfg, built, Outcome("finished", resumed, ckpt), elapsed=0.0)
-    outcome = fit(cfg, inputs, built, ckpt, resumed)
-    return finish(cfg, built, outcome, elapsed=time.perf_counter() - t0)
+    with dir_lock(cfg.run_dir, "fitrain train"):
+        built = build(cfg, inputs)
+        ckpt, resumed = resume(cfg, built)
+        if resumed is not None and resumed.finished:
+            if built.trainer.is_global_zero:
+                print(f"fitrain train: {ckpt} is the end of a finished run; nothing to train", file=sys.stderr)
+            return finish(cfg, built, Outcome("finished", resumed, ckpt), elapsed=0.0)
+        outcome = fit(cfg, inputs, built, ckpt, resumed)
+        return finish(cfg, built, outcome, elapsed=time.perf_counter() - t0)
 
 
 # ------------------------------------------------------------------------------------------------ check
 def check_inputs(cfg: TrainConfig) -> Inputs:
-    from fitrain.data.tokenizer import load_tokenizer, vocab_size_of
+    from fitrain.core.config import validate_config
+    from fitrain.data.shards import open_prepared
+    from fitrain.data.tokenizer import vocab_size_of
 
+    validate_config(cfg)
     if not cfg.data.path:
         raise ConfigError("data.path is not set: point it at a directory made by `fitrain prepare`")
-    manifest = Manifest.read(cfg.data.path, "data.path")
+    data = open_prepared(cfg.data.path, "data.path")
+    data.validate()  # sizes, changed files' checksums, shapes
+    manifest = data.manifest
     if cfg.data.val_path:
-        Manifest.read(cfg.data.val_path, "data.val_path")
+        val = open_prepared(cfg.data.val_path, "data.val_path")
+        val.validate()
+        if val.seq_len > cfg.model.max_seq_len:
+            raise ConfigError(f"model.max_seq_len={cfg.model.max_seq_len} is shorter than the {val.seq_len}-token "
+                              f"rows of data.val_path; set model.max_seq_len >= {val.seq_len}")
+    if manifest.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(f"model.max_seq_len={cfg.model.max_seq_len} is shorter than the {manifest.seq_len}-token "
+                          f"rows of data.path {data.directory}: the model has no positions for the rest; set "
+                          f"model.max_seq_len >= {manifest.seq_len} or prepare with a shorter pack.seq_len")
+    tok_path, tok = _tokenizer(cfg, manifest)
+    return Inputs(prepared_dir(cfg.data.path), manifest, str(tok_path), tok, vocab_size_of(tok))
+
+
+def _tokenizer(cfg: TrainConfig, manifest: Manifest) -> tuple[str, Any]:
+    """The run's tokenizer, checked to be the one the data was prepared with: by identity (what maps text to
+    ids), not by size, since the HF export ships it beside the weights."""
+    from fitrain.data.tokenizer import load_tokenizer, tokenizer_hash, tokenizer_identity, vocab_size_of
+
     tok_path = cfg.tokenizer or manifest.tokenizer.path
     if not tok_path:
         raise FitrainError("no tokenizer: set `tokenizer` (the data manifest records none)")
@@ -94,7 +125,16 @@ def check_inputs(cfg: TrainConfig) -> Inputs:
     if manifest.vocab_size > vocab:
         raise FitrainError(f"data.path was prepared with a {manifest.vocab_size}-token vocabulary but the "
                            f"tokenizer {tok_path} has {vocab}: use the tokenizer the data was prepared with")
-    return Inputs(prepared_dir(cfg.data.path), manifest, str(tok_path), tok, vocab)
+    recorded = manifest.tokenizer
+    if recorded.identity:
+        same = tokenizer_identity(tok) == recorded.identity
+    else:  # a manifest from before identities: the files' hash
+        same = not recorded.hash or tokenizer_hash(tok_path) == recorded.hash
+    if not same:
+        raise FitrainError(f"the tokenizer {tok_path} is not the one data.path was prepared with "
+                           f"({recorded.path or 'recorded in its manifest'}): its ids would not mean the same "
+                           "tokens; use that tokenizer (or leave `tokenizer` unset), or re-run prepare with this one")
+    return str(tok_path), tok
 
 
 # ------------------------------------------------------------------------------------------------ build
@@ -104,7 +144,8 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Built:
     from fitrain.data.loader import PackedLoader
     from fitrain.train.distributed import build_trainer
     from fitrain.train.model import build_model, select_attention
-    from fitrain.train.plan import make_plan
+    from fitrain.train.objective import CausalLMLoss
+    from fitrain.train.plan import ReadingOrder, make_plan
 
     trainer = build_trainer(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -116,12 +157,15 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Built:
 
     probe = make_loader(0, trainer.world_size)
     tok = inputs.tokenizer
-    plan = make_plan(cfg, inputs.manifest, trainer.world_size, int(tok.pad_token_id), probe.steps_per_epoch)
+    plan = make_plan(cfg, inputs.manifest, trainer.world_size, int(tok.pad_token_id), probe.steps_per_epoch,
+                     ReadingOrder.of(probe))
     attention = select_attention(cfg.model.attention, "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
     token_ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
     model = build_model(cfg.model, inputs.vocab_size, attention, seed=cfg.seed, token_ids=token_ids,
                         verbose=trainer.is_global_zero)
-    return Built(trainer, plan, model, probe.fingerprint, make_loader)
+    chunked = cfg.loss.chunked(model.config.vocab_size)
+    objective = CausalLMLoss(model, cfg.loss.chunk_tokens if chunked else 0)
+    return Built(trainer, plan, model, objective, probe.fingerprint, make_loader)
 
 
 # ------------------------------------------------------------------------------------------------ resume
@@ -149,14 +193,16 @@ def fit(cfg: TrainConfig, inputs: Inputs, built: Built, ckpt: Path | None, resum
     run_dir, trainer = TrainDir.of(cfg.run_dir), built.trainer
     facts = run_facts(cfg, inputs, built, (resumed.wandb_id if resumed else "") or new_run_id())
     log = _start_logs(cfg, run_dir, facts, built, ckpt, resumed) if trainer.is_global_zero else None
-    hooks = StepHooks(built.plan, run_dir, log, cfg.progress_bar, *_flops(inputs, built), cfg.eval_on_checkpoint)
+    hooks = StepHooks(built.plan, run_dir, log, cfg.progress_bar, *_flops(built), cfg.eval_on_checkpoint)
     val = (validation_batches(cfg.data.val_path, cfg.data.micro_batch_size, cfg.data.val_rows)
            if cfg.data.val_path and cfg.val_every else None)
-    module = FitrainModule(built.model, built.plan, facts, built.make_loader, val, on_step=hooks)
+    module = FitrainModule(built.model, built.plan, facts, built.make_loader, val, on_step=hooks,
+                           objective=built.objective)
     signals = SignalFlag()
     trainer.callbacks.append(SignalCallback(signals))
     try:
-        trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
+        with _lightning_stop_message_hidden():
+            trainer.fit(module, ckpt_path=str(ckpt) if ckpt else None)
     finally:
         signals.restore()
         hooks.close()
@@ -166,8 +212,34 @@ def fit(cfg: TrainConfig, inputs: Inputs, built: Built, ckpt: Path | None, resum
         raise FitrainError(f"the data ran out after {module.step} steps ({module.tokens} tokens, {module.supervised} "
                            f"supervised) with data.max_epochs={cfg.data.max_epochs}, before the budget "
                            f"({built.plan.describe()}); raise data.max_epochs or lower the budget")
+    if trainer.is_global_zero:
+        plan = built.plan
+        why = (f"stopped by {signal.Signals(signals.received).name if signals.received else 'a signal'} after step "
+               f"{module.step} (checkpoint {hooks.last_checkpoint}; rerun to resume)" if module.stopped_by_signal
+               else f"reached its budget of {plan.budget} at step {module.step} of {plan.total_steps} planned "
+                    f"({module.tokens:,} tokens, {module.supervised:,} supervised)")
+        print(f"fitrain train: {why}", file=sys.stderr, flush=True)
     return Outcome("preempted" if module.stopped_by_signal else "finished", module.train_state(),
-                   hooks.last_checkpoint, log, signals.received)
+                   hooks.last_checkpoint, log, signals.received, hooks.evals)
+
+
+class _HideFitStopped(logging.Filter):
+    """Lightning reports "`Trainer.fit` stopped: `max_epochs=1` reached." however a run ends, because fitrain
+    runs one Lightning epoch and stops it itself; fitrain prints the real reason instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("`Trainer.fit` stopped:")
+
+
+@contextlib.contextmanager
+def _lightning_stop_message_hidden():
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    f = _HideFitStopped()
+    logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
 
 
 def run_facts(cfg: TrainConfig, inputs: Inputs, built: Built, wandb_id: str) -> TrainState:
@@ -198,14 +270,20 @@ def _start_logs(cfg: TrainConfig, run_dir: TrainDir, facts: TrainState, built: B
     return log
 
 
-def _flops(inputs: Inputs, built: Built) -> tuple[float | None, float | None]:
-    """(training FLOPs per token, the device's peak FLOP/s or None on CPU) for MFU."""
+def _flops(built: Built) -> tuple[Any, float | None]:
+    """(the model's training FLOPs, fitrain.train.model.FlopsModel; the device's peak FLOP/s or None on CPU)
+    for MFU."""
     from fitrain.train.metrics import device_name, peak_flops
-    from fitrain.train.model import flops_per_token
+    from fitrain.train.model import flops_model
 
-    seq_len = inputs.manifest.seq_len or built.model.config.max_position_embeddings
     on_gpu = built.trainer.strategy.root_device.type == "cuda"
-    return flops_per_token(built.model, seq_len), peak_flops(device_name()) if on_gpu else None
+    return flops_model(built.model), peak_flops(device_name()) if on_gpu else None
+
+
+def _in_slurm_job() -> bool:
+    import os
+
+    return bool(os.environ.get("SLURM_JOB_ID"))
 
 
 # ------------------------------------------------------------------------------------------------ finish
@@ -238,4 +316,8 @@ def finish(cfg: TrainConfig, built: Built, outcome: Outcome, elapsed: float) -> 
             from fitrain.train.hooks import requeue_slurm_job
 
             summary["requeued"] = requeue_slurm_job()
+        if outcome.status == "finished" and outcome.evals and _in_slurm_job():
+            from fitrain.train.hooks import wait_for_evals
+
+            wait_for_evals(outcome.evals, run_dir.logs)  # the job's end would kill them
     return summary

@@ -68,3 +68,77 @@ def test_run_ids_name_arm_and_seed():
     assert parse_run_id("ipt.v2.seed10") == ("ipt.v2", 10) and parse_run_id("x.seedy") == ("x.seedy", None)
     lay = RunLayout.of("/r")
     assert lay.train(run_id("fi", 1)).root.as_posix() == "/r/train/fi.seed1" and lay.train("fi").arm == "fi"
+
+
+@dataclass
+class Checked:
+    lr: float = 0.1
+    beta: float = 0.9
+    batch: int = 8
+    mode: str = "a"
+    pattern: str = ""
+    cap: float | None = None
+
+    FIELD_CHECKS = {"lr": "> 0", "beta": "[0, 1)", "batch": ">= 1", "mode": ("a", "b"), "pattern": "regex",
+                    "cap": "(0, 10]"}
+
+
+@dataclass
+class Outer:
+    inner: Checked = field(default_factory=Checked)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("inner.lr=-1", "inner.lr must be > 0, got -1.0"),
+    ("inner.lr=0", "inner.lr must be > 0"),
+    ("inner.beta=1", "inner.beta must be in [0, 1), got 1.0"),
+    ("inner.batch=0", "inner.batch must be >= 1, got 0"),
+    ("inner.mode=c", "inner.mode must be one of ['a', 'b'], got 'c'"),
+    ("inner.pattern=(a", "inner.pattern must be a valid regular expression"),
+    ("inner.cap=0", "inner.cap must be in (0, 10]"),
+    ("inner.cap=10.5", "inner.cap must be in (0, 10]"),
+    ("inner.batch=[1", "override 'inner.batch=[1': the value is not valid YAML"),
+    ("inner={x: 1", "override 'inner={x: 1': the value is not valid YAML"),
+])
+def test_field_checks_name_the_full_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(Outer, None, [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_field_checks_pass_good_values_and_unset_optionals():
+    from fitrain.core.config import from_dict, validate_config
+
+    cfg = load_config(Outer, None, ["inner.lr=1e-4", "inner.beta=0", "inner.cap=10", 'inner.pattern="^Q: (.*)$"'])
+    assert cfg.inner.cap == 10 and cfg.inner.pattern == "^Q: (.*)$"
+    assert load_config(Outer).inner.cap is None
+    with pytest.raises(ConfigError, match="inner.beta must be"):
+        from_dict(Outer, {"inner": {"beta": 2}})
+    cfg.inner.batch = -3  # a config changed in Python is checked by the entry point's validate_config
+    with pytest.raises(ConfigError, match="inner.batch must be >= 1, got -3"):
+        validate_config(cfg)
+
+
+def test_an_override_error_without_a_key_names_the_override():
+    with pytest.raises(ConfigError, match="override 'optim=3'"):
+        load_config(Root, None, ["name=y", "optim=3"])
+
+
+def test_recipe_yaml_error_is_one_line_with_its_position(tmp_path):
+    r = tmp_path / "r.yaml"
+    r.write_text("name: x\n  lr: 1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(Root, r)
+    assert "r.yaml is not valid YAML" in str(e.value) and "line 2" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_os_errors_are_described_in_one_line():
+    import errno
+
+    from fitrain.core.errors import describe_os_error
+
+    msg = describe_os_error(OSError(errno.ENOSPC, "No space left on device", "/data/x.npy"))
+    assert msg == ("No space left on device (ENOSPC) at /data/x.npy; the file system is full: free space there "
+                   "or write somewhere else, then rerun (it resumes)")
+    assert "(EACCES)" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/root/x"))
+    assert describe_os_error(OSError("plain")) == "plain"

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 
-def save_tiny_llama(out, tokenizer_dir, dim: int = 64, layers: int = 2, seed: int = 0):
+def save_tiny_llama(out, tokenizer_dir, dim: int = 64, layers: int = 2, seed: int = 0, max_positions: int = 1024,
+                    ffn: int = 0):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=dim, intermediate_size=2 * dim, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=dim, intermediate_size=ffn or 2 * dim, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_positions,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
                       tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)

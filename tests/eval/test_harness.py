@@ -25,6 +25,9 @@ def test_local_yaml_with_missing_data_file_is_a_clear_error(tmp_path):
         harness.resolve_tasks([str(tmp_path / "t.yaml")])
     with pytest.raises(FitrainError, match="task file or folder not found"):
         harness.resolve_tasks([str(tmp_path / "other.yaml")])
+    (tmp_path / "nope.jsonl").write_text("\n  \n")
+    with pytest.raises(FitrainError, match=r"data file 'nope.jsonl' \(.*\) is empty"):
+        harness.resolve_tasks([str(tmp_path / "t.yaml")])
 
 
 @pytest.mark.slow
@@ -81,6 +84,20 @@ def test_lm_eval_on_local_task_yaml_both_formats(tiny_model_dir, tmp_path):
     assert (ctx, cont) == ("What is 1 plus 2?", " 3")
     ctx, cont = first_request("instruction")[:2]
     assert (ctx, cont) == ("Instruction: What is 1 plus 2?\n\nAnswer: ", "3")
+    # the shipped cloze task's text ends with its own "Answer:" cue: it is said once, not twice
+    shipped = [json.loads(x) for x in (tmp_path / "out" / "lm_eval" / "instruction_samples.jsonl").read_text()
+               .splitlines() if json.loads(x)["task"] == "fitrain_mixeval_mc"]
+    ctx = shipped[0]["arguments"][0][0]
+    assert ctx == f"Instruction: Question: {shipped[0]['doc']['question']}\n\nAnswer: " and "Answer:\n" not in ctx
+    # per-item scores from lm-eval's own per-sample metrics, one file per task and metric
+    from fitrain_eval.items import ItemScores
+
+    for pre in ("lm_eval", "lm_eval_instruction"):
+        items = ItemScores.load(tmp_path / "out" / "items" / f"{pre}__tiny_sums__acc.jsonl")
+        assert sorted(items.scores) == [str(i) for i in range(6)]
+        assert sum(items.scores.values()) / 6 == pytest.approx(m[f"{pre}/tiny_sums/acc"])
+        assert items.info["format"] == ("plain" if pre == "lm_eval" else "instruction")
+    assert (tmp_path / "out" / "items" / "lm_eval__fitrain_mixeval_mc__acc_norm.jsonl").is_file()
 
 
 @pytest.mark.slow

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 
 from fitrain.core.errors import FitrainError
-from fitrain.core.layout import RunLayout
-from fitrain_eval.report import COLORS, ReportConfig, make_report
+from fitrain.core.layout import RunLayout, run_id
+from fitrain_eval.items import ItemScores
+from fitrain_eval.report import ReportConfig, make_report
+from fitrain_eval.report_plots import COLORS, ERR_COLOR
 
 
-def _write_run(layout: RunLayout, arm: str, scale: float, results: dict, with_val: bool = True):
-    logs = layout.train(arm).logs
+def _write_train(layout: RunLayout, run: str, scale: float, with_val: bool = True):
+    logs = layout.train(run).logs
     logs.mkdir(parents=True)
     rows = ["step,tokens,supervised_tokens,loss,lr,val_loss"]
     for s in range(1, 21):
@@ -17,10 +19,56 @@ def _write_run(layout: RunLayout, arm: str, scale: float, results: dict, with_va
         if with_val and s % 10 == 0:
             rows.append(f"{s},{s * 4096},{s * 1500},,,{scale * 3.1:.4f}")
     (logs / "metrics.csv").write_text("\n".join(rows) + "\n")
-    layout.train(arm).summary.write_text(json.dumps({"steps": 20, "tokens": 81920, "final_loss": 2.5,
-                                                                "paths": {"hf": "x"}}))
-    layout.eval(arm).mkdir(parents=True)
-    (layout.eval(arm) / "results.json").write_text(json.dumps(results))
+    layout.train(run).summary.write_text(json.dumps({"steps": 20, "tokens": 81920, "final_loss": 2.5}))
+
+
+def _write_eval(layout: RunLayout, run: str, results: dict, items: dict[str, ItemScores]):
+    d = layout.eval(run)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "results.json").write_text(json.dumps(results))
+    for s in items.values():
+        s.save(d)
+
+
+def _experiment(tmp_path, seeds=(None,)):
+    """fi better than standard on MixEval and MT-Bench-101; lower held-out loss; fi wins 70% head-to-head."""
+    lay = RunLayout.of(tmp_path / "exp")
+    rng = np.random.default_rng(0)
+    p_item = rng.uniform(0.1, 0.9, size=200)
+    for arm, shift in (("fi", 0.15), ("standard", 0.0)):
+        for seed in seeds:
+            run = run_id(arm, seed)
+            _write_train(lay, run, 1.0 if arm == "fi" else 1.1)
+            mix = {f"free_form:{i}": float(rng.uniform() < min(1, p + shift)) for i, p in enumerate(p_item)}
+            mt = {f"{t}-{i}": float(np.clip(round(rng.normal(5 + 5 * shift, 1.5)), 1, 10))
+                  for t in ("GR", "AR", "SI") for i in range(20)}
+            loss = {f"0:{i}": float(rng.normal(3.0 - shift, 0.3)) for i in range(80)}
+            items = {"mix": ItemScores("mixeval/overall", mix, info={"judge_model": "judge-x", "rules": "official",
+                                                                    "prompt_version": "mixeval-official@7c52b41"}),
+                     "mt": ItemScores("mtbench101/overall", mt, strata={k: k.split("-")[0] for k in mt},
+                                      info={"judge_model": "judge-x", "rules": "official"}),
+                     "loss": ItemScores("heldout/answer_loss", loss, weights={k: 10.0 for k in loss},
+                                        higher_is_better=False)}
+            res = {"mixeval/overall": float(np.mean(list(mix.values()))), "lm_eval/w/word_perplexity": 2.6e25}
+            if arm == "fi":
+                base = run_id("standard", seed)
+                items["h2h"] = ItemScores(f"pairwise/{base}/win_rate",
+                                          {str(i): float(rng.uniform() < 0.7) for i in range(100)}, null=0.5,
+                                          info={"judge_model": "judge-x", "rules": "official"})
+                res.update({f"pairwise/{base}/lc_win_rate": 0.66, f"pairwise/{base}/lc_standard_error": 0.03})
+            _write_eval(lay, run, res, items)
+    return lay
+
+
+def _segments(img: np.ndarray, hex_color: str, axis: int, min_len: int = 8, tol: float = 0.12) -> int:
+    """Number of separate strokes of ``hex_color`` (connected pixels) at least ``min_len`` pixels long,
+    vertically (``axis=0``) or horizontally (``axis=1``): the error bars drawn in that colour."""
+    from scipy import ndimage
+
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    labels, n = ndimage.label(np.abs(img[..., :3] - rgb).max(axis=-1) < tol)
+    boxes = ndimage.find_objects(labels)
+    return sum(1 for b in boxes if b[axis].stop - b[axis].start >= min_len)
 
 
 def _color_pixels(img: np.ndarray, hex_color: str, tol: float = 0.08) -> int:
@@ -28,47 +76,76 @@ def _color_pixels(img: np.ndarray, hex_color: str, tol: float = 0.08) -> int:
     return int((np.abs(img[..., :3] - rgb).max(axis=-1) < tol).sum())
 
 
-def test_report_with_two_runs(tmp_path):
+def test_headline_table_has_intervals_differences_and_win_rates(tmp_path):
+    lay = _experiment(tmp_path)
+    md_path = make_report([lay.root], tmp_path / "report", ReportConfig(title="FI vs standard", bootstrap=2000))
+    md = md_path.read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| arm |"))
+    assert head == ("| arm | MixEval (%) | MT-Bench-101 | held-out answer loss ↓ | w word_perplexity | "
+                    "fi's win rate vs this arm (%) |")
+    fi_row = next(line for line in md.splitlines() if line.startswith("| fi |"))
+    std_row = next(line for line in md.splitlines() if line.startswith("| standard |"))
+    assert fi_row.count("[") >= 3 and "Δ" not in fi_row  # the reference: values with intervals
+    assert std_row.count("<br>Δ −") == 2 and "<br>Δ +" in std_row and "p<0.001" in std_row
+    assert "LC 66.0 ± 3.0" in std_row and "], p<0.001" in std_row.split("|")[-2]
+    comp = json.loads((tmp_path / "report" / "comparisons.json").read_text())
+    mix = next(m for m in comp["metrics"] if m["metric"] == "mixeval/overall")
+    std = next(a for a in mix["arms"] if a["arm"] == "standard")
+    assert std["diff"]["hi"] < 0 < std["diff"]["p"] < 0.01 and mix["n_items"] == 200
+    assert "| metric | arm | seeds | value | 95% CI | Δ vs fi | 95% CI of Δ | p | items | excluded |" in md
+    assert "| MixEval | 200 | 0 | 0 | judge-x | official (mixeval-official@7c52b41) | not checked |" in md
+    assert "| fi | standard | 1 |" in md  # head-to-head table
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "<th>MixEval (%)</th>" in html and "<br>Δ" in html
+    for name in ("scores.png", "differences.png", "head_to_head.png", "loss_vs_tokens.png"):
+        assert f"({name})" in md and f"src='{name}'" in html
+
+
+def test_plots_have_error_bars_own_axes_and_comparable_loss_curves(tmp_path):
     import matplotlib.image as mpimg
 
-    lay = RunLayout.of(tmp_path / "exp")
-    _write_run(lay, "fi", 1.0, {"mixeval/overall": 0.33, "mtbench101/overall": 3.9, "lm_eval/hellaswag/acc": 0.3,
-                                "pairwise/standard/win_rate": 0.636, "pairwise/standard/win_rate_se": 0.02,
-                                "pairwise/standard/wins": 900, "pairwise/standard/ties": 50,
-                                "pairwise/standard/losses": 660, "pairwise/standard/n": 805})
-    _write_run(lay, "standard", 1.1, {"mixeval/overall": 0.24, "mtbench101/overall": 3.5,
-                                      "lm_eval/hellaswag/acc": 0.32}, with_val=False)
-    for arm, accs in (("fi", (0.25, 0.28)), ("standard", (0.26, 0.31))):  # per-checkpoint eval jobs
-        for step, acc in zip((10, 20), accs):
-            d = lay.eval(arm) / "checkpoints" / f"step-{step:08d}"
-            d.mkdir(parents=True)
-            (d / "results.json").write_text(json.dumps({"lm_eval/hellaswag/acc": acc, "lm_eval/hellaswag/n_x": 5}))
-    md = make_report([lay.root], tmp_path / "report", ReportConfig(title="FI vs standard"))
-    text = md.read_text()
-    assert "| mixeval/overall | 0.33 | 0.24 |" in text
-    assert "| train/tokens | 81,920 | 81,920 |" in text
-    assert "| fi | standard | 63.6% | 2.0 | 900 | 50 | 660 | 805 |" in text
-    html = (tmp_path / "report" / "report.html").read_text()
-    assert "<td>mtbench101/overall</td><td>3.9</td><td>3.5</td>" in html
-    assert "| standard | 20 | 0.31 |" in text
-    for name in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png", "checkpoint_evals.png"):
-        assert f"({name})" in text and f"src='{name}'" in html
-        img = mpimg.imread(tmp_path / "report" / name)
-        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
-        assert img[..., :3].std() > 0.05  # not a blank canvas
+    from fitrain_eval import report_plots
+
+    lay = _experiment(tmp_path)
+    make_report([lay.root], tmp_path / "report", ReportConfig(bootstrap=1000))
+    scores = mpimg.imread(tmp_path / "report" / "scores.png")
+    # 4 metrics x 2 arms with intervals; the perplexity (no per-item scores, one run) has none
+    assert _segments(scores, ERR_COLOR, axis=0) == 6
+    assert _segments(mpimg.imread(tmp_path / "report" / "differences.png"), ERR_COLOR, axis=1) == 3
+    assert _segments(mpimg.imread(tmp_path / "report" / "head_to_head.png"), ERR_COLOR, axis=1) == 1
+    for color in COLORS[:2]:
+        assert _color_pixels(scores, color) > 500
     loss = mpimg.imread(tmp_path / "report" / "loss_vs_tokens.png")
-    bars = mpimg.imread(tmp_path / "report" / "eval_bars.png")
-    ckpt = mpimg.imread(tmp_path / "report" / "checkpoint_evals.png")
-    for color in COLORS[:2]:  # both runs are drawn, each in its own colour
-        assert _color_pixels(loss, color) > 300
-        assert _color_pixels(bars, color) > 300
-        assert _color_pixels(ckpt, color) > 100
-    assert _color_pixels(loss, COLORS[2]) == 0
+    assert loss.shape[0] > 600 and _color_pixels(loss, COLORS[0]) > 300 and _color_pixels(loss, COLORS[1]) > 300
+
+    # every metric on its own axis: a perplexity of 2.6e25 never flattens the accuracies
+    from fitrain_eval.comparisons import ArmResult, MetricResult
+
+    acc = MetricResult("lm_eval/t/acc", True, False, arms=[ArmResult("fi", ["fi"], [0.3], 0.3)])
+    ppl = MetricResult("lm_eval/t/word_perplexity", False, False, arms=[ArmResult("fi", ["fi"], [2.6e25], 2.6e25)])
+    assert report_plots.plot_scores([acc, ppl], {"fi": COLORS[0]}, tmp_path / "s.png") == 2
+    # no intervals -> no error bars
+    assert _segments(mpimg.imread(tmp_path / "s.png"), ERR_COLOR, axis=0) == 0
+
+
+def test_seeds_are_shown_as_mean_sd(tmp_path):
+    lay = _experiment(tmp_path, seeds=(0, 1))
+    md = make_report([lay.root], tmp_path / "report", ReportConfig(bootstrap=500)).read_text()
+    assert "| fi (2 seeds) |" in md and "| standard (2 seeds) |" in md
+    comp = json.loads((tmp_path / "report" / "comparisons.json").read_text())
+    mix = next(m for m in comp["metrics"] if m["metric"] == "mixeval/overall")
+    fi = next(a for a in mix["arms"] if a["arm"] == "fi")
+    assert fi["runs"] == ["fi.seed0", "fi.seed1"] and fi["sd"] == pytest.approx(np.std(fi["per_seed"], ddof=1))
+    row = next(line for line in md.splitlines() if line.startswith("| fi (2 seeds) |"))
+    assert " ± " in row.split("|")[2]
+    [h] = comp["head_to_head"]
+    assert h["pairs"] == [["fi.seed0", "standard.seed0"], ["fi.seed1", "standard.seed1"]]
 
 
 def test_report_from_arm_dirs_and_errors(tmp_path):
     lay = RunLayout.of(tmp_path / "exp")
-    _write_run(lay, "fi", 1.0, {"mixeval/overall": 0.3})
+    _write_train(lay, "fi", 1.0)
+    _write_eval(lay, "fi", {"mixeval/overall": 0.3}, {})
     md = make_report([lay.train("fi").root], tmp_path / "r")
     assert "| mixeval/overall | 0.3 |" in md.read_text()  # the sibling eval dir is found
     with pytest.raises(FitrainError, match="run directory not found"):
@@ -81,10 +158,36 @@ def test_report_from_arm_dirs_and_errors(tmp_path):
         make_report([lay.root], tmp_path / "r")
 
 
-def test_report_logs_to_wandb_offline(tmp_path, monkeypatch):
+def test_checkpoint_evaluations_are_tabled_and_plotted(tmp_path):
     lay = RunLayout.of(tmp_path / "exp")
-    _write_run(lay, "fi", 1.0, {"mixeval/overall": 0.3})
+    for arm, accs in (("fi", (0.25, 0.28)), ("standard", (0.26, 0.31))):
+        _write_train(lay, arm, 1.0)
+        _write_eval(lay, arm, {"lm_eval/hellaswag/acc": accs[-1]}, {})
+        for step, acc in zip((10, 20), accs):
+            d = lay.eval(arm) / "checkpoints" / f"step-{step:08d}"
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps({"lm_eval/hellaswag/acc": acc, "lm_eval/hellaswag/n_x": 5}))
+    md = make_report([lay.root], tmp_path / "r").read_text()
+    assert "| standard | 20 | 0.31 |" in md and "(checkpoint_evals.png)" in md
+
+
+def test_report_logs_to_wandb_offline(tmp_path, monkeypatch):
+    lay = _experiment(tmp_path)
     monkeypatch.setenv("WANDB_SILENT", "true")
-    make_report([lay.root], tmp_path / "r", ReportConfig(wandb=True, wandb_mode="offline"))
+    make_report([lay.root], tmp_path / "r", ReportConfig(wandb=True, wandb_mode="offline", bootstrap=200))
     runs = list((tmp_path / "r" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_decontamination_is_shown_beside_the_scores_and_can_be_left_out(tmp_path):
+    lay = _experiment(tmp_path)
+    data = lay.eval("data")
+    data.mkdir(parents=True)
+    (data / "results.json").write_text(json.dumps({"decontamination/mixeval/contaminated": 2}))
+    (data / "decontamination.json").write_text(json.dumps({"benchmarks": {"mixeval": {
+        "items": 200, "checked": 200, "contaminated": 2, "ids": ["free_form:0", "free_form:1"]}}}))
+    md = make_report([lay.root], tmp_path / "r", ReportConfig(bootstrap=200)).read_text()
+    assert "| MixEval | 200 | 0 | 0 | judge-x | official (mixeval-official@7c52b41) | 2 of 200 |" in md
+    assert "| mixeval | 200 | 2 | 1.0% | data |" in md and "| data |" not in md.split("## Head-to-head")[0]
+    md = make_report([lay.root], tmp_path / "r2", ReportConfig(bootstrap=200, exclude_contaminated=True)).read_text()
+    assert "| MixEval | 198 | 2 contaminated |" in md and "Items flagged by decontamination are left out." in md

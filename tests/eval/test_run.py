@@ -1,4 +1,6 @@
+import hashlib
 import json
+import math
 
 import pytest
 
@@ -6,10 +8,13 @@ from fitrain.core.accounting import Rejects
 from fitrain.cli import main
 from fitrain.core.errors import FitrainError
 from fitrain.core.layout import RunLayout
+from fitrain.core.llm import LLMConfig
+from fitrain_eval.judges import official
+from fitrain_eval.judges.mixeval import MixEvalConfig
 from fitrain_eval.run import EvalConfig, evaluate, locate
 from tests.eval.conftest import save_tiny_llama
-from tests.helpers.eval_clients import DATA, generator_for
-from tests.helpers.llm_server import Reply, ScriptedLLMServer, last_user_message
+from tests.helpers.eval_clients import DATA
+from tests.helpers.llm_server import Reply, ScriptedLLMServer
 
 
 def test_missing_or_wrong_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -46,68 +51,125 @@ def test_unreachable_judge_fails_before_generating(tiny_model_dir, tmp_path):
         evaluate(cfg)
 
 
-def test_empty_generations_are_a_clear_error():
-    with ScriptedLLMServer(lambda kind, body: Reply(text="  ")) as srv:
-        g = generator_for(srv)
-        with pytest.raises(FitrainError, match="all 3 generations from 'scripted' are empty"):
-            g.generate([(str(i), [{"role": "user", "content": f"q{i}"}]) for i in range(3)], Rejects())
+def _h(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
-def _judge(kind, body):
-    msg = last_user_message(body)
-    if msg.startswith("You grade"):
-        return Reply(text="[[0.5]]")
-    if msg.startswith("You read a model's answer"):
-        return Reply(text="[[A]]")
-    if msg.startswith("You evaluate one assistant turn"):
-        return Reply(text="[[5]]")
-    if msg.startswith("You compare two"):
-        return Reply(text="[[A]]")  # a position-biased judge: every instruction is a tie overall
+def _official_judge(kind, body):
+    """A scripted judge speaking each benchmark's official reply format; its verdicts depend on the answer."""
+    msgs = body["messages"]
+    system, user = msgs[0]["content"], msgs[-1]["content"]
+    if system.startswith("In this task, I want you to act as a judge."):
+        answer = user.rsplit("Model's Answer: ", 1)[1]
+        return Reply(text=f"Reasoning. The correctness score: [[{_h(answer) % 11 / 10}]].")
+    if system.startswith("In this task, I want you to act as an option extractor."):
+        answer = user.rsplit("Model's Answer: ", 1)[1]
+        return Reply(text=f"The option chosen by the model: [[{'ABCD'[_h(answer) % 4]}]].")
+    if system.startswith("Please act as an impartial judge"):
+        return Reply(text=f"Explanation. Rating: [[{1 + _h(user) % 10}]]")
+    if system.startswith("You are a highly efficient assistant"):
+        p = 0.05 + 0.9 * (_h(user) % 100) / 100
+        return Reply(text="m" if p > 0.5 else "M", top_logprobs={"m": math.log(p), "M": math.log(1 - p)})
     return Reply(status=400)
 
 
+def _subset(tmp_path, n=3):
+    """The first n items of each MixEval and MixEval-Hard file."""
+    root = tmp_path / "mix"
+    for split in ("mixeval", "mixeval-hard"):
+        (root / split).mkdir(parents=True)
+        for name in ("free-form", "multiple-choice"):
+            d = json.loads((DATA / "mixeval" / "mixeval-2024-08-11" / split / f"{name}.json").read_text())
+            (root / split / f"{name}.json").write_text(json.dumps({k: d[k] for k in list(d)[:n]}))
+    return root
+
+
+def test_an_arm_that_only_emits_newlines_is_judged_not_aborted(tiny_model_dir, tmp_path):
+    """The standard arm's tiny model writes only "\\n": every benchmark scores it (empty answers as the
+    lowest score, head-to-head judged), counts the empty outputs, and writes valid results."""
+    root = _subset(tmp_path, 2)
+    with ScriptedLLMServer(lambda kind, body: Reply(text="\n") if "messages" not in body or
+                           body["messages"][0]["role"] == "user" else _official_judge(kind, body)) as srv:
+        cfg = EvalConfig(model=str(tiny_model_dir), out=str(tmp_path / "o"), arm="standard")
+        cfg.generation.llm = LLMConfig(backend="openai", model="scripted", base_url=srv.base_url, max_retries=0)
+        cfg.generation.prompt_format = "raw"
+        cfg.judge.llm = LLMConfig(backend="openai", model="scripted", base_url=srv.base_url, max_retries=0)
+        cfg.mixeval = MixEvalConfig(enabled=True, root=str(root), splits=["mixeval"])
+        cfg.mtbench101.enabled, cfg.mtbench101.path = True, str(DATA / "mt_bench_101" / "mtbench101.jsonl")
+        cfg.mtbench101.limit_per_task, cfg.mtbench101.tasks = 1, ["GR"]
+        cfg.pairwise.enabled, cfg.pairwise.limit = True, 3
+        cfg.pairwise.instructions = cfg.pairwise.baseline_outputs = str(DATA / "alpaca_eval" / "example_outputs.json")
+        res = evaluate(cfg)
+    assert res["mixeval/overall"] == 0.0 and res["mixeval/n_failed"] == 0
+    assert res["mtbench101/overall"] == 1.0
+    assert res["pairwise/example/n"] == 3 and 0 <= res["pairwise/example/win_rate"] <= 1
+    rejects = json.loads((tmp_path / "o" / "rejects.json").read_text())["by_reason"]
+    assert rejects["mixeval_generation_empty"] == 4 and rejects["alpaca_generation_empty"] == 3
+    assert rejects["mtbench101_generation_empty"] == 3
+    json.loads((tmp_path / "o" / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+
+def test_results_json_never_holds_nan(tiny_model_dir, tmp_path, monkeypatch):
+    """A metric that is not a finite number is left out and counted; results.json stays valid JSON."""
+    import fitrain_eval.heldout as heldout
+
+    monkeypatch.setattr(heldout, "evaluate_heldout",
+                        lambda *a, **k: {"heldout/answer_loss": float("nan"), "heldout/n_items": 3})
+    out = tmp_path / "o"
+    cfg = EvalConfig(model=str(tiny_model_dir), out=str(out))
+    cfg.heldout.enabled = True
+    assert evaluate(cfg) == {"heldout/n_items": 3}
+    assert json.loads((out / "results.json").read_text()) == {"heldout/n_items": 3}
+    assert json.loads((out / "rejects.json").read_text())["by_reason"] == {"metric_not_finite": 1}
+
+
 @pytest.mark.slow
-def test_fitrain_eval_end_to_end_two_arms_and_report(tmp_path, tokenizer_dir, capsys):
+def test_judged_benchmarks_for_both_quickstart_sized_arms_and_the_report(tmp_path, tokenizer_dir):
+    """Both arms at the quickstart's model size (dim 128, 4 layers, 256 positions): MixEval, MixEval-Hard,
+    MT-Bench-101 and the head-to-head with the official prompts against a scripted judge, then the report
+    with every benchmark and its intervals."""
     lay = RunLayout.of(tmp_path / "exp")
-    mix = tmp_path / "mix" / "mixeval"
-    mix.mkdir(parents=True)
-    for name in ("free-form", "multiple-choice"):
-        d = json.loads((DATA / "mixeval" / "mixeval-2024-08-11" / "mixeval-hard" / f"{name}.json").read_text())
-        (mix / f"{name}.json").write_text(json.dumps({k: d[k] for k in list(d)[:3]}))
+    root = _subset(tmp_path, 3)
     for seed, arm in enumerate(("standard", "fi")):
-        save_tiny_llama(lay.train(arm).hf, tokenizer_dir, seed=seed)
+        save_tiny_llama(lay.train(arm).hf, tokenizer_dir, dim=128, layers=4, ffn=384, max_positions=256, seed=seed)
         lay.train(arm).logs.mkdir(parents=True)
-        (lay.train(arm).logs / "metrics.csv").write_text("step,tokens,supervised_tokens,loss,lr\n" + "".join(
-            f"{s},{s * 512},{s * 200},{7 - s * (0.1 + 0.05 * seed)},0.001\n" for s in range(1, 11)))
-    with ScriptedLLMServer(_judge, model="judge") as srv:
+        (lay.train(arm).logs / "metrics.csv").write_text("step,tokens,supervised_tokens,loss,lr,val_loss\n" + "".join(
+            f"{s},{s * 512},{s * 200},{7 - s * (0.1 + 0.05 * seed)},0.001,{7.5 - s * 0.1 * (1 + seed)}\n"
+            for s in range(1, 11)))
+    with ScriptedLLMServer(_official_judge, model="judge") as srv:
         recipe = tmp_path / "e2e.yaml"
         recipe.write_text(f"""
-generation: {{max_new_tokens: 6, llm: {{device: cpu, batch_size: 8}}}}
+generation: {{max_new_tokens: 8, llm: {{device: cpu, batch_size: 16}}}}
 judge: {{llm: {{model: judge, base_url: "{srv.base_url}", max_retries: 1, backoff_s: 0.01}}}}
-lm_eval: {{tasks: [fitrain_mixeval_mc], formats: [plain, instruction], limit: 4, bootstrap_iters: 0, device: cpu}}
-mixeval: {{enabled: true, root: "{tmp_path / 'mix'}", splits: [mixeval]}}
-mtbench101: {{enabled: true, path: "{DATA / 'mt_bench_101' / 'mtbench101.jsonl'}", limit_per_task: 1, tasks: [GR]}}
-pairwise: {{enabled: true, instructions: "{DATA / 'alpaca_eval' / 'example_outputs.json'}", limit: 3}}
+mixeval: {{enabled: true, root: "{root}"}}
+mtbench101: {{enabled: true, path: "{DATA / 'mt_bench_101' / 'mtbench101.jsonl'}", limit_per_task: 1}}
+pairwise: {{enabled: true, instructions: "{DATA / 'alpaca_eval' / 'example_outputs.json'}", limit: 50}}
 """)
         assert main(["eval", str(recipe), f"model={lay.train('standard').root}"]) == 0
         assert main(["eval", str(recipe), f"model={lay.train('fi').root}",
-                     f"pairwise.baseline_outputs={lay.eval('standard')}"]) == 0
+                     f"pairwise.baselines=[{lay.eval('standard')}]"]) == 0
     res = json.loads((lay.eval("fi") / "results.json").read_text())
     gens = [json.loads(x) for x in (lay.eval("fi") / "mixeval" / "generations.jsonl").read_text().splitlines()[1:]]
-    assert gens[0]["prompt"].startswith("Instruction: ") and gens[0]["prompt"].endswith("\n\nAnswer: ")
-    ff = [0.5 if g["output"] else 0.0 for g in gens if g["id"].endswith(":free_form")]
-    assert res["mixeval/free_form"] == pytest.approx(sum(ff) / 3)
-    assert 0 <= res["lm_eval/fitrain_mixeval_mc/acc"] <= 1 and 0 <= res["lm_eval_instruction/fitrain_mixeval_mc/acc"] <= 1
-    assert res["mtbench101/task/GR"] in (5.0, 1.0) and res["mtbench101/n_tasks"] == 1
-    assert res["pairwise/standard/win_rate"] == 0.5 and res["pairwise/standard/n"] == 3
-    assert res["pairwise/standard/inconsistent"] == 3 and res["pairwise/standard/win_rate_se"] == 0.0
-    assert "pairwise/standard/win_rate" not in json.loads((lay.eval("standard") / "results.json").read_text())
-    assert (lay.eval("fi") / "lm_eval" / "plain.json").is_file() and (lay.eval("fi") / "eval_config.yaml").is_file()
+    assert gens[0]["prompt"].startswith("Instruction: Question: ") and gens[0]["prompt"].endswith("\n\nAnswer: ")
+    assert res["mtbench101/n_tasks"] == 13 and res["pairwise/standard/n"] == 50
+    assert 0 <= res["pairwise/standard/lc_win_rate"] <= 1
+    rejects = json.loads((lay.eval("fi") / "rejects.json").read_text())["by_reason"]
+    assert rejects.get("mtbench101_generation_prompt_turns_dropped", 0) + rejects.get(
+        "mtbench101_generation_prompt_cut", 0) > 0  # 256 positions: long dialogues shortened, and counted
+    judged = [json.loads(x) for x in (lay.eval("fi") / "mtbench101" / "judgments.jsonl").read_text().splitlines()]
+    assert {x.get("prompt_version") for x in judged} - {None} == {official.MTBENCH101_VERSION}
 
     assert main(["eval", "report", str(lay.root), "--out", str(tmp_path / "report")]) == 0
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "| fi | standard | 50.0% |" in md and "mixeval/overall" in md
-    for png in ("loss_vs_tokens.png", "eval_bars.png", "head_to_head.png"):
+    head = next(line for line in md.splitlines() if line.startswith("| arm |"))
+    assert head == "| arm | MixEval (%) | MixEval-Hard (%) | MT-Bench-101 | fi's win rate vs this arm (%) |"
+    std = next(line for line in md.splitlines() if line.startswith("| standard |")).split(" | ")
+    assert all("[" in c and "<br>Δ" in c and "p" in c for c in std[1:4]), std
+    assert "[" in std[4] and "LC " in std[4]
+    comp = json.loads((tmp_path / "report" / "comparisons.json").read_text())
+    assert {m["metric"] for m in comp["metrics"]} >= {"mixeval/overall", "mixeval_hard/overall", "mtbench101/overall"}
+    assert comp["head_to_head"][0]["estimate"]["lo"] <= comp["head_to_head"][0]["estimate"]["hi"]
+    for png in ("scores.png", "differences.png", "head_to_head.png", "loss_vs_tokens.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000
 
 

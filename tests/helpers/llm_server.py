@@ -37,16 +37,26 @@ class Reply:
     status: int = 200
     delay_s: float = 0.0
     raw: bytes | None = None  # sent as is (malformed bodies)
+    top_logprobs: dict[str, float] | None = None  # the first token's top log-probabilities
 
 
-def _body(kind: str, model: str, text: str) -> dict:
+def _logprobs(kind: str, text: str, top: dict[str, float] | None):
+    if top is None:
+        return None
+    if kind == "chat":
+        return {"content": [{"token": text, "logprob": top.get(text, -20.0), "bytes": None,
+                             "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()]}]}
+    return {"tokens": [text], "token_logprobs": [top.get(text, -20.0)], "top_logprobs": [top], "text_offset": [0]}
+
+
+def _body(kind: str, model: str, text: str, top: dict[str, float] | None = None) -> dict:
     usage = {"prompt_tokens": 1, "completion_tokens": max(1, len(text.split())), "total_tokens": 2}
     if kind == "chat":
         return {"id": "x", "object": "chat.completion", "created": 0, "model": model, "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": _logprobs(kind, text, top),
                              "message": {"role": "assistant", "content": text}}]}
     return {"id": "x", "object": "text_completion", "created": 0, "model": model, "usage": usage,
-            "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}]}
+            "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": _logprobs(kind, text, top)}]}
 
 
 class ScriptedLLMServer:
@@ -161,7 +171,8 @@ class ScriptedLLMServer:
             return r.status, r.raw
         if r.status != 200:
             return r.status, json.dumps({"error": {"message": "scripted failure"}}).encode()
-        return 200, json.dumps(_body(kind, self.model, r.text or "")).encode()
+        top = r.top_logprobs if body.get("logprobs") else None
+        return 200, json.dumps(_body(kind, self.model, r.text or "", top)).encode()
 
 
 def last_user_message(body: dict) -> str:

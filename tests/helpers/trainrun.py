@@ -27,3 +27,29 @@ def rows(run_dir: Path) -> list[dict]:
 def train_rows(run_dir: Path) -> dict[int, dict]:
     """Step -> training row (validation-only rows left out)."""
     return {int(r["step"]): r for r in rows(run_dir) if r["loss"]}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_train(overrides: list[str], nproc: int = 2, env: dict | None = None, timeout: float = 600,
+                   new_session: bool = False):
+    """``torchrun --nproc_per_node N -m fitrain.cli train OVERRIDES`` on CPU (gloo, one thread per rank);
+    the CompletedProcess. ``new_session``: the launcher leads its own process group (a test can kill it)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.paths import REPO
+
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+                **(env or {})}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+           "-m", "fitrain.cli", "train", *overrides]
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=new_session)

@@ -20,10 +20,19 @@ def test_gpu_job_one_task_per_gpu_with_signal_requeue_and_append(tmp_path):
         assert f"#SBATCH {want}" in sb, want
     assert not any(line.startswith("#SBATCH --ntasks=") for line in sb)  # breaks Lightning's SLURMEnvironment
     srun = [line for line in s.splitlines() if line.startswith("srun ")]
-    assert srun == ["srun --job-name=exp.train-fi --nodes=4 --ntasks-per-node=8 --kill-on-bad-exit=1 "
-                    "python -m fitrain.cli train x.yaml"]
-    assert s.index("module load cuda/12.4") < s.index("srun ")
+    # Slurm >= 22.05: srun does not inherit --cpus-per-task from the allocation
+    assert srun == ["srun --job-name=exp.train-fi --nodes=4 --ntasks-per-node=8 --cpus-per-task=12 "
+                    "--kill-on-bad-exit=1 python -m fitrain.cli train x.yaml"]
+    # the job runs from the submit directory, before the set-up (a relative venv) and srun
+    assert s.index('cd "${SLURM_SUBMIT_DIR}"') < s.index("module load cuda/12.4") < s.index("srun ")
     assert "MASTER_ADDR" in s
+
+
+def test_workdir_is_the_directory_the_job_runs_in(tmp_path):
+    s = render_sbatch(SlurmConfig(setup=["source .venv/bin/activate"]), "j", ["x"], tmp_path / "logs",
+                      workdir=tmp_path)
+    assert f"#SBATCH --chdir={tmp_path.resolve()}" in _lines(s)
+    assert s.index(f"cd {tmp_path.resolve()}") < s.index("source .venv/bin/activate")
 
 
 def test_array_and_single_task_cpu_job(tmp_path):

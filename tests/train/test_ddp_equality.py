@@ -3,23 +3,11 @@ optimizer step, the loss normalised over both ranks' supervised targets, and the
 budget in the same global reading order."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-
 import pytest
 
 from fitrain.train.trainer import train
 
 from tests.helpers import trainrun as th
-from tests.helpers.paths import REPO as ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -34,10 +22,7 @@ def test_two_process_ddp_equals_single_process(pairs_shards, tmp_path):
                  "optim.warmup_steps=2", "optim.lr=0.003", "log_every=1", "checkpoint_every=0",
                  "progress_bar=false", "export_hf=false", "wandb.mode=disabled",
                  "strategy=ddp", "devices=2", "accelerator=cpu"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "fitrain.cli", "train", *overrides]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    r = th.torchrun_train(overrides, nproc=2, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
 
     a, b = th.train_rows(tmp_path / "single"), th.train_rows(tmp_path / "ddp")

@@ -2,6 +2,7 @@
 lm-eval's hf model on a local task."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def test_export_loads_with_automodel_and_matches_checkpoint(trained, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
     assert model.generation_config.eos_token_id == tok.eos_token_id and model.config.use_cache
+    # the generation length is the caller's: nothing here may override lm-eval's max_gen_toks
+    written = json.loads((out / "generation_config.json").read_text())
+    assert not {"max_new_tokens", "max_length"} & set(written) and written["do_sample"] is False
     state, meta = model_state_dict(trained / "checkpoints" / "step-00000003.ckpt")
     for k, v in state.items():
         torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)

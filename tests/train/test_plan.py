@@ -1,13 +1,14 @@
 """The plan's budget, schedule length and up-front checks (no Lightning here)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fitrain.core.accounting import TokenCounts
 from fitrain.core.errors import ConfigError, FitrainError
 from fitrain.data.manifest import Manifest
 from fitrain.train.config import TrainConfig
-from fitrain.train.plan import Budget, make_plan, resolve_budget
+from fitrain.train.plan import Budget, ReadingOrder, make_plan, resolve_budget
 
 PAD = 0
 
@@ -16,13 +17,21 @@ def _manifest(rows=100, total=20000, sup=12000):
     return Manifest(fingerprint="f", seq_len=256, counts=TokenCounts(rows=rows, total_tokens=total, supervised_tokens=sup))
 
 
+def _order(rows=100, tokens=200, sup=120, per_micro=4):
+    """Rows of equal counts read in file order, wrapped to whole micro-steps like the loader."""
+    def order(epoch):
+        steps = -(-rows // per_micro)
+        return np.resize(np.arange(rows), steps * per_micro)
+    return ReadingOrder.from_arrays(np.full(rows, tokens), np.full(rows, sup), order, per_micro)
+
+
 def test_plan_derives_schedule_from_budget():
     cfg = TrainConfig(max_tokens=10000)
     cfg.data.micro_batch_size, cfg.data.grad_accum = 4, 2
-    plan = make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=25)
+    plan = make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=25, order=_order())
     assert plan.total_steps == 7  # 10000 / (8 rows x 200 tokens/row) rounded up
     cfg = TrainConfig(max_supervised_tokens=6000)
-    plan = make_plan(cfg, _manifest(), world=2, pad_id=PAD, steps_per_epoch=13)
+    plan = make_plan(cfg, _manifest(), world=2, pad_id=PAD, steps_per_epoch=13, order=_order(per_micro=16))
     assert plan.total_steps == 4   # 6000 / (16 rows x 120) rounded up
     # no budget: max_epochs passes
     cfg = TrainConfig()
@@ -35,7 +44,7 @@ def test_budget_the_data_cannot_meet_is_a_clear_error():
     with pytest.raises(FitrainError, match="cannot be met.*20000 tokens per epoch.*max_epochs=1"):
         make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=13)
     cfg.data.max_epochs = 3
-    assert make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=13).max_tokens == 50000
+    assert make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=13, order=_order()).max_tokens == 50000
     with pytest.raises(FitrainError, match="max_steps=99"):
         make_plan(TrainConfig(max_steps=99), _manifest(), world=1, pad_id=PAD, steps_per_epoch=13)
 
@@ -52,10 +61,34 @@ def test_budget_from_a_manifest(tmp_path):
 
 def test_the_budget_is_one_typed_value():
     cfg = TrainConfig(max_tokens=10000, max_steps=5)
-    plan = make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=25)
+    plan = make_plan(cfg, _manifest(), world=1, pad_id=PAD, steps_per_epoch=25, order=_order())
     assert plan.budget == Budget("tokens", 10000) and plan.max_steps == 5 and plan.token_budget == plan.budget
     plan = make_plan(TrainConfig(max_steps=4), _manifest(), world=1, pad_id=PAD, steps_per_epoch=25)
     assert plan.budget == Budget("steps", 4) and plan.token_budget is None and plan.max_tokens == 0
     assert str(Budget("supervised_tokens", 1234)) == "1,234 supervised tokens"
     with pytest.raises(ValueError):
         Budget("epochs", 1)
+
+
+def test_schedule_length_is_exact_not_a_mean_estimate():
+    """Rows of very different lengths read in file order: the mean tokens per row predicts the wrong step
+    count, the exact count does not (the issue's case: 6 steps planned, 5 run)."""
+    tokens = np.array([250, 250, 250, 250, 10, 10, 10, 10] * 4)
+    order = ReadingOrder.from_arrays(tokens, tokens // 2, lambda e: np.arange(len(tokens)), 2)
+    cfg = TrainConfig(max_tokens=1001)
+    cfg.data.micro_batch_size, cfg.data.grad_accum = 2, 1
+    m = _manifest(rows=len(tokens), total=int(tokens.sum()), sup=int(tokens.sum() // 2))
+    plan = make_plan(cfg, m, world=1, pad_id=PAD, steps_per_epoch=16, order=order)
+    # steps read 500, 500, 20 ... tokens: 1001 is reached in the third step
+    assert plan.total_steps == 3
+    # across epochs: the budget of 1.5 passes ends inside the second epoch
+    cfg = TrainConfig(max_tokens=int(tokens.sum() * 1.5))
+    cfg.data.micro_batch_size, cfg.data.grad_accum, cfg.data.max_epochs = 2, 3, 0
+    plan = make_plan(cfg, m, world=1, pad_id=PAD, steps_per_epoch=16, order=order)
+    cum = np.cumsum(np.tile(tokens.reshape(-1, 2).sum(1), 2))
+    first_micro = int(np.searchsorted(cum, cfg.max_tokens))
+    assert plan.total_steps == first_micro // 3 + 1
+    # a budget the allowed passes cannot hold is refused, by the exact count
+    cfg.data.max_epochs = 1
+    with pytest.raises(FitrainError, match="cannot be met"):
+        make_plan(cfg, m, world=1, pad_id=PAD, steps_per_epoch=16, order=order)

@@ -164,6 +164,9 @@ def test_tokenizer_with_another_pad_id_is_refused(pairs_shards, tmp_path):
     shutil.copytree(pairs_shards, data)
     m = json.loads((data / "manifest.json").read_text())
     m["tokenizer"]["pad_token_id"] = 7  # as if prepared with a tokenizer that pads with 7
+    from fitrain.data.manifest import checksum
+
+    m["checksum"] = checksum(m)  # (a hand edit without it is refused as such: tests/commands/test_bad_input.py)
     (data / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(FitrainError, match="prepared with pad id 7"):
         train(th.tiny_config(tmp_path / "x", data, max_steps=1))
@@ -187,3 +190,19 @@ def test_eval_on_checkpoint_runs_in_the_background_per_checkpoint(pairs_shards, 
     got = {p.name: p.read_text() for p in marks.iterdir()}
     assert got == {"step-00000002.ckpt": "True", "step-00000004.ckpt": "True"}
     assert (tmp_path / "run" / "logs" / "eval-step-00000002.log").is_file()
+
+
+def test_a_slurm_job_waits_for_its_checkpoint_evaluations(pairs_shards, tmp_path, monkeypatch):
+    """Slurm kills a job step's processes when training exits: inside a job, the local evaluation of the
+    final checkpoint is waited for (its marker exists when train() returns, 1.5 s after the command began)."""
+    import sys
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cmd = (f"{sys.executable} -c \"import pathlib,sys,time; time.sleep(1.5); "
+           f"(pathlib.Path(sys.argv[2])/pathlib.Path(sys.argv[1]).name).write_text('done')\" {{checkpoint}} {marks}")
+    cfg = th.tiny_config(tmp_path / "run", pairs_shards, max_steps=2, eval_on_checkpoint=cmd, export_hf=False)
+    summary = train(cfg)
+    assert summary["status"] == "finished"
+    assert (marks / "step-00000002.ckpt").read_text() == "done"
