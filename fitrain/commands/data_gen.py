@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         for row in plan(cfg, stages or None, args.shard, args.task):
             todo = row["todo"]
             print(f"{row['stage']:<12} shards {row['shards']:>4}  done {len(row['done']):>4}  "
-                  f"would run {todo if len(todo) <= 12 else f'{len(todo)} shards'}"
+                  f"would run {todo if len(todo) <= 12 else f'{todo[0]}..{todo[-1]} ({len(todo)} shards)'}"
                   f"  backend {row['backend'] or '-'}  -> {row['dir']}")
         return 0
     result = run_pipeline(cfg, stages or None, args.shard, task=args.task)
