@@ -105,14 +105,17 @@ def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
     """The experiment's steps in dependency order."""
     Step = ExperimentStep
     dg_shards = max(1, cfg.data_gen.num_shards)
+    dg_tasks = data_gen_tasks(cfg)
     steps = [Step("corpus", [], describe="write the built-in corpus" if cfg.corpus.builtin
                   else f"check the corpus files {cfg.corpus.paths}"),
              Step("tokenizer", ["corpus"], describe=f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
     if "fi" in cfg.arms:
         steps += [Step("data_gen-templates", ["corpus"], kind="data_gen",
                        describe="template bank/queries -> templates -> index"),
-                  Step("data_gen", ["data_gen-templates"], kind="data_gen", shards=dg_shards if dg_shards > 1 else 0,
-                       describe=f"match, instantiate, judge, write ({dg_shards} document shard(s))"),
+                  Step("data_gen", ["data_gen-templates"], kind="data_gen",
+                       shards=dg_tasks if dg_tasks > 1 else 0,
+                       describe=f"match, instantiate, judge, write ({dg_shards} document shard(s), "
+                                f"{cfg.data_gen.shards_per_task} per task, stage after stage)"),
                   Step("prepare-fi", ["data_gen", "tokenizer"],
                        describe="FineInstructions pairs -> token shards, token-for-token budget")]
     if "standard" in cfg.arms:
@@ -132,6 +135,13 @@ def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
         steps.append(Step(f"eval-{arm}", deps, describe=f"evaluate the {arm} arm"))
     steps.append(Step("report", [f"eval-{a}" for a in cfg.arms], describe="tables and plots of both arms"))
     return steps
+
+
+def data_gen_tasks(cfg: ExperimentConfig) -> int:
+    """Array tasks of the data_gen step: each runs a contiguous range of shards_per_task document shards."""
+    from data_gen.shards import task_count
+
+    return task_count(cfg.data_gen.num_shards, cfg.data_gen.shards_per_task)
 
 
 def run_name(cfg: ExperimentConfig, arm: str) -> str:

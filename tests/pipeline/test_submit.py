@@ -26,8 +26,9 @@ def test_dry_run_sbatch_for_the_1p8b_recipe(capsys, tmp_path):
     assert srun[0].startswith("srun --job-name=fi-vs-standard-1.8b.train-fi --nodes=4 --ntasks-per-node=8 ")
     assert srun[0].endswith(f"-m fitrain.cli experiment {tmp_path / 'run' / 'experiment.yaml'} --step train-fi")
     assert "source .venv/bin/activate" in train
-    # data_gen shards are a job array with at most 64 tasks at once; other steps are one task
-    assert "#SBATCH --array=0-1023%64" in scripts["data_gen"]
+    # data_gen is a job array (1024 shards, 16 contiguous shards per task) with at most 64 tasks at once;
+    # other steps are one task
+    assert "#SBATCH --array=0-63%64" in scripts["data_gen"]
     assert '--step data_gen --shard "${SLURM_ARRAY_TASK_ID}"' in scripts["data_gen"]
     assert "#SBATCH --nodes=1" in scripts["report"] and "#SBATCH --ntasks-per-node=1" in scripts["report"]
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
