@@ -30,7 +30,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
@@ -205,9 +205,11 @@ def make_baseline_backend(llm: LLMConfig, shard_out: Path) -> Backend:
 
 
 def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, out_dir: str | Path,
-        shards: int, seed: int = 0, shard: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """Generate the baseline over data_gen's document shards ``0..shards-1`` (of ``dg.num_shards``); one
-    output shard per document shard. Returns the shard runner's status (merged statistics when complete)."""
+        shards: int, seed: int = 0, shard: int | Sequence[int] | None = None,
+        log: Callable[[str], None] = print) -> dict:
+    """Generate the baseline over data_gen's document shards ``0..shards-1`` (of ``dg.num_shards``; ``shard``:
+    one or several of them, as the shard runner selects), one output shard per document shard, behind one
+    model server start. Returns the shard runner's status (merged statistics when complete)."""
     import contextlib
 
     from data_gen.match import shard_documents

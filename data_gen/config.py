@@ -9,10 +9,19 @@ from dataclasses import dataclass, field
 
 from fitrain.core.llm import LLMConfig
 
+# requests in flight per LLM stage: vLLM schedules up to 256 sequences at once by default (max_num_seqs),
+# and twice that keeps its queue full while finished requests are parsed and refilled
+STREAM_WINDOW = 512
+
 STAGES = ("templatize", "index", "match", "instantiate", "judge", "write")
 # the RunLayout directory of each stage's output
 STAGE_DIRS = {"templatize": "templates", "index": "index", "match": "matches", "instantiate": "pairs",
               "judge": "judged", "write": "final"}
+
+
+def stage_llm() -> LLMConfig:
+    """An LLM stage's client: the shared defaults with a window sized for vLLM."""
+    return LLMConfig(max_concurrency=STREAM_WINDOW)
 
 
 @dataclass
@@ -56,7 +65,7 @@ class TemplatizeConfig:
     prompt: str = "templatizer_released"               # a file under data_gen/prompts/ (or a path)
     max_slots: int = 12                                # more slots than this is a reject
     max_new_tokens: int = 384
-    llm: LLMConfig = field(default_factory=LLMConfig)
+    llm: LLMConfig = field(default_factory=stage_llm)
 
     FIELD_CHECKS = {"query_pattern": "regex"}   # fitrain.core.config.validate_config
 
@@ -96,7 +105,7 @@ class InstantiateConfig:
     min_excerpt_fraction: float = 0.8
     max_document_chars: int = 16_000                   # documents are cut to this for the prompt
     max_new_tokens: int = 768
-    llm: LLMConfig = field(default_factory=LLMConfig)
+    llm: LLMConfig = field(default_factory=stage_llm)
 
 
 @dataclass
@@ -104,7 +113,7 @@ class JudgeConfig:
     prompt: str = "judge_flow"
     min_score: float = 4.0
     max_new_tokens: int = 512
-    llm: LLMConfig = field(default_factory=LLMConfig)
+    llm: LLMConfig = field(default_factory=stage_llm)
 
 
 @dataclass
@@ -113,27 +122,37 @@ class WriteConfig:
     with the experiment's tokenizer, which may not exist yet when data is generated."""
 
     extra_columns: bool = True         # judge_score, excerpt_fraction, chunk_index, slot_count
+    # a tokenizer directory (AutoTokenizer): fills token_count (the document's tokens, on its first row) and
+    # synthetic_token_count (instruction + answer tokens), plain text without special tokens; '' = both null
+    tokenizer: str = ""
 
 
 @dataclass
 class ServeConfig:
-    """Start ``vllm serve`` from its own environment for the LLM stages (cluster); see data_gen/serve.py."""
+    """Start ``vllm serve`` from its own environment, once per LLM stage of a job (the job's whole range of
+    shards); see data_gen/serve.py for the lifecycle (free port, health and identity, clean shutdown)."""
 
     enabled: bool = False
     command: list[str] = field(default_factory=lambda: ["vllm", "serve"])  # e.g. [/opt/vllm-env/bin/vllm, serve]
-    port: int = 8000
+    port: int = 0                      # 0 = a free port per job (two jobs on one node never share a server)
     extra_args: list[str] = field(default_factory=list)
-    health_timeout_s: float = 900.0
-    log: str = ""                      # '' = <run_dir>/data_gen/vllm-<stage>.log
+    health_timeout_s: float = 900.0    # until the process we started serves the model
+    poll_s: float = 1.0                # health poll interval
+    stop_timeout_s: float = 60.0       # SIGTERM, then SIGKILL after this long
+    log: str = ""                      # '' = <run_dir>/data_gen/vllm-<stage>[.shard-N].log
 
 
 @dataclass
 class DataGenConfig:
     run_dir: str = "runs/data_gen"
     seed: int = 0
-    num_shards: int = 1                # document shards (match/instantiate/judge/write); Slurm array tasks
+    num_shards: int = 1                # document shards (match/instantiate/judge/write)
+    # contiguous document shards per job (array task t runs shards t*k .. t*k+k-1 of each stage, stage after
+    # stage, with one server start per LLM stage for all of them)
+    shards_per_task: int = 1
     query_shards: int = 1              # query shards (templatize)
-    progress: bool = True
+    progress: bool = True              # progress lines while a shard runs
+    progress_every_s: float = 30.0     # one line every this many seconds (plain text, also in a Slurm log)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     templatize: TemplatizeConfig = field(default_factory=TemplatizeConfig)
     index: IndexConfig = field(default_factory=IndexConfig)

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.excerpts import ExcerptError, expand_excerpts
 from data_gen.prompting import extract_json, load_prompt
-from data_gen.shards import (StageStats, iter_parquet, parquet_sink, progress_bar, read_parquet_rows,
-                             require_done, run_shards, shard_dir)
+from data_gen.shards import (ProgressLog, StageStats, iter_parquet, read_parquet_rows, require_done, row_count,
+                             row_sink, run_shards, shard_dir)
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import Backend, complete_parsed
+from fitrain.core.llm import Backend, Request, stream_parsed
 
-BATCH = 256
+BATCH = 256  # rows read and written per parquet batch (requests stream through the llm window regardless)
 NULL = object()  # the template does not fit the document
 INSTRUCTION_KEYS = ("instantiated_instruction", "instruction", "query")
 ANSWER_KEYS = ("answer", "response", "output")
@@ -79,7 +79,7 @@ def check_pair(parsed, document: str, min_fraction: float) -> tuple[dict | None,
 
 
 def run(cfg: DataGenConfig, stage_dir: Path, matches_dir: Path, templates_dir: Path,
-        backend: Callable[[Path], Backend], shard: int | None = None, log=print) -> dict:
+        backend: Callable[[Path], Backend], shard=None, log=print) -> dict:
     from data_gen.templatize import read_templates
 
     ic = cfg.instantiate
@@ -91,37 +91,36 @@ def run(cfg: DataGenConfig, stage_dir: Path, matches_dir: Path, templates_dir: P
         st = StageStats("instantiate")
         src = shard_dir(matches_dir, i)
         docs = {r["doc_id"]: r["text"] for r in read_parquet_rows(src / "documents.parquet")}
-        be = backend(out)
-        bar = progress_bar(cfg.progress, None, f"instantiate shard {i}")
-        with parquet_sink(out / "pairs.parquet", pair_schema()) as write:
+
+        def requests() -> Iterator[Request]:
             for batch in iter_parquet(src / "matches.parquet", BATCH):
-                st.inputs += len(batch)
-                reqs = []
-                for j, m in enumerate(batch):
+                for m in batch:
                     tpl = templates.get(m["template_id"])
                     if tpl is None:
                         raise FitrainError(f"template {m['template_id']} of {src} is not in {templates_dir}")
                     doc = docs[m["doc_id"]][: ic.max_document_chars]
                     payload = json.dumps({"instruction_template": tpl, "document": doc}, ensure_ascii=False)
-                    reqs.append(prompt.request("instantiate", {"instruction_template": tpl, "document": doc},
-                                               ic.max_new_tokens, f"{m['doc_id']}|{m['template_id']}",
-                                               input_json=payload))
-                parsed = complete_parsed(be, reqs, parse_instantiation, st.rejects, what="instantiator")
-                rows = []
-                for m, p in zip(batch, parsed):
-                    if p is None:
-                        continue  # transport failure or unparsable: counted by complete_parsed
-                    fields, reason, detail = check_pair(p, docs[m["doc_id"]], ic.min_excerpt_fraction)
-                    if reason:
-                        st.rejects.add(reason, f"{m['doc_id']}|{m['template_id']}", detail)
-                        continue
-                    rows.append({"doc_id": m["doc_id"], "template_id": m["template_id"], **fields,
-                                 "chunk_index": m["chunk_index"], "slot_count": m["slot_count"],
-                                 "similarity": m["similarity"]})
-                st.outputs += len(rows)
-                write(rows)
-                bar.update(len(batch))
-        bar.close()
+                    r = prompt.request("instantiate", {"instruction_template": tpl, "document": doc},
+                                       ic.max_new_tokens, f"{m['doc_id']}|{m['template_id']}", input_json=payload)
+                    r.meta["row"] = m
+                    yield r
+
+        with stream_parsed(backend(out), requests(), parse_instantiation, st.rejects, what="instantiator") as stream, \
+                ProgressLog(f"instantiate shard {i}", row_count(src / "matches.parquet"), cfg.progress_every_s, log,
+                            cfg.progress, lambda: st.rejects.total, lambda: stream.in_flight) as progress, \
+                row_sink(out / "pairs.parquet", pair_schema(), st, BATCH) as add:
+            for req, p in stream:
+                m = req.meta["row"]
+                st.inputs += 1
+                progress.update()
+                if p is None:
+                    continue  # transport failure or unparsable: counted by stream_parsed
+                fields, reason, detail = check_pair(p, docs[m["doc_id"]], ic.min_excerpt_fraction)
+                if reason:
+                    st.rejects.add(reason, f"{m['doc_id']}|{m['template_id']}", detail)
+                    continue
+                add({"doc_id": m["doc_id"], "template_id": m["template_id"], **fields,
+                     "chunk_index": m["chunk_index"], "slot_count": m["slot_count"], "similarity": m["similarity"]})
         return st
 
     return run_shards("instantiate", stage_dir, cfg.num_shards, work, shard, log)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
-from data_gen.shards import (StageStats, iter_parquet, parquet_sink, progress_bar, read_parquet_rows,
-                             require_done, run_shards, shard_dir)
-from fitrain.core.llm import Backend, complete_parsed
+from data_gen.shards import (ProgressLog, StageStats, iter_parquet, read_parquet_rows, require_done, row_count,
+                             row_sink, run_shards, shard_dir)
+from fitrain.core.llm import Backend, Request, stream_parsed
 
-BATCH = 256
+BATCH = 256  # rows read and written per parquet batch (requests stream through the llm window regardless)
 _SCORE_TAG = re.compile(r"<score>\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5)?\s*</score>", re.IGNORECASE)
 _SCORE_LINE = re.compile(r"score\s*(?:is|of|:|=)?\s*\**\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*5)?", re.IGNORECASE)
 _FEEDBACK = re.compile(r"<feedback>(.*?)</feedback>", re.IGNORECASE | re.DOTALL)
@@ -48,7 +48,7 @@ def judged_schema():
 
 
 def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
-        backend: Callable[[Path], Backend], shard: int | None = None, log=print) -> dict:
+        backend: Callable[[Path], Backend], shard=None, log=print) -> dict:
     jc = cfg.judge
     prompt = load_prompt(jc.prompt, {"instruction", "answer"})
 
@@ -56,32 +56,33 @@ def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
         require_done(shard_dir(pairs_dir, i), f"instantiate shard {i}")
         st = StageStats("judge")
         docs = {r["doc_id"]: r["text"] for r in read_parquet_rows(shard_dir(matches_dir, i) / "documents.parquet")}
-        be = backend(out)
-        bar = progress_bar(cfg.progress, None, f"judge shard {i}")
-        hist: dict[str, int] = {}
-        with parquet_sink(out / "judged.parquet", judged_schema()) as write:
-            for batch in iter_parquet(shard_dir(pairs_dir, i) / "pairs.parquet", BATCH):
-                st.inputs += len(batch)
-                reqs = []
+        src = shard_dir(pairs_dir, i) / "pairs.parquet"
+
+        def requests() -> Iterator[Request]:
+            for batch in iter_parquet(src, BATCH):
                 for p in batch:
                     doc = docs[p["doc_id"]][: cfg.instantiate.max_document_chars]
                     inputs = {"instruction": p["instruction"], "answer": p["answer"], "document": doc}
-                    reqs.append(prompt.request("judge", inputs, jc.max_new_tokens,
-                                               f"{p['doc_id']}|{p['template_id']}", **inputs))
-                parsed = complete_parsed(be, reqs, parse_judgement, st.rejects, what="judge")
-                rows = []
-                for p, res in zip(batch, parsed):
-                    if res is None:
-                        continue
-                    score, feedback = res
-                    hist[f"{score:g}"] = hist.get(f"{score:g}", 0) + 1
-                    rows.append({**p, "judge_score": score, "judge_feedback": feedback})
-                    if score >= jc.min_score:
-                        st.count("at_or_above_min_score")
-                st.outputs += len(rows)
-                write(rows)
-                bar.update(len(batch))
-        bar.close()
+                    r = prompt.request("judge", inputs, jc.max_new_tokens, f"{p['doc_id']}|{p['template_id']}",
+                                       **inputs)
+                    r.meta["row"] = p
+                    yield r
+
+        hist: dict[str, int] = {}
+        with stream_parsed(backend(out), requests(), parse_judgement, st.rejects, what="judge") as stream, \
+                ProgressLog(f"judge shard {i}", row_count(src), cfg.progress_every_s, log, cfg.progress,
+                            lambda: st.rejects.total, lambda: stream.in_flight) as progress, \
+                row_sink(out / "judged.parquet", judged_schema(), st, BATCH) as add:
+            for req, res in stream:
+                st.inputs += 1
+                progress.update()
+                if res is None:
+                    continue
+                score, feedback = res
+                hist[f"{score:g}"] = hist.get(f"{score:g}", 0) + 1
+                add({**req.meta["row"], "judge_score": score, "judge_feedback": feedback})
+                if score >= jc.min_score:
+                    st.count("at_or_above_min_score")
         st.counters["score_histogram"] = hist
         return st
 

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from data_gen.config import DataGenConfig, MatchConfig
-from data_gen.shards import StageStats, parquet_sink, progress_bar, run_shards
+from data_gen.shards import ProgressLog, StageStats, parquet_sink, run_shards
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.rng import item_rng
@@ -108,8 +108,9 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
     def work(i: int, out: Path) -> StageStats:
         st = StageStats("match")
         enc = encoder()
-        bar = progress_bar(cfg.progress, None, f"match shard {i}")
-        with parquet_sink(out / "documents.parquet", doc_schema()) as write_docs, \
+        with ProgressLog(f"match shard {i}", None, cfg.progress_every_s, log, cfg.progress,
+                         lambda: st.rejects.total) as bar, \
+                parquet_sink(out / "documents.parquet", doc_schema()) as write_docs, \
                 parquet_sink(out / "matches.parquet", match_schema()) as write_matches:
             batch: list[Document] = []
             seen: set[str] = set()
@@ -127,7 +128,6 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
             if batch:
                 _match_batch(batch, enc, tindex, target, cfg, st, write_docs, write_matches)
                 bar.update(len(batch))
-        bar.close()
         return st
 
     return run_shards("match", stage_dir, cfg.num_shards, work, shard, log)

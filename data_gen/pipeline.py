@@ -1,10 +1,13 @@
 """The data-generation pipeline: ``run(cfg, stages=None)`` runs the stages in order, shard by shard.
 
 templatize -> index -> match -> instantiate -> judge -> write, under ``RunLayout(cfg.run_dir).data_gen``.
-Finished shards are skipped, so a rerun resumes. With ``shard`` (or ``SLURM_ARRAY_TASK_ID``) one array task
-runs one document shard of each selected sharded stage; templatize and index are corpus-wide (run them
-once, or as their own arrays), and a per-shard stage needs only its own shard of the previous stage.
-A JSON report of every stage's statistics is written to ``data_gen/report.json``.
+Finished shards are skipped, so a rerun resumes. Work is stage-major: with ``task`` (or
+``SLURM_ARRAY_TASK_ID``) one array task runs its contiguous range of ``shards_per_task`` document shards
+through each selected stage in turn (``shard`` runs exactly one shard); templatize and index are
+corpus-wide (run them once, or as their own arrays), and a per-shard stage needs only its own shard of
+the previous stage. An LLM stage behind ``serve.enabled`` starts its server once for the whole range, after
+the encoder has released its GPU memory. A JSON report of every stage's statistics and of the backend
+that made each stage's output is written to ``data_gen/report.json``.
 """
 from __future__ import annotations
 
@@ -44,6 +47,21 @@ class _Resources:
             self._encoder = Encoder(self.cfg.encoder)
         return self._encoder
 
+    def release_encoder(self) -> None:
+        """Free the encoder (and its GPU memory) before a model server needs the GPU (vLLM claims
+        ``--gpu-memory-utilization`` of it at start and refuses to start when that much is not free)."""
+        if self._encoder is None:
+            return
+        on_gpu = str(getattr(self._encoder, "device", "cpu")).startswith("cuda")
+        self._encoder = None
+        import gc
+
+        gc.collect()
+        if on_gpu:
+            import torch
+
+            torch.cuda.empty_cache()
+
     def backend_factory(self, llm: LLMConfig) -> Callable[[Path], Backend]:
         def make(shard_out: Path) -> Backend:
             import dataclasses
@@ -64,23 +82,53 @@ def _llm_of(cfg: DataGenConfig, stage: str) -> LLMConfig | None:
             "instantiate": cfg.instantiate.llm, "judge": cfg.judge.llm}.get(stage)
 
 
-@contextlib.contextmanager
-def _stage_llm(cfg: DataGenConfig, stage: str, layout: RunLayout):
-    """The stage's LLMConfig, behind a `vllm serve` process when serve.enabled."""
+def _serves(cfg: DataGenConfig, stage: str) -> bool:
     llm = _llm_of(cfg, stage)
-    if llm is None or not cfg.serve.enabled or llm.backend != "openai":
+    return llm is not None and cfg.serve.enabled and llm.backend == "openai"
+
+
+@contextlib.contextmanager
+def _stage_llm(cfg: DataGenConfig, stage: str, layout: RunLayout, first_shard: int | None):
+    """The stage's LLMConfig, behind a `vllm serve` process when serve.enabled; the server (ours or an
+    external one) must answer and serve the configured model before any request is sent."""
+    from fitrain.core.llm import check_reachable
+
+    llm = _llm_of(cfg, stage)
+    if not _serves(cfg, stage):
+        if llm is not None:
+            check_reachable(llm, check_model=True)
         yield llm
         return
     from data_gen.serve import served
 
-    log = Path(cfg.serve.log) if cfg.serve.log else layout.server_log(stage)
+    log = Path(cfg.serve.log) if cfg.serve.log else layout.server_log(stage, first_shard)
     with served(llm, cfg.serve, log) as pointed:
+        check_reachable(pointed, check_model=True)
         yield pointed
 
 
+DOCUMENT_STAGES = ("match", "instantiate", "judge", "write")
+
+
+def document_shards(cfg: DataGenConfig, shard: int | None = None, task: int | None = None) -> list[int] | int | None:
+    """The document shards one process runs: ``shard`` alone, the range of array ``task`` (default: the
+    Slurm array task's), else None (all)."""
+    from data_gen.shards import slurm_array_task, task_count, task_shards
+
+    if shard is not None:
+        return shard
+    task = slurm_array_task() if task is None else task
+    if task is None:
+        return None
+    if task >= task_count(cfg.num_shards, cfg.shards_per_task) and task == slurm_array_task():
+        return []  # more array tasks than needed: nothing to do
+    return task_shards(cfg.num_shards, cfg.shards_per_task, task)
+
+
 def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None,
-        log: Callable[[str], None] = print, encoder=None) -> dict:
+        log: Callable[[str], None] = print, encoder=None, task: int | None = None) -> dict:
     """Run the selected stages (all by default); returns ``{stage: status}`` with merged statistics.
+    ``shard``: one document shard; ``task``: the contiguous shards of that array task (shards_per_task);
     ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``)."""
     from data_gen import index, instantiate, judge, match, templatize, write
 
@@ -88,31 +136,32 @@ def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None =
     layout = RunLayout.of(cfg.run_dir)
     d = {s: layout.data_gen(STAGE_DIRS[s]) for s in STAGES}
     res = _Resources(cfg, encoder)
+    docs = document_shards(cfg, shard, task)
+    first = docs if isinstance(docs, int) else (docs[0] if docs else None)
     out: dict = {}
     for stage in chosen:
         t0 = time.perf_counter()
-        with _stage_llm(cfg, stage, layout) as llm:
-            if llm is not None and llm.backend == "openai":
-                from fitrain.core.llm import check_reachable
-
-                check_reachable(llm)
+        sel = docs if stage in DOCUMENT_STAGES else shard
+        if _serves(cfg, stage):
+            res.release_encoder()
+        with _stage_llm(cfg, stage, layout, first) as llm:
             if stage == "templatize":
-                status = templatize.run(cfg, d[stage], res.backend_factory(llm) if llm else None, shard, log)
+                status = templatize.run(cfg, d[stage], res.backend_factory(llm) if llm else None, sel, log)
             elif stage == "index":
-                status = index.run(cfg, d[stage], d["templatize"], res.encoder, shard, log)
+                status = index.run(cfg, d[stage], d["templatize"], res.encoder, sel, log)
             elif stage == "match":
                 _builtin_corpus(cfg, layout, log)
-                status = match.run(cfg, d[stage], d["index"], res.encoder, shard, log)
+                status = match.run(cfg, d[stage], d["index"], res.encoder, sel, log)
             elif stage == "instantiate":
                 status = instantiate.run(cfg, d[stage], d["match"], d["templatize"], res.backend_factory(llm),
-                                         shard, log)
+                                         sel, log)
             elif stage == "judge":
-                status = judge.run(cfg, d[stage], d["instantiate"], d["match"], res.backend_factory(llm), shard, log)
+                status = judge.run(cfg, d[stage], d["instantiate"], d["match"], res.backend_factory(llm), sel, log)
             else:
-                status = write.run(cfg, d[stage], d["judge"], d["match"], shard, log)
+                status = write.run(cfg, d[stage], d["judge"], d["match"], sel, log)
         status["wall_s"] = round(time.perf_counter() - t0, 3)
         out[stage] = status
-    _report(layout)
+    _report(cfg, layout)
     return out
 
 
@@ -132,23 +181,41 @@ def _builtin_corpus(cfg: DataGenConfig, layout: RunLayout, log) -> None:
     cfg.match.id_column = cfg.match.id_column or "id"
 
 
-def _report(layout: RunLayout) -> None:
-    """``data_gen/report.json``: the merged statistics of every finished stage."""
-    rep = {}
+def backends(cfg: DataGenConfig) -> dict[str, str]:
+    """Which backend made each stage's output, e.g. ``{"instantiate": "extractive (offline fallback, not an
+    LLM)"}``; the report of an experiment names it next to the pairs."""
+    out = {}
+    for stage in ("templatize", "instantiate", "judge"):
+        llm = _llm_of(cfg, stage)
+        if llm is None:
+            out[stage] = f"template bank {', '.join(cfg.templatize.bank)}"
+        elif llm.backend == "extractive":
+            out[stage] = "extractive (offline heuristic fallback, not an LLM)"
+        else:
+            out[stage] = f"{llm.backend}:{llm.model or '-'}" + (" (vllm serve)" if _serves(cfg, stage) else "")
+    return out
+
+
+def _report(cfg: DataGenConfig, layout: RunLayout) -> None:
+    """``data_gen/report.json``: the merged statistics of every finished stage and the backends."""
+    rep: dict = {}
     for stage in STAGES:
         p = layout.data_gen(STAGE_DIRS[stage]) / "stats.json"
         if p.is_file():
             rep[stage] = read_json(p)
     if rep:
+        rep["backends"] = backends(cfg)
         write_json(layout.data_gen_report, rep)
 
 
-def plan(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None) -> list[dict]:
+def plan(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None,
+         task: int | None = None) -> list[dict]:
     """What ``run`` would do, without loading any model: per stage, its shards and which are done."""
     from data_gen.shards import selected_shards, shard_dir
     from fitrain.core.io import is_done
 
     layout = RunLayout.of(cfg.run_dir)
+    docs = document_shards(cfg, shard, task)
     rows = []
     for stage in _check_stages(stages):
         sdir = layout.data_gen(STAGE_DIRS[stage])
@@ -159,7 +226,7 @@ def plan(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None 
         else:
             n = cfg.num_shards
         llm = _llm_of(cfg, stage)
-        sel = selected_shards(n, shard) if stage not in ("index",) else [0]
+        sel = [0] if stage == "index" else selected_shards(n, docs if stage in DOCUMENT_STAGES else shard)
         if stage == "index":
             done = [0] if is_done(sdir) else []
         else:

@@ -1,9 +1,21 @@
-"""Start an OpenAI-compatible server (``vllm serve``) from its own environment, wait for its health check,
-point the llm client at it, and stop it afterwards.
+"""Start an OpenAI-compatible server (``vllm serve``) from its own environment for one stage of one job,
+check that it is the server we asked for, point the llm client at it, and stop it afterwards.
 
 vLLM pins its own CUDA torch and transformers, so it is never imported here: it runs as a separate
 process from a separate environment (``serve.command``, e.g. ``[/opt/vllm/bin/vllm, serve]``). Any
-server that answers ``GET /health`` (or ``/v1/models``) works the same way (SGLang, TGI, llama.cpp).
+server that lists its model at ``GET /v1/models`` works the same way (SGLang, TGI, llama.cpp).
+
+The lifecycle is built so that two jobs on one node can never talk to each other's server:
+
+* **a free port per job** (``serve.port: 0``): the kernel picks an unused port; if another process takes
+  it before our server binds, the server exits and is started again on another port;
+* **health and identity of our own process**: we wait until *the process we started* is alive and
+  ``/v1/models`` lists exactly the model we asked for; a process that exits, or a port that answers with
+  another model, is a clear error, never a silent fallback to whatever listens there;
+* **clean shutdown**: SIGTERM to the server's process group, SIGKILL after ``serve.stop_timeout_s``.
+
+If the server dies while a stage runs, the client raises ServerUnavailable (fitrain.core.llm_openai): the
+job fails with that message and nothing of the unfinished shard is marked done.
 """
 from __future__ import annotations
 
@@ -11,59 +23,103 @@ import contextlib
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 from data_gen.config import ServeConfig
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import LLMConfig
+from fitrain.core.llm import LLMConfig, served_models
+from fitrain.core.llm_openai import identity_problem
+
+PORT_ATTEMPTS = 3    # a free port can be taken by another process before our server binds it
 
 
-def _healthy(base: str, timeout: float = 2.0) -> bool:
-    for path in ("/health", "/v1/models"):
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_bytes()[-n:].decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen, timeout_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfig, log_path: Path) -> str | None:
+    """Poll until our process serves ``model``. Returns None when ready, 'port_taken' when the process exited
+    because its port was taken; raises FitrainError otherwise."""
+    deadline = time.monotonic() + serve.health_timeout_s
+    while True:
+        code = proc.poll()
+        if code is not None:
+            tail = _log_tail(log_path)
+            if "address already in use" in tail.lower():
+                return "port_taken"
+            raise FitrainError(f"{serve.command[0]} exited with status {code} before it served '{model}'; "
+                               f"see {log_path}" + (f":\n{tail[-600:]}" if tail else ""))
         try:
-            with urllib.request.urlopen(base + path, timeout=timeout) as r:
-                if r.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError, TimeoutError):
-            continue
-    return False
+            models = served_models(base + "/v1", timeout_s=2.0)
+        except (OSError, ValueError):
+            models = None  # not listening yet
+        if models is not None:
+            problem = identity_problem(model, models)
+            if problem is None:
+                return None
+            raise FitrainError(f"the server on {base} is not the one this job started: {problem}; another "
+                               f"process holds the port, or the server was started with another served model "
+                               f"name (serve.extra_args); see {log_path}")
+        if time.monotonic() > deadline:
+            raise FitrainError(f"{serve.command[0]} did not serve '{model}' within {serve.health_timeout_s:.0f}s; "
+                               f"see {log_path}")
+        time.sleep(serve.poll_s)
 
 
 @contextlib.contextmanager
 def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.0.0.1") -> Iterator[LLMConfig]:
-    """Run ``serve.command MODEL --port P [extra_args]`` for the duration; yields ``llm`` pointed at it."""
+    """Run ``serve.command MODEL --host H --port P [extra_args]`` for the duration; yields ``llm`` pointed
+    at it. ``serve.port`` 0 picks a free port (retried when another process takes it first)."""
     if not llm.model:
         raise FitrainError("serve.enabled needs llm.model (the model path or hub name vLLM should serve)")
-    base = f"http://{host}:{serve.port}"
-    cmd = [*serve.command, llm.model, "--host", host, "--port", str(serve.port), *serve.extra_args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as logf:
-        try:
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "PYTHONNOUSERSITE": "1"})
-        except OSError as e:
-            raise FitrainError(f"cannot start {' '.join(cmd)}: {e} (set serve.command to the server "
-                               "executable of its own environment)") from None
-        try:
-            deadline = time.monotonic() + serve.health_timeout_s
-            while not _healthy(base):
-                if proc.poll() is not None:
-                    raise FitrainError(f"{cmd[0]} exited with status {proc.returncode} before it was healthy; "
-                                       f"see {log_path}")
-                if time.monotonic() > deadline:
-                    raise FitrainError(f"{cmd[0]} not healthy after {serve.health_timeout_s:.0f}s; see {log_path}")
-                time.sleep(1.0)
-            yield dataclasses.replace(llm, backend="openai", base_url=base + "/v1")
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = serve.port or free_port(host)
+        base = f"http://{host}:{port}"
+        cmd = [*serve.command, llm.model, "--host", host, "--port", str(port), *serve.extra_args]
+        with open(log_path, "ab") as logf:
+            logf.write(f"[fitrain] starting {' '.join(cmd)}\n".encode())
+            logf.flush()
+            try:
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                        env={**os.environ, "PYTHONNOUSERSITE": "1"})
+            except OSError as e:
+                raise FitrainError(f"cannot start {' '.join(cmd)}: {e} (set serve.command to the server "
+                                   "executable of its own environment)") from None
+            try:
+                state = _wait_ready(proc, base, llm.model, serve, log_path)
+                if state == "port_taken" and not serve.port and attempt < PORT_ATTEMPTS:
+                    continue
+                if state == "port_taken":
+                    raise FitrainError(f"{cmd[0]} could not bind port {port} (address already in use); see "
+                                       f"{log_path}")
+                yield dataclasses.replace(llm, backend="openai", base_url=base + "/v1")
+                return
+            finally:
+                _stop(proc, serve.stop_timeout_s)

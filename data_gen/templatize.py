@@ -17,15 +17,14 @@ from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import extract_json, load_prompt
-from data_gen.shards import StageStats, iter_parquet, parquet_sink, run_shards, shard_dir
+from data_gen.shards import ProgressLog, StageStats, iter_parquet, parquet_sink, run_shards, shard_dir
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import Backend, complete_parsed
+from fitrain.core.llm import Backend, stream_parsed
 from fitrain.data.records import expand_paths, iter_rows
 
 SLOT = re.compile(r"<fi>(.*?)</fi>", re.DOTALL)
 TAG = re.compile(r"</?fi>")
-BATCH = 256  # queries per llm call batch (bounded memory, progress per batch)
 
 
 class TemplateError(ValueError):
@@ -123,7 +122,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, backend: Callable[[Path], Backend],
         if not t.queries:
             raise FitrainError("templatize.queries is empty: name query files, or set templatize.source=bank")
         n = cfg.query_shards
-        work = lambda i, d: _templatize_shard(cfg, i, n, d, backend(d))  # noqa: E731
+        work = lambda i, d: _templatize_shard(cfg, i, n, d, backend(d), log)  # noqa: E731
     elif t.source == "bank":
         if not t.bank:
             raise FitrainError("templatize.bank is empty: name template bank files (parquet/jsonl)")
@@ -135,7 +134,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, backend: Callable[[Path], Backend],
                       on_complete=lambda total: _merge(stage_dir, n, total))
 
 
-def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Backend) -> StageStats:
+def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Backend, log=print) -> StageStats:
     t = cfg.templatize
     stats = StageStats("templatize")
     prompt = load_prompt(t.prompt, {"query"})
@@ -146,19 +145,20 @@ def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Ba
         if j % n == i:
             queries.append((where, q))
     stats.inputs = len(queries)
-    with parquet_sink(out / "templates.parquet", _schema()) as write:
-        for s in range(0, len(queries), BATCH):
-            chunk = queries[s:s + BATCH]
-            reqs = [prompt.request("templatize", {"query": q}, t.max_new_tokens, where, query=q) for where, q in chunk]
-            parsed = complete_parsed(backend, reqs, parse_templatizer, stats.rejects, what="templatizer")
-            rows = []
-            for (where, q), obj in zip(chunk, parsed):
-                if obj is None:
-                    continue  # counted by complete_parsed
-                row = _validated(obj, q, "query", t.max_slots, stats, where)
-                if row:
-                    rows.append(row)
-            write(rows)
+    reqs = (prompt.request("templatize", {"query": q}, t.max_new_tokens, where, query=q) for where, q in queries)
+    with stream_parsed(backend, reqs, parse_templatizer, stats.rejects, what="templatizer") as stream, \
+            ProgressLog(f"templatize shard {i}", len(queries), cfg.progress_every_s, log, cfg.progress,
+                        lambda: stats.rejects.total, lambda: stream.in_flight) as progress, \
+            parquet_sink(out / "templates.parquet", _schema()) as write:
+        rows = []
+        for req, obj in stream:
+            progress.update()
+            if obj is None:
+                continue  # counted by stream_parsed
+            row = _validated(obj, req.meta["inputs"]["query"], "query", t.max_slots, stats, req.meta["id"])
+            if row:
+                rows.append(row)
+        write(rows)
     return stats
 
 

@@ -137,9 +137,11 @@ class RunLayout:
     def data_gen_report(self) -> Path:
         return self.root / "data_gen" / "report.json"
 
-    def server_log(self, stage: str) -> Path:
-        """Log of the model server a data_gen stage started (``serve.enabled``)."""
-        return self.root / "data_gen" / f"vllm-{stage}.log"
+    def server_log(self, stage: str, first_shard: int | None = None) -> Path:
+        """Log of the model server a data_gen stage started (``serve.enabled``); one per job, named by the
+        first shard of the job's range (two jobs on one node never write one log)."""
+        tail = "" if first_shard is None else f".shard-{first_shard:05d}"
+        return self.root / "data_gen" / f"vllm-{stage}{tail}.log"
 
     def arm_data(self, arm: str) -> Path:
         """What an arm's prepare reads when it is not data_gen's output (see the module docstring)."""

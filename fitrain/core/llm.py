@@ -1,193 +1,39 @@
 """The one client layer for language-model calls, shared by data_gen's stages and eval's judges.
 
-Stages build :class:`Request` objects and call :meth:`Backend.complete`; they never look behind it.
-Backends:
+Stages build :class:`Request` objects and call :meth:`Backend.complete` (a list) or :func:`stream_parsed`
+(an iterator over inputs of any length); they never look behind it. Backends:
 
-* ``openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp). Async with bounded
-  concurrency, retries with exponential backoff and jitter, per-request timeouts. Chat requests go to
-  ``/chat/completions``, raw-prompt requests to ``/completions``.
+* ``openai``: any OpenAI-compatible server (vLLM, SGLang, TGI, llama.cpp), in fitrain.core.llm_openai: a
+  bounded window of async requests refilled as each finishes, results in input order
+  (fitrain.core.llm_stream), retries with exponential backoff and jitter, per-request timeouts. Chat
+  requests go to ``/chat/completions``, raw-prompt requests to ``/completions``. An infrastructure
+  failure (server down, unreachable, serving another model) raises :class:`ServerUnavailable`.
 * ``transformers``: batched ``generate`` on a local model directory (or an in-memory model), CPU or GPU.
 * ``extractive``: no LLM at all; a table of per-task handler functions supplied by the caller (data_gen
   ships them). A lightweight offline fallback, not the paper's method.
 
 :class:`CachedBackend` wraps any backend with an append-only JSONL cache keyed by the request, so a rerun
-does not pay twice and a killed run keeps what it finished. :func:`complete_parsed` adds parse-retry
-with counted failures: an unparsable reply is retried, then counted, never silently scored.
+does not pay twice and a killed run keeps what it finished. :func:`complete_parsed` /
+:func:`stream_parsed` add parse-retry with counted failures: an unparsable reply is retried, then
+counted, never silently scored.
 """
 from __future__ import annotations
 
-import asyncio
-import hashlib
+import contextlib
 import json
-import random
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
+from fitrain.core.llm_openai import OpenAIBackend, check_served, served_models
+from fitrain.core.llm_types import (Backend, Completion, LLMConfig, Request, ServerUnavailable,
+                                    truncate_at_stop)
 
-
-@dataclass
-class LLMConfig:
-    backend: str = "openai"            # openai | transformers | extractive
-    model: str = ""                    # served model name, or a local model directory for transformers
-    base_url: str = "http://127.0.0.1:8000/v1"
-    api_key: str = "EMPTY"             # or set OPENAI_API_KEY; redacted in logged configs
-    max_concurrency: int = 16
-    max_retries: int = 4
-    backoff_s: float = 0.5             # first retry delay; doubles each retry, with jitter
-    timeout_s: float = 120.0
-    temperature: float = 0.0           # 0 = greedy
-    max_new_tokens: int = 512
-    batch_size: int = 8                # transformers backend
-    device: str = "auto"               # transformers backend: auto | cpu | cuda
-    dtype: str = "auto"                # transformers backend: auto | float32 | bfloat16
-    cache: str = ""                    # path of a JSONL response cache ('' = none)
-
-
-@dataclass
-class Request:
-    """One call. Exactly one of ``messages`` (chat) or ``prompt`` (raw completion) is set."""
-
-    messages: list[dict] | None = None
-    prompt: str | None = None
-    task: str = "chat"                 # which contract (the extractive backend dispatches on it)
-    max_new_tokens: int | None = None
-    temperature: float | None = None
-    stop: list[str] | None = None
-    logprobs: int = 0                  # > 0: also return the top-N log-probabilities of each generated token
-    meta: dict = field(default_factory=dict)  # caller's bookkeeping; not sent
-
-    def key(self, model: str) -> str:
-        body = json.dumps([model, self.messages, self.prompt, self.task, self.max_new_tokens,
-                           self.temperature, self.stop] + ([self.logprobs] if self.logprobs else []),
-                          sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(body.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class Completion:
-    text: str | None                   # None when every attempt failed
-    error: str | None = None
-    attempts: int = 1
-    cached: bool = False
-    logprobs: list[dict[str, float]] | None = None  # per generated token: {token: logprob} of the top N
-
-
-class Backend(Protocol):
-    name: str
-    model: str
-
-    def complete(self, requests: Sequence[Request], progress: Callable[[int], None] | None = None
-                 ) -> list[Completion]: ...
-
-
-def truncate_at_stop(text: str, stop: Iterable[str] | None) -> str:
-    cut = len(text)
-    for s in stop or ():
-        i = text.find(s)
-        if s and i != -1:
-            cut = min(cut, i)
-    return text[:cut]
-
-
-# ---------------------------------------------------------------------------------------------- openai
-class OpenAIBackend:
-    name = "openai"
-
-    def __init__(self, cfg: LLMConfig):
-        import os
-
-        self.cfg = cfg
-        self.model = cfg.model
-        self.api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
-
-    def complete(self, requests, progress=None):
-        return _run_async(self._complete_all(list(requests), progress))
-
-    async def _complete_all(self, requests: list[Request], progress) -> list[Completion]:
-        from openai import AsyncOpenAI
-
-        client = AsyncOpenAI(base_url=self.cfg.base_url, api_key=self.api_key, max_retries=0,
-                             timeout=self.cfg.timeout_s)
-        sem = asyncio.Semaphore(max(1, self.cfg.max_concurrency))
-
-        async def one(r: Request) -> Completion:
-            async with sem:
-                c = await self._with_retries(client, r)
-            if progress:
-                progress(1)
-            return c
-
-        try:
-            return list(await asyncio.gather(*(one(r) for r in requests)))
-        finally:
-            await client.close()
-
-    async def _with_retries(self, client, r: Request) -> Completion:
-        import openai
-
-        last = ""
-        for attempt in range(1, self.cfg.max_retries + 2):
-            try:
-                text, logprobs = await self._call(client, r)
-                return Completion(text, attempts=attempt, logprobs=logprobs)
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError, openai.APIStatusError) as e:
-                status = getattr(e, "status_code", None)
-                last = f"{type(e).__name__}" + (f" {status}" if status else "") + f": {str(e)[:200]}"
-                if status is not None and 400 <= status < 500 and status not in (408, 409, 429):
-                    break  # a client error will not fix itself
-            except Exception as e:  # malformed response bodies and the like
-                last = f"{type(e).__name__}: {str(e)[:200]}"
-            if attempt <= self.cfg.max_retries:
-                await asyncio.sleep(self.cfg.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-        return Completion(None, error=last, attempts=attempt)
-
-    async def _call(self, client, r: Request) -> tuple[str, list[dict[str, float]] | None]:
-        kw: dict[str, Any] = dict(model=self.model, max_tokens=r.max_new_tokens or self.cfg.max_new_tokens,
-                                  temperature=self.cfg.temperature if r.temperature is None else r.temperature)
-        if r.stop:
-            kw["stop"] = r.stop
-        chat = r.messages is not None
-        if r.logprobs and chat:
-            kw.update(logprobs=True, top_logprobs=r.logprobs)
-        elif r.logprobs:
-            kw["logprobs"] = r.logprobs
-        if chat:
-            resp = await client.chat.completions.create(messages=r.messages, **kw)
-            text = resp.choices[0].message.content
-        else:
-            resp = await client.completions.create(prompt=r.prompt, **kw)
-            text = resp.choices[0].text
-        if text is None:
-            raise ValueError("reply has no text")
-        return truncate_at_stop(text, r.stop), (_top_logprobs(resp.choices[0], chat) if r.logprobs else None)
-
-
-def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
-    """The top log-probabilities of each generated token, or None when the server sent none."""
-    lp = getattr(choice, "logprobs", None)
-    if lp is None:
-        return None
-    if chat:
-        return [{t.token: t.logprob for t in (c.top_logprobs or [])} for c in (lp.content or [])] or None
-    return [dict(d) for d in (lp.top_logprobs or []) if d is not None] or None
-
-
-def _run_async(coro):
-    """Run a coroutine from sync code, also when called inside a running event loop (e.g. Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    out: dict = {}
-    t = threading.Thread(target=lambda: out.setdefault("v", asyncio.run(coro)))
-    t.start()
-    t.join()
-    return out["v"]
+__all__ = ["LLMConfig", "Request", "Completion", "Backend", "ServerUnavailable", "OpenAIBackend",
+           "TransformersBackend", "ExtractiveBackend", "CachedBackend", "make_backend", "check_reachable",
+           "check_served", "served_models", "complete_parsed", "stream_parsed", "ParsedStream",
+           "truncate_at_stop"]
 
 
 # ------------------------------------------------------------------------------------------ transformers
@@ -295,33 +141,38 @@ class CachedBackend:
                     continue  # a torn last line from a killed run
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def key(self, request: Request) -> str:
+        return request.key(self._key_model)
+
+    def get(self, request: Request) -> Completion | None:
+        key = self.key(request)
+        if key not in self._mem:
+            return None
+        return Completion(self._mem[key], cached=True, logprobs=self._logprobs.get(key))
+
     def complete(self, requests, progress=None):
         reqs = list(requests)
-        keys = [r.key(self._key_model) for r in reqs]
+        keys = [self.key(r) for r in reqs]
         todo = [i for i, k in enumerate(keys) if k not in self._mem]
         fresh = self.inner.complete([reqs[i] for i in todo], progress) if todo else []
-        with open(self.path, "a", encoding="utf-8") as f:
-            for i, c in zip(todo, fresh):
-                if c.text is not None:
-                    self._write(f, keys[i], c.text, c.logprobs)
+        for i, c in zip(todo, fresh):
+            if c.text is not None:
+                self.store(reqs[i], c.text, c.logprobs)
         by_index = dict(zip(todo, fresh))
         if progress and len(reqs) > len(todo):
             progress(len(reqs) - len(todo))
-        return [by_index[i] if i in by_index else
-                Completion(self._mem[keys[i]], cached=True, logprobs=self._logprobs.get(keys[i]))
-                for i in range(len(reqs))]
+        return [by_index[i] if i in by_index else self.get(reqs[i]) for i in range(len(reqs))]
 
-    def _write(self, f, key: str, text: str, logprobs) -> None:
+    def store(self, request: Request, text: str, logprobs=None) -> None:
+        """Record a reply (also one obtained past the cache, a parse-retry: a rerun then reads the good
+        reply). Each reply is appended as it arrives, so a killed run keeps what it finished."""
+        key = self.key(request)
         self._mem[key] = text
         rec: dict[str, Any] = {"key": key, "text": text}
         if logprobs is not None:
             self._logprobs[key] = rec["logprobs"] = logprobs
-        f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-    def store(self, request: Request, text: str, logprobs=None) -> None:
-        """Record a reply obtained past the cache (a parse-retry): a rerun then reads the good reply."""
         with open(self.path, "a", encoding="utf-8") as f:
-            self._write(f, request.key(self._key_model), text, logprobs)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
 def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | None]] | None = None,
@@ -342,41 +193,123 @@ def make_backend(cfg: LLMConfig, handlers: dict[str, Callable[[Request], str | N
     return CachedBackend(b, cfg.cache, defaults) if cfg.cache else b
 
 
-def check_reachable(cfg: LLMConfig, timeout_s: float = 5.0) -> None:
-    """Fail fast with a clear message when an OpenAI-compatible server does not answer."""
-    if cfg.backend != "openai":
-        return
-    import urllib.error
-    import urllib.request
-
-    url = cfg.base_url.rstrip("/") + "/models"
-    try:
-        urllib.request.urlopen(url, timeout=timeout_s).read()
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise FitrainError(f"LLM server not reachable at {cfg.base_url} ({e}); start it (e.g. `vllm serve MODEL`) "
-                           "or set llm.base_url") from None
+def check_reachable(cfg: LLMConfig, timeout_s: float = 5.0, check_model: bool = False) -> None:
+    """Fail fast with a clear message when an OpenAI-compatible server does not answer (``check_model``:
+    or does not serve ``cfg.model``). Other backends need no server."""
+    if cfg.backend == "openai":
+        check_served(cfg, timeout_s, check_model=check_model)
 
 
-def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[Any], Any],
-                    rejects: Rejects, max_parse_retries: int = 2, what: str = "reply",
-                    progress: Callable[[int], None] | None = None, parse_completion: bool = False) -> list[Any]:
-    """Complete and parse; a reply that fails ``parse`` (raises ValueError) is asked again up to
-    ``max_parse_retries`` times, then counted in ``rejects`` (``<what>_unparsable``) and returned as None.
-    Transport failures are counted as ``<what>_failed``. Returns one parsed value (or None) per request.
-    ``parse`` receives the reply text, or with ``parse_completion`` the whole :class:`Completion`
-    (its ``logprobs`` too)."""
+# ------------------------------------------------------------------------------------------- parsing
+class ParsedStream:
+    """The iterator :func:`stream_parsed` returns: ``(request, parsed value or None)`` in input order,
+    ``in_flight`` requests at the server right now. Use it in a ``with`` block (or exhaust it), so that an
+    error stops the requests still in flight."""
+
+    def __init__(self, items: Iterator[tuple[Request, Any]], backend: Backend):
+        self._items, self._backend = items, backend
+
+    @property
+    def in_flight(self) -> int:
+        return int(getattr(self._backend, "in_flight", 0))
+
+    def __iter__(self):
+        return self._items
+
+    def __next__(self):
+        return next(self._items)
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> "ParsedStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def stream_parsed(backend: Backend, requests: Iterable[Request], parse: Callable[[Any], Any], rejects: Rejects,
+                  max_parse_retries: int = 2, what: str = "reply", chunk: int = 256,
+                  parse_completion: bool = False) -> ParsedStream:
+    """Complete and parse every request, streaming: yields ``(request, value)`` in input order. A reply that
+    fails ``parse`` (raises ValueError) is asked again (past the cache) up to ``max_parse_retries`` times,
+    then counted in ``rejects`` as ``<what>_unparsable`` with value None; a request that failed every
+    transport attempt is counted as ``<what>_failed``. Rejects are counted in input order. ``parse``
+    receives the reply text, or with ``parse_completion`` the whole :class:`Completion` (its logprobs too).
+
+    An OpenAI-compatible backend (also behind a cache) keeps a window of ``max_concurrency`` requests in
+    flight across the whole input, a parse-retry inside the same window; other backends work through
+    batches of ``chunk`` requests."""
+    cache = backend if isinstance(backend, CachedBackend) else None
+    inner = cache.inner if cache is not None else backend
+    if isinstance(inner, OpenAIBackend):
+        items = _stream_openai(inner, cache, requests, parse, rejects, max_parse_retries, what, parse_completion)
+    else:
+        items = _stream_batches(backend, requests, parse, rejects, max_parse_retries, what, chunk, parse_completion)
+    return ParsedStream(items, inner)
+
+
+def _stream_openai(be: OpenAIBackend, cache: CachedBackend | None, requests: Iterable[Request], parse,
+                   rejects: Rejects, max_parse_retries: int, what: str,
+                   parse_completion: bool) -> Iterator[tuple[Request, Any]]:
+    async def one(client, r: Request):
+        c = cache.get(r) if cache is not None else None
+        err = ""
+        for round_ in range(max_parse_retries + 1):
+            if c is None:
+                c = await be.acomplete(client, r)
+                if c.text is None:
+                    return r, None, f"{what}_failed", c.error or ""
+                if cache is not None and round_ == 0:
+                    cache.store(r, c.text, c.logprobs)
+            try:
+                value = parse(c if parse_completion else c.text)
+            except ValueError as e:
+                err, c = f"{e}: {c.text[:120]!r}", None  # ask again, past the cache
+                continue
+            if cache is not None and round_:
+                cache.store(r, c.text, c.logprobs)
+            return r, value, None, ""
+        return r, None, f"{what}_unparsable", err
+
+    with contextlib.closing(be.run_items(requests, one)) as results:
+        for r, value, reason, detail in results:
+            if reason:
+                rejects.add(reason, str(r.meta.get("id", "")), detail)
+            yield r, value
+
+
+def _stream_batches(backend: Backend, requests: Iterable[Request], parse, rejects: Rejects, max_parse_retries: int,
+                    what: str, chunk: int, parse_completion: bool) -> Iterator[tuple[Request, Any]]:
+    batch: list[Request] = []
+    for r in requests:
+        batch.append(r)
+        if len(batch) >= chunk:
+            yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what,
+                                                parse_completion))
+            batch = []
+    if batch:
+        yield from zip(batch, _parsed_batch(backend, batch, parse, rejects, max_parse_retries, what, parse_completion))
+
+
+def _parsed_batch(backend: Backend, requests: Sequence[Request], parse, rejects: Rejects, max_parse_retries: int,
+                  what: str, parse_completion: bool) -> list[Any]:
     results: list[Any] = [None] * len(requests)
     pending = list(range(len(requests)))
     last_err: dict[int, str] = {}
+    failed: dict[int, str] = {}
     cache = backend if isinstance(backend, CachedBackend) else None
     for round_ in range(max_parse_retries + 1):
         if not pending:
             break
-        comps = backend.complete([requests[i] for i in pending], progress if round_ == 0 else None)
+        comps = backend.complete([requests[i] for i in pending])
         retry = []
         for i, c in zip(pending, comps):
             if c.text is None:
-                rejects.add(f"{what}_failed", str(requests[i].meta.get("id", i)), c.error or "")
+                failed[i] = c.error or ""
                 continue
             try:
                 results[i] = parse(c if parse_completion else c.text)
@@ -388,6 +321,26 @@ def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callab
         pending = retry
         if pending and isinstance(backend, CachedBackend):
             backend = backend.inner  # asking the cache again would return the same unparsable reply
-    for i in pending:
-        rejects.add(f"{what}_unparsable", str(requests[i].meta.get("id", i)), last_err.get(i, ""))
+    unparsable = set(pending)
+    for i in range(len(requests)):  # counted in input order
+        if i in failed:
+            rejects.add(f"{what}_failed", str(requests[i].meta.get("id", i)), failed[i])
+        elif i in unparsable:
+            rejects.add(f"{what}_unparsable", str(requests[i].meta.get("id", i)), last_err.get(i, ""))
     return results
+
+
+def complete_parsed(backend: Backend, requests: Sequence[Request], parse: Callable[[Any], Any],
+                    rejects: Rejects, max_parse_retries: int = 2, what: str = "reply",
+                    progress: Callable[[int], None] | None = None, parse_completion: bool = False) -> list[Any]:
+    """Complete and parse a list of requests: :func:`stream_parsed` collected into a list (one parsed
+    value or None per request). ``progress(n)`` is called as results arrive; ``parse`` receives the reply
+    text, or with ``parse_completion`` the whole :class:`Completion` (its ``logprobs`` too)."""
+    out = []
+    with stream_parsed(backend, requests, parse, rejects, max_parse_retries, what,
+                       parse_completion=parse_completion) as stream:
+        for _, value in stream:
+            out.append(value)
+            if progress:
+                progress(1)
+    return out

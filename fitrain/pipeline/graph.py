@@ -165,9 +165,10 @@ def _arm_steps(cfg: ExperimentConfig, arms: ArmSet) -> list[ExperimentStep]:
             out.append(Step(f"source-{n}", list(dict.fromkeys(deps)), arm=n,
                             describe=f"draw the {n} mixture ({len(a.sources)} weighted sources) to the budget"))
         elif a.kind == "generated":
-            k = training_shards(cfg)
-            out.append(Step(f"generate-{n}", ["corpus"], kind="data_gen", shards=k if k > 1 else 0, arm=n,
-                            describe=f"{a.method} baseline from the corpus ({a.llm.backend}, {k} document shard(s))"))
+            k, tasks = training_shards(cfg), generate_tasks(cfg)
+            out.append(Step(f"generate-{n}", ["corpus"], kind="data_gen", shards=tasks if tasks > 1 else 0, arm=n,
+                            describe=f"{a.method} baseline from the corpus ({a.llm.backend}, {k} document shard(s), "
+                                     f"{cfg.data_gen.shards_per_task} per task)"))
         elif rewrites_pairs(cfg, a):
             out.append(Step(f"pairs-{n}", ["data_gen"], arm=n,
                             describe=f"the judged pairs with score >= {a.min_judge_score:g} in the released layout"))
@@ -189,14 +190,17 @@ def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
     arms = cfg.arm_set()
     Step = ExperimentStep
     dg_shards = max(1, cfg.data_gen.num_shards)
+    dg_tasks = data_gen_tasks(cfg)
     steps = [Step("corpus", [], describe="write the built-in corpus" if cfg.corpus.builtin
                   else f"check the corpus files {cfg.corpus.paths}"),
              Step("tokenizer", ["corpus"], describe=f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
     if needs_data_gen(cfg, arms):
         steps += [Step("data_gen-templates", ["corpus"], kind="data_gen",
                        describe="template bank/queries -> templates -> index"),
-                  Step("data_gen", ["data_gen-templates"], kind="data_gen", shards=dg_shards if dg_shards > 1 else 0,
-                       describe=f"match, instantiate, judge, write ({dg_shards} document shard(s))")]
+                  Step("data_gen", ["data_gen-templates"], kind="data_gen",
+                       shards=dg_tasks if dg_tasks > 1 else 0,
+                       describe=f"match, instantiate, judge, write ({dg_shards} document shard(s), "
+                                f"{cfg.data_gen.shards_per_task} per task, stage after stage)")]
     steps += _arm_steps(cfg, arms)
     if cfg.heldout_shards:
         steps.append(Step("prepare-heldout", ["data_gen", "tokenizer"],
@@ -232,6 +236,21 @@ def _head_to_head_steps(cfg: ExperimentConfig, arms: ArmSet, runs: list[Run]) ->
                                       describe=f"head-to-head: {p.id} vs {b.id} (pairwise judge)"))
             prev = name
     return out
+
+
+def data_gen_tasks(cfg: ExperimentConfig) -> int:
+    """Array tasks of the data_gen step: each runs a contiguous range of shards_per_task document shards."""
+    from data_gen.shards import task_count
+
+    return task_count(cfg.data_gen.num_shards, cfg.data_gen.shards_per_task)
+
+
+def generate_tasks(cfg: ExperimentConfig) -> int:
+    """Array tasks of a generated arm's step: contiguous ranges of shards_per_task training shards (one
+    model server start per task, as data_gen's)."""
+    from data_gen.shards import task_count
+
+    return task_count(training_shards(cfg), cfg.data_gen.shards_per_task)
 
 
 def _in_dependency_order(steps: list[ExperimentStep]) -> list[ExperimentStep]:

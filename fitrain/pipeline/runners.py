@@ -229,7 +229,7 @@ def data_gen_stages(step: ExperimentStep) -> list[str]:
 def data_gen_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
     from data_gen.pipeline import run
 
-    status = run(data_gen_config(cfg), stages=data_gen_stages(step), shard=shard)
+    status = run(data_gen_config(cfg), stages=data_gen_stages(step), task=shard)  # an array index is a task
     out = {s: {k: v for k, v in st.items() if k in ("complete", "ran", "skipped", "wall_s")} for s, st in status.items()}
     if step.name == "data_gen" and status.get("write", {}).get("complete"):
         stats = status["write"].get("stats", {})
@@ -364,7 +364,7 @@ def step_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
         return ["fitrain", "tokenizer", "train", *overrides_from_defaults(tokenizer_config(cfg, check=False))]
     if kind == "data_gen":
         cmd = ["fitrain", "data-gen", "run", "--stages", ",".join(data_gen_stages(step))]
-        cmd += ["--shard", "{shard}"] if step.shards else []
+        cmd += ["--task", "{shard}"] if step.shards else []
         return cmd + overrides_from_defaults(data_gen_config(cfg, check=False))
     if kind == "prepare":
         return ["fitrain", "prepare", *overrides_from_defaults(prepare_config(cfg, _arm_of(step), check=False))]

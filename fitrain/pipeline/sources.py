@@ -90,11 +90,15 @@ def source_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
 
 
 def generate_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
+    """``shard``: the array task, which runs its contiguous range of document shards (data_gen.shards)."""
     from data_gen.baselines import run
+    from data_gen.shards import task_shards
 
     a = cfg.arm_set()[step.arm]
-    status = run(a.method, a.llm, a.generate, data_gen_config(cfg), cfg.layout.arm_data(a.name),
-                 training_shards(cfg), seed=cfg.seed, shard=shard, log=print)
+    n = training_shards(cfg)
+    shards = None if shard is None else task_shards(n, cfg.data_gen.shards_per_task, shard)
+    status = run(a.method, a.llm, a.generate, data_gen_config(cfg), cfg.layout.arm_data(a.name), n,
+                 seed=cfg.seed, shard=shards, log=print)
     stats = status.get("stats", {})
     if status.get("complete") and not stats.get("out"):
         raise FitrainError(f"arm '{a.name}': the {a.method} generator kept no document "

@@ -19,12 +19,12 @@ from tests.helpers.paths import REPO
 
 
 def recipe(tmp: Path, dolly, run_dir: Path) -> Path:
-    docs = write_jsonl(tmp / "docs.jsonl", [{"id": d["id"], "text": d["text"]} for d in dolly[:24]])
-    queries = write_jsonl(tmp / "queries.jsonl", [{"instruction": d["instruction"]} for d in dolly[:24]])
+    docs = write_jsonl(tmp / "docs.jsonl", [{"id": d["id"], "text": d["text"]} for d in dolly])
+    queries = write_jsonl(tmp / "queries.jsonl", [{"instruction": d["instruction"]} for d in dolly])
     r = {"run_dir": str(run_dir), "num_shards": 3, "progress": False,
          "encoder": {"max_length": 256, "batch_size": 32},
          "templatize": {"source": "queries", "queries": [str(queries)], "llm": {"backend": "extractive"}},
-         "match": {"documents": [str(docs)], "id_column": "id", "threshold": 0.3, "templates_per_document": 3},
+         "match": {"documents": [str(docs)], "id_column": "id", "threshold": 0.2, "templates_per_document": 64},
          "instantiate": {"llm": {"backend": "extractive"}}, "judge": {"llm": {"backend": "extractive"}}}
     path = tmp / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(r))
@@ -62,7 +62,8 @@ def test_extractive_dolly_end_to_end_pairs_are_grounded(uninterrupted, dolly_con
         assert r["excerpt_fraction"] >= 0.8 and r["judge_score"] >= 4 and 0 <= r["chunk_index"] <= 5
         assert r["slot_count"] >= 1 and r["template_id"]
     report = yaml.safe_load((Path(cfg.run_dir) / "data_gen" / "report.json").read_text())
-    assert set(report) == {"templatize", "index", "match", "instantiate", "judge", "write"}
+    assert set(report) == {"templatize", "index", "match", "instantiate", "judge", "write", "backends"}
+    assert report["backends"]["instantiate"].startswith("extractive (offline heuristic fallback")
     assert report["write"]["out"] == len(rows)
     # a rerun does nothing and changes nothing
     again = run(cfg, log=lambda s: None, encoder=encoder)

@@ -26,8 +26,9 @@ def test_dry_run_sbatch_for_the_1p8b_recipe(capsys, tmp_path):
     assert srun[0].startswith("srun --job-name=fi-vs-standard-1.8b.train-fi --nodes=4 --ntasks-per-node=8 ")
     assert srun[0].endswith(f"-m fitrain.cli experiment {tmp_path / 'run' / 'experiment.yaml'} --step train-fi")
     assert "source .venv/bin/activate" in train
-    # data_gen shards are a job array with at most 64 tasks at once; other steps are one task
-    assert "#SBATCH --array=0-1023%64" in scripts["data_gen"]
+    # data_gen is a job array (1024 shards, 16 contiguous shards per task) with at most 64 tasks at once;
+    # other steps are one task
+    assert "#SBATCH --array=0-63%64" in scripts["data_gen"]
     assert '--step data_gen --shard "${SLURM_ARRAY_TASK_ID}"' in scripts["data_gen"]
     assert "#SBATCH --nodes=1" in scripts["report"] and "#SBATCH --ntasks-per-node=1" in scripts["report"]
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
@@ -63,7 +64,7 @@ def test_dry_run_of_table1_renders_every_arms_jobs_with_their_dependencies(capsy
     assert scripts["train-ipt.seed2"].splitlines()[1] == \
         "# sbatch --parsable --dependency=afterok:<prepare-ipt>:<prepare-fi>:<prepare-heldout>"
     gen = scripts["generate-qa"]  # a generated baseline: a job array over the training shards, GPU resources
-    assert "#SBATCH --array=0-1022%64" in gen and "#SBATCH --gpus-per-node=1" in gen
+    assert "#SBATCH --array=0-63%64" in gen and "#SBATCH --gpus-per-node=1" in gen  # 1023 shards, 16 per task
     assert '--step generate-qa --shard "${SLURM_ARRAY_TASK_ID}"' in gen
     assert scripts["source-ipt"].splitlines()[1] == "# sbatch --parsable (no dependency)"
     assert "<prepare-fi>" in scripts["source-nemotron_mix"].splitlines()[1]
