@@ -15,9 +15,11 @@ from fitrain.pipeline.run import load_experiment, run_experiment
 pytestmark = pytest.mark.slow
 
 QA = {"name": "qa", "kind": "generated", "method": "qa_appended", "llm": {"backend": "extractive"}}
-TINY = ["corpus.max_documents=36", "data_gen.num_shards=2", "heldout_shards=0", "tokenizer.vocab_size=1000",
-        "train.budget_from_epochs=2", "train.log_every=4", "train.val_every=0", "train.wandb.mode=disabled",
-        "eval.lm_eval.tasks=[fitrain_mixeval_mc]", "eval.lm_eval.formats=[plain]", "eval.lm_eval.limit=8", "eval.heldout.enabled=false"]
+EPOCHS = 3  # train.budget_from_epochs: every arm trains 3 x the reference's prepared tokens
+TINY = ["corpus.max_documents=72", "data_gen.num_shards=2", "heldout_shards=0", "tokenizer.vocab_size=1000",
+        f"train.budget_from_epochs={EPOCHS}", "train.log_every=4", "train.val_every=0", "train.wandb.mode=disabled",
+        "eval.lm_eval.tasks=[fitrain_mixeval_mc]", "eval.lm_eval.formats=[plain]", "eval.lm_eval.limit=8",
+        "eval.heldout.enabled=false"]
 
 
 def _texts(n: int, offset: int = 0) -> list[str]:
@@ -63,7 +65,7 @@ def test_three_arms_two_seeds_end_to_end_and_an_arm_added_afterwards(tmp_path):
     summaries = {r: read_json(cfg.root / "train" / r / "summary.json") for r in runs}
     tokens = {r: s["tokens"] for r, s in summaries.items()}
     fi_tokens = read_json(cfg.root / "prepared" / "fi" / "manifest.json")["counts"]["total_tokens"]
-    assert set(tokens.values()) == {2 * fi_tokens}, tokens          # every arm: the fi arm's total tokens, x2 epochs
+    assert set(tokens.values()) == {EPOCHS * fi_tokens}, tokens     # every arm: the fi arm's total tokens
     # seeds: distinct runs (data order and initialisation), identical token counts
     for arm in ("fi", "standard", "qa"):
         a, b = summaries[f"{arm}.seed0"], summaries[f"{arm}.seed1"]
@@ -92,7 +94,7 @@ def test_three_arms_two_seeds_end_to_end_and_an_arm_added_afterwards(tmp_path):
     run_experiment(cfg, log=_logger(lines))
     assert _ran(lines) == ["source-ipt", "prepare-ipt", "train-ipt.seed0", "train-ipt.seed1", "eval-ipt.seed0",
                            "eval-ipt.seed1", "report"]
-    assert read_json(cfg.root / "train" / "ipt.seed1" / "summary.json")["tokens"] == 2 * fi_tokens
+    assert read_json(cfg.root / "train" / "ipt.seed1" / "summary.json")["tokens"] == EPOCHS * fi_tokens
     assert "ipt: ipt.seed0, ipt.seed1" in (cfg.root / "report" / "report.md").read_text()
 
 
@@ -118,10 +120,10 @@ def test_corpus_generated_and_mixture_arms_train_the_reference_tokens_offline(tm
     assert sorted(_ran(lines)) == sorted(steps)
     ref = read_json(cfg.root / "prepared" / "ipt" / "manifest.json")["counts"]["total_tokens"]
     for arm in ("ipt", "wrap", "qa", "mix"):
-        assert read_json(cfg.root / "train" / arm / "summary.json")["tokens"] == 2 * ref, arm
+        assert read_json(cfg.root / "train" / arm / "summary.json")["tokens"] == EPOCHS * ref, arm
     mix = read_json(cfg.root / "steps" / "source-mix" / "_SUCCESS")["parts"]
     assert mix["wrap"]["share_tokens"] * 2 == pytest.approx(mix["qa"]["share_tokens"], abs=1)
-    assert mix["wrap"]["tokens"] + mix["qa"]["tokens"] >= 2 * ref
+    assert mix["wrap"]["tokens"] + mix["qa"]["tokens"] >= EPOCHS * ref
     ipt_docs = pq.read_table(cfg.root / "arms" / "ipt" / "part-00000.parquet").to_pylist()
     assert len(ipt_docs) == 25 and ipt_docs[0]["text"].endswith(".") and "\n\nQuestion: " in ipt_docs[0]["text"]
     # the generated arms read data_gen's document shards of the corpus (two shards, none held out)
