@@ -5,10 +5,14 @@
       corpus/  tokenizer/                    the source documents and the experiment's tokenizer
       data_gen/{templates,index,matches,pairs,judged,final}/   stage outputs + _SUCCESS + stats.json
       data_gen/report.json                   merged statistics of every finished stage
+      arms/<arm>/                            an arm's own documents or pairs before prepare (a corpus arm's
+                                             normalised files, a mixture's draw, a generated arm's shards,
+                                             the re-written pairs of an FI variant)
       prepared/<arm>/                        token shards + manifest.json
       train/<run>/                           TrainDir: the trainer's run_dir (<run> = run_id(arm, seed))
         checkpoints/ hf/ logs/metrics.csv summary.json wandb/
       eval/<run>/                            results.json, generations, judgments, lm-eval JSON
+        pairwise/<baseline run>/             one head-to-head judging (merged into results.json)
       report/                                report.md, report.html, *.png
       steps/<step>[/shard-NNNNN]/_SUCCESS    experiment step completion markers
       slurm/<step>.sbatch slurm/logs/ slurm/jobs.json
@@ -139,6 +143,10 @@ class RunLayout:
         tail = "" if first_shard is None else f".shard-{first_shard:05d}"
         return self.root / "data_gen" / f"vllm-{stage}{tail}.log"
 
+    def arm_data(self, arm: str) -> Path:
+        """What an arm's prepare reads when it is not data_gen's output (see the module docstring)."""
+        return self.root / "arms" / arm
+
     def prepared(self, arm: str) -> Path:
         return self.root / "prepared" / arm
 
@@ -152,6 +160,10 @@ class RunLayout:
 
     def eval(self, arm: str) -> Path:
         return self.root / "eval" / arm
+
+    def head_to_head(self, run: str, baseline: str) -> Path:
+        """The judging of ``run`` against ``baseline`` (an experiment step of its own)."""
+        return self.eval(run) / "pairwise" / baseline
 
     def eval_arms(self) -> list[str]:
         d = self.root / "eval"

@@ -1,9 +1,11 @@
 """Running an experiment: every unfinished step in order here, or every one as a Slurm job.
 
 Each step reads and writes files under the run directory and leaves a completion marker
-(``steps/<step>/_SUCCESS``, one per shard for an array step); a rerun skips finished steps, and a rerun
-with changed settings is refused (the diff is printed). ``--dry-run`` prints the plan with, for every
-step, the one command that would do it by hand (fitrain.pipeline.runners.step_command).
+(``steps/<step>/_SUCCESS``, one per shard for an array step, recording the step's dependencies); a rerun
+skips finished steps. A rerun with changed settings is refused (the diff is printed), except one that only
+adds arms: then only the new arms' steps run, and the steps whose dependencies grew (the report). ``--dry-run``
+prints the plan with, for every step, the one command that would do it by hand
+(fitrain.pipeline.runners.step_command).
 """
 from __future__ import annotations
 
@@ -14,10 +16,24 @@ from typing import Callable
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json, write_json
+from fitrain.pipeline import runners as _r
+from fitrain.pipeline import sources as _s
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
-from fitrain.pipeline.runners import Runner, runner_for, shell_line, step_command
+from fitrain.pipeline.runners import Runner, shell_line, step_command
 
 Log = Callable[[str], None]
+RUNNERS: dict[str, Runner] = {
+    "corpus": _r.corpus_step, "tokenizer": _r.tokenizer_step, "data_gen": _r.data_gen_step,
+    "source": _s.source_step, "generate": _s.generate_step, "pairs": _s.pairs_step, "prepare": _r.prepare_step,
+    "train": _r.train_step, "eval": _r.eval_step, "h2h": _r.head_to_head_step, "report": _r.report_step}
+
+
+def runner_for(name: str, runners: dict[str, Runner] | None = None) -> Runner:
+    runners = runners or RUNNERS
+    key = name if name in runners else name.split("-")[0]
+    if key not in runners:
+        raise FitrainError(f"no runner for step '{name}'")
+    return runners[key]
 
 
 def _rank() -> int:
@@ -32,7 +48,7 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
     """Run one step (one shard of an array step) here unless its marker exists; 'skipped' or 'done'."""
     layout = cfg.layout
     marker = layout.step_marker_dir(step.name, shard)
-    if is_done(marker):
+    if step_done(layout, step, shard):
         return "skipped"
     by_name = {s.name: s for s in experiment_steps(cfg)}
     missing = [d for d in step.deps if not step_done(layout, by_name[d])]
@@ -43,26 +59,72 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
     info = runner_for(step.name, runners)(cfg, step, shard) or {}
     timing = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     if _rank() == 0:
-        mark_done(marker, {"step": step.name, **({"shard": shard} if shard is not None else {}), **timing, **info})
+        mark_done(marker, {"step": step.name, **({"shard": shard} if shard is not None else {}),
+                           "deps": list(step.deps), **timing, **info})
     log(f"    {step.name}{'' if shard is None else f' shard {shard}'} finished in {timing['wall_s']:.1f} s "
         f"(cpu {timing['cpu_s']:.1f} s)")
     return "done"
 
 
-def save_config(cfg: ExperimentConfig) -> Path:
-    """The frozen, fully merged config every step (and every Slurm job) reads."""
-    from fitrain.core.config import to_yaml
+def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
+    """The frozen, fully merged config every step (and every Slurm job) reads. Once steps have finished it
+    may change only by new arms (nothing else, and no existing arm's settings)."""
+    from fitrain.core.config import load_config, to_yaml
 
     path = cfg.layout.config
     text = to_yaml(cfg)
     if path.is_file() and any(is_done(p) for p in cfg.layout.steps.glob("*")):
         old = path.read_text()
         if old != text:
-            raise FitrainError(f"{path} holds a different config and some steps are finished; a rerun must use "
-                               "the same settings (or a new run_dir / name). Changed lines:\n" + _diff(old, text))
+            before = load_config(ExperimentConfig, path)
+            added = added_arms(before, cfg)
+            if added is None:
+                raise FitrainError(f"{path} holds a different config and some steps are finished; a rerun must use "
+                                   "the same settings, or only add arms (or use a new run_dir / name). Changed "
+                                   "lines:\n" + _diff(old, text))
+            rerun = _forget_steps_with_new_deps(before, cfg)
+            if added:  # (none: the same arms, spelled otherwise, e.g. `fi` as {name: fi, kind: fi})
+                log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps run, and "
+                    f"{', '.join(rerun) or 'no finished step'} again")
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+def added_arms(old: ExperimentConfig, new: ExperimentConfig) -> list[str] | None:
+    """The arms ``new`` adds to ``old`` when that is the only difference (every old arm unchanged, with the
+    same reference and primary); None for any other change."""
+    import copy
+
+    from fitrain.core.config import to_dict, to_yaml
+
+    try:
+        before, after = old.arm_set(), new.arm_set()
+    except FitrainError:
+        return None
+    specs = {a.name: to_dict(a) for a in after.specs}
+    if any(specs.get(a.name) != to_dict(a) or after.root(a.name) != before.root(a.name) for a in before.specs):
+        return None
+    if after.primary != before.primary or any(
+            after.pairs_source(a.name) != before.pairs_source(a.name) for a in before.of_kind("documents")):
+        return None
+    same = copy.deepcopy(old)
+    same.arms = copy.deepcopy(new.arms)
+    if to_yaml(same) != to_yaml(new):
+        return None
+    return [n for n in after.names if n not in before.names]
+
+
+def _forget_steps_with_new_deps(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Remove the markers of finished steps whose dependencies the added arms change (the report), so they
+    run again; markers written before dependencies were recorded are covered too."""
+    import shutil
+
+    before = {s.name: s for s in experiment_steps(old)}
+    changed = [s for s in experiment_steps(new) if s.name in before and sorted(before[s.name].deps) != sorted(s.deps)]
+    for s in changed:
+        shutil.rmtree(new.layout.step_marker_dir(s.name), ignore_errors=True)
+    return [s.name for s in changed]
 
 
 def _diff(a: str, b: str) -> str:
@@ -74,13 +136,34 @@ def _diff(a: str, b: str) -> str:
 def print_plan(cfg: ExperimentConfig, steps: list[ExperimentStep], status: dict[str, str], use_slurm: bool,
                log: Log, commands: bool = False) -> None:
     log(f"experiment {cfg.name}: {len(steps)} steps in {cfg.root} ({'Slurm' if use_slurm else 'locally'})")
+    for line in arms_table(cfg):
+        log(line)
+    width = max([18] + [len(s.name) for s in steps])
     for i, s in enumerate(steps, 1):
         extra = f" [array of {s.shards}]" if s.shards else ""
-        log(f"  {i:2d}. {s.name:<18} {status[s.name]:<5} {s.describe}{extra}"
+        log(f"  {i:2d}. {s.name:<{width}} {status[s.name]:<5} {s.describe}{extra}"
             + (f"  (after {', '.join(s.deps)})" if s.deps else ""))
         if commands:
             shards = f" for shard in 0..{s.shards - 1}" if s.shards else ""
             log(f"      by hand{shards}: {shell_line(step_command(cfg, s))}")
+
+
+def arms_table(cfg: ExperimentConfig) -> list[str]:
+    """One line per arm: its kind, where its data comes from and whose tokens it trains."""
+    arms = cfg.arm_set()
+    seeds = [r.seed for r in cfg.runs(arms.names[0])]
+    lines = [f"  arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):"]
+    for a in arms.specs:
+        data = {"fi": "data_gen pairs" + (f", judge >= {a.min_judge_score:g}" if a.min_judge_score is not None else "")
+                + (f", loss_mask {a.loss_mask}" if a.loss_mask else ""),
+                "documents": f"source documents of {arms.pairs_source(a.name)}",
+                "corpus": f"files {list(a.paths)}", "generated": f"{a.method} via {a.llm.backend}",
+                "mixture": " + ".join(f"{s.weight:g} x {s.arm or list(s.paths)}" for s in a.sources)}[a.kind]
+        budget = ("train.* budget" if cfg.explicit_budget else
+                  "its own tokens" if arms.root(a.name) == a.name else f"{arms.root(a.name)}'s tokens")
+        lines.append(f"    {a.name:<14} {a.kind:<10} {data}; trains {budget}"
+                     + ("" if a.budget.epochs_allowed else " (one pass at most)"))
+    return lines
 
 
 def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool | None = None,
@@ -102,17 +185,20 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
     result: dict = {"run_dir": str(cfg.root), "steps": dict(status), "report": str(layout.report)}
     if dry_run:
         if use_slurm:
-            from fitrain.pipeline.submit import render_all
+            from fitrain.pipeline.submit import render_all, submission_line
 
+            todo = {n for n, st in status.items() if st == "todo"}
             for s, script in render_all(cfg, steps):
-                log(f"\n# ---- {s.name}.sbatch ----\n{script}")
+                waits = [d for d in s.deps if d in todo]  # finished steps are not waited for
+                log(f"\n# ---- {s.name}.sbatch ----\n{submission_line(s, waits)}\n{script}")
         return result
     if use_slurm:
         from fitrain.pipeline.slurm import check_reachable
 
         check_reachable()  # before anything is written
+    _s.check_arm_inputs(cfg)  # a missing corpus fails now, not after hours of data_gen
     cfg.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg)
+    save_config(cfg, log)
     if use_slurm:
         from fitrain.pipeline.submit import submit_all
 
@@ -123,7 +209,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
     for i, s in enumerate(steps, 1):
         for shard in list(range(s.shards)) if s.shards else [None]:
             tag = s.name + (f" shard {shard + 1}/{s.shards}" if shard is not None else "")
-            if is_done(layout.step_marker_dir(s.name, shard)):
+            if step_done(layout, s, shard):
                 log(f"[{i}/{len(steps)}] {tag}: finished earlier, skipped")
                 continue
             log(f"[{i}/{len(steps)}] {tag}: {s.describe} ...")
@@ -145,12 +231,12 @@ def _num(v) -> str:
 
 
 def summary_table(cfg: ExperimentConfig) -> list[str]:
-    """One line per arm: tokens trained (total and supervised) from the train summaries."""
+    """One line per run: tokens trained (total and supervised) from the train summaries."""
     lines = []
-    for arm in cfg.arms:
-        p = cfg.layout.train(arm).summary
+    for r in cfg.runs():
+        p = cfg.layout.train(r.id).summary
         if p.is_file():
             s = read_json(p)
-            lines.append(f"  {arm:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
+            lines.append(f"  {r.id:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
                          f"  final loss {_num(s.get('final_loss'))}  held-out answer loss {_num(s.get('val_loss'))}")
     return lines

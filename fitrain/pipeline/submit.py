@@ -42,6 +42,13 @@ def render_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None)
     return [(s, render_step(cfg, s)) for s in (steps if steps is not None else experiment_steps(cfg))]
 
 
+def submission_line(step: ExperimentStep, waits_for: list[str]) -> str:
+    """How a dry run shows the dependency a step's job is submitted with (``<step>``: that step's job id)."""
+    if not waits_for:
+        return "# sbatch --parsable (no dependency)"
+    return "# sbatch --parsable --dependency=afterok:" + ":".join(f"<{d}>" for d in waits_for)
+
+
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",
          "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 

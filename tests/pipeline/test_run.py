@@ -24,7 +24,8 @@ class Recorder:
 
 
 def _runners(rec):
-    return {k: rec for k in ("corpus", "tokenizer", "data_gen", "prepare", "train", "eval", "report")}
+    return {k: rec for k in ("corpus", "tokenizer", "data_gen", "source", "generate", "pairs", "prepare", "train",
+                             "eval", "h2h", "report")}
 
 
 def test_plan_is_ordered_by_dependencies(tmp_path):
@@ -91,7 +92,8 @@ def test_changed_settings_after_finished_steps_are_refused(tmp_path):
 
 
 def test_bad_arms_and_unknown_steps(tmp_path):
-    with pytest.raises(FitrainError, match="must include 'fi'"):
+    with pytest.raises(FitrainError, match="arm 'standard': a documents arm trains on the source documents of an "
+                                           "fi arm's pairs; add an fi arm"):
         _cfg(tmp_path, arms=["standard"]).validate()
     with pytest.raises(FitrainError, match="unknown step"):
         run_experiment(_cfg(tmp_path), only=["train-gpt"], runners=_runners(Recorder()))
@@ -102,3 +104,52 @@ def test_unknown_recipe_names_the_nearest(tmp_path):
         load_experiment("fi-vs-standard-30m")
     with pytest.raises(ConfigError, match="unknown config key 'traim'"):
         load_experiment("tiny-cpu", ["traim.seed=1"])
+
+
+QA = {"name": "qa", "kind": "generated", "method": "qa_appended", "llm": {"backend": "extractive"}}
+
+
+def test_adding_an_arm_to_a_finished_experiment_runs_only_what_it_needs(tmp_path):
+    kw = {"seeds": [0, 1]}
+    first = _cfg(tmp_path, **kw)
+    first.eval.pairwise.enabled = True
+    run_experiment(first, runners=_runners(Recorder()), log=lambda m: None)
+    from fitrain.core.io import mark_done
+
+    mark_done(first.layout.step_marker_dir("report"), {})  # as markers were written before deps were recorded
+    added = _cfg(tmp_path, arms=["fi", "standard", QA], **kw)
+    added.eval.pairwise.enabled = True
+    lines, rec = [], Recorder()
+    run_experiment(added, runners=_runners(rec), log=lines.append)
+    assert rec.calls == ["generate-qa", "prepare-qa", "train-qa.seed0", "train-qa.seed1", "eval-qa.seed0",
+                         "eval-qa.seed1", "h2h-fi.seed0-vs-qa.seed0", "h2h-fi.seed1-vs-qa.seed1", "report"]
+    assert any("adding arm(s) qa to the finished experiment: only their steps run, and report again" in line
+               for line in lines)
+    rec = Recorder()
+    run_experiment(added, runners=_runners(rec), log=lambda m: None)
+    assert rec.calls == []  # the rerun finds everything done, the report included
+
+
+@pytest.mark.parametrize("change, shown", [
+    ({"arms": [{"name": "fi", "kind": "fi", "min_judge_score": 5}, "standard", QA]}, "min_judge_score: 5"),
+    ({"arms": ["fi", "standard", QA], "seed": 3}, "+seed: 3"),
+    ({"arms": ["fi", QA]}, "-- standard"),                                   # removing an arm
+    ({"arms": ["fi", "standard", QA], "primary": "qa"}, "+primary: qa"),
+])
+def test_any_other_change_than_adding_arms_is_refused_with_the_diff(tmp_path, change, shown):
+    run_experiment(_cfg(tmp_path), runners=_runners(Recorder()), only=["corpus"], log=lambda m: None)
+    with pytest.raises(FitrainError, match="holds a different config") as e:
+        run_experiment(_cfg(tmp_path, **change), runners=_runners(Recorder()), log=lambda m: None)
+    assert shown in str(e.value)
+
+
+def test_dry_run_shows_every_arm_and_its_steps(tmp_path, capsys):
+    cfg = _cfg(tmp_path, arms=["fi", "standard", QA, {"name": "ipt", "kind": "corpus", "paths": ["/data/ipt/*.txt"]}],
+               seeds=[0, 1])
+    run_experiment(cfg, dry_run=True, runners=_runners(Recorder()))
+    out = capsys.readouterr().out
+    assert "arms (4, seeds [0, 1]; primary fi)" in out
+    assert "ipt            corpus     files ['/data/ipt/*.txt']; trains fi's tokens" in out
+    for step in experiment_steps(cfg):
+        assert f" {step.name} " in out, step.name
+    assert out.count("by hand") == len(experiment_steps(cfg)) and not cfg.root.exists()

@@ -68,6 +68,8 @@ def test_prepare_inputs_for_each_arm(tmp_path):
 def test_heldout_needs_training_shards(tmp_path):
     with pytest.raises(FitrainError, match="heldout_shards"):
         _cfg(tmp_path, **{"data_gen.num_shards": 1, "heldout_shards": 1}).validate()
+    with pytest.raises(FitrainError, match="eval.heldout.enabled scores the held-out pairs .* but heldout_shards is 0"):
+        _cfg(tmp_path, **{"heldout_shards": 0, "eval.heldout.enabled": True}).validate()
 
 
 def test_missing_corpus_is_a_clear_error(tmp_path):
@@ -77,11 +79,20 @@ def test_missing_corpus_is_a_clear_error(tmp_path):
         corpus_step(cfg, step, None)
 
 
-def test_eval_head_to_head_uses_the_baseline_arm(tmp_path):
+def test_head_to_head_is_a_step_per_baseline_after_both_evaluations(tmp_path):
+    from fitrain.pipeline.runners import head_to_head_config
+
     cfg = _cfg(tmp_path, **{"eval.pairwise.enabled": True})
-    assert eval_config(cfg, "fi").pairwise.baseline_outputs == str(cfg.root / "eval" / "standard")
-    names = [s.name for s in experiment_steps(cfg)]
-    assert names.index("eval-standard") < names.index("eval-fi")
+    assert eval_config(cfg, "fi").pairwise.baseline_outputs == ""      # the evaluation only writes its outputs
+    steps = {s.name: s for s in experiment_steps(cfg)}
+    h2h = steps["h2h-fi-vs-standard"]
+    assert set(h2h.deps) == {"eval-fi", "eval-standard"} and "h2h-fi-vs-standard" in steps["report"].deps
+    ec = head_to_head_config(cfg, h2h)
+    base = ec.pairwise.baseline_outputs
+    assert (base[0] if isinstance(base, list) else base) == str(cfg.root / "eval" / "standard")
+    assert ec.pairwise.baseline_name == "standard" and ec.model == str(cfg.root / "train" / "fi")
+    assert ec.out == str(cfg.root / "eval" / "fi" / "pairwise" / "standard")
+    assert ec.lm_eval.tasks == [] and not ec.mixeval.enabled and not ec.decontamination.enabled
 
 
 def test_token_matching_within_one_sequence(tmp_path):
@@ -95,12 +106,12 @@ def test_token_matching_within_one_sequence(tmp_path):
 
 
 def test_a_budget_the_data_cannot_meet_is_refused(tmp_path, tokenizer_dir, pairs_shards):
-    # up front, before any step runs
-    with pytest.raises(FitrainError, match="the budget cannot be met"):
-        _cfg(tmp_path, **{"train.budget_from_epochs": 8, "train.data.max_epochs": 4}).validate()
+    # up front, before any step runs: the reference arm itself may read its data only once
+    with pytest.raises(FitrainError, match="arm 'fi': the budget cannot be met"):
+        _cfg(tmp_path, **{"train.budget_from_epochs": 8,
+                          "arms": "[{name: fi, kind: fi, budget: {epochs_allowed: false}}, standard]"}).validate()
     # and when the prepared data turns out too small for an explicit budget
-    from fitrain.pipeline.run import run_step
-    from fitrain.pipeline.runners import RUNNERS
+    from fitrain.pipeline.run import RUNNERS, run_step
     from fitrain.core.io import mark_done
     import shutil
 
@@ -124,28 +135,57 @@ def _schemas():
             "eval": EvalConfig}
 
 
-@pytest.mark.parametrize("recipe", ["tiny-cpu", "quickstart", "fi-vs-standard-1.8b"])
+@pytest.mark.parametrize("recipe", ["tiny-cpu", "quickstart", "fi-vs-standard-1.8b", "table1-tiny", "table1-1.8b"])
 def test_each_step_prints_an_equivalent_single_command(tmp_path, recipe):
-    """The by-hand command of every step, parsed back, gives exactly the config the step runs with."""
+    """The by-hand command of every step, parsed back, gives exactly the config the step runs with (every kind
+    of arm; the steps that do more than one component print the experiment's own command for that step)."""
     from fitrain.core.config import load_config
     from fitrain.pipeline import runners
+    from fitrain.pipeline.arms import Run
 
     cfg = load_experiment(recipe, [f"run_dir={tmp_path / 'run'}"])
+    arm = lambda s: s.arm or s.name.split("-", 1)[1]  # noqa: E731  (prepare-heldout has no arm)
+    run = lambda s: Run(s.arm, s.seed, s.run)  # noqa: E731
     schemas, derived = _schemas(), {
         "tokenizer": lambda s: runners.tokenizer_config(cfg, check=False),
         "data_gen": lambda s: runners.data_gen_config(cfg, check=False),
-        "prepare": lambda s: runners.prepare_config(cfg, s.name.split("-", 1)[1], check=False),
-        "train": lambda s: runners.train_config(cfg, s.name.split("-", 1)[1]),
-        "eval": lambda s: runners.eval_config(cfg, s.name.split("-", 1)[1], check=False)}
+        "prepare": lambda s: runners.prepare_config(cfg, arm(s), check=False),
+        "train": lambda s: runners.train_config(cfg, s.arm, run(s)),
+        "eval": lambda s: runners.eval_config(cfg, s.arm, check=False, run=run(s))}
+    kinds = set()
     for step in experiment_steps(cfg):
         argv = runners.step_command(cfg, step)
         assert argv[0] == "fitrain"
         kind = step.name.split("-", 1)[0]
+        kinds.add(kind)
         if kind not in schemas:
-            assert argv[1:3] == ["experiment", str(cfg.layout.config)] and argv[-1] == step.name
+            assert argv[1:5] == ["experiment", str(cfg.layout.config), "--step", step.name], step.name
+            assert argv[5:] == (["--shard", "{shard}"] if step.shards else [])
             continue
         overrides = [a for a in argv if "=" in a and not a.startswith("-")]
         assert load_config(schemas[kind], None, overrides) == derived[kind](step), step.name
+    if recipe == "table1-1.8b":
+        assert {"source", "generate", "pairs", "h2h"} <= kinds
+
+
+def test_every_run_of_every_arm_trains_the_reference_budget_with_its_own_seed(tmp_path, monkeypatch):
+    from fitrain.pipeline.runners import train_config
+
+    for var in ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = load_experiment("table1-tiny", [f"run_dir={tmp_path / 'run'}"])
+    configs = {r.id: train_config(cfg, r.arm, r) for r in cfg.runs()}
+    assert sorted(configs) == sorted(f"{a}.seed{k}" for a in ("fi", "fi_nojudge", "standard", "qa") for k in (0, 1))
+    ref = str(cfg.root / "prepared" / "fi")
+    assert {c.budget_from for c in configs.values()} == {ref}              # one budget: the fi arm's tokens
+    assert {c.budget_from_epochs for c in configs.values()} == {cfg.train.budget_from_epochs}
+    assert {c.data.max_epochs for c in configs.values()} == {0}            # smaller data repeats
+    assert {(c.arm, c.seed) for c in configs.values()} == {(a, k) for a in ("fi", "fi_nojudge", "standard", "qa")
+                                                           for k in (0, 1)}
+    assert len({c.run_dir for c in configs.values()}) == 8 and configs["qa.seed1"].run_dir.endswith("train/qa.seed1")
+    assert {configs[f"qa.seed{k}"].data.path for k in (0, 1)} == {str(cfg.root / "prepared" / "qa")}  # data per arm
+    assert configs["fi.seed1"].wandb.name == "fi-tiny.seed1" and "seed1" in configs["fi.seed1"].wandb.tags
+    assert len({repr((c.model, c.optim)) for c in configs.values()}) == 1  # the same model and optimiser
 
 
 def test_the_printed_tokenizer_command_does_what_the_step_does(tmp_path, capsys):

@@ -97,6 +97,7 @@ def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cl
 
     cfg = load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'dg'}", "name=slurm-dg", "corpus.max_documents=12",
                                        "corpus.max_chars=1200", "data_gen.num_shards=2", "heldout_shards=0",
+                                       "eval.heldout.enabled=false",
                                        f"slurm.steps.python={sys.executable}",
                                        f"slurm.data_gen.python={sys.executable}"])
     steps = ["corpus", "data_gen-templates", "data_gen"]
@@ -116,3 +117,49 @@ def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cl
     assert is_done(cfg.root / "data_gen" / "final")  # data_gen merged the shards' statistics
     assert read_json(cfg.root / "data_gen" / "final" / "stats.json")["out"] > 0
     assert run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"] == {}
+
+
+def test_every_arms_jobs_chained_and_an_added_arm_submits_only_its_own(slurm_cluster, tmp_path):
+    """Two corpus arms (IPT and Nemotron-CC layouts) as chained jobs: corpus -> tokenizer -> each arm's
+    normalisation and prepare; then a third arm added to the finished experiment submits only its jobs."""
+    import json
+
+    import pyarrow as pa
+
+    root = tmp_path / "data"
+    (root / "ipt" / "part-0" / "shard").mkdir(parents=True)
+    (root / "ipt" / "part-0" / "shard" / "00000.txt").write_text(
+        "".join(json.dumps({"text": f"Document {i} about arms.\n\nQuestion: Which?\nAnswer: {i}."}) + "\n"
+                for i in range(20)))
+    (root / "nemo").mkdir()
+    with pa.output_stream(str(root / "nemo" / "part-0.jsonl.zstd"), compression="zstd") as f:
+        f.write("".join(json.dumps({"text": f"Synthetic text {i}, rephrased."}) + "\n" for i in range(20)).encode())
+    (root / "docs.jsonl").write_text("".join(json.dumps({"text": f"Source document number {i}."}) + "\n"
+                                             for i in range(30)))
+    cfg = ExperimentConfig(name="slurm-arms", run_dir=str(tmp_path / "exp"))
+    cfg.corpus.builtin, cfg.corpus.paths, cfg.corpus.id_column = False, [str(root / "docs.jsonl")], ""
+    cfg.tokenizer.vocab_size = 300
+    cfg.prepare.pack.seq_len, cfg.prepare.progress = 64, False
+    cfg.arms = [{"name": "ipt", "kind": "corpus", "paths": [str(root / "ipt" / "part-*" / "shard" / "*.txt")]},
+                {"name": "nemo", "kind": "corpus", "paths": [str(root / "nemo" / "*.jsonl.zstd")],
+                 "budget": {"reference": "ipt"}}]
+    cfg.slurm.steps = SlurmConfig(cpus_per_task=1, signal_lead_s=0, python=sys.executable,
+                                  env={"WANDB_MODE": "disabled"})
+    steps = ["corpus", "tokenizer", "source-ipt", "prepare-ipt", "source-nemo", "prepare-nemo"]
+    jobs = run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"]
+    assert list(jobs) == steps
+    assert job_field(jobs["prepare-nemo"], "Dependency") in (
+        f"afterok:{jobs['tokenizer']}(unfulfilled)_afterok:{jobs['source-nemo']}(unfulfilled)",
+        f"afterok:{jobs['tokenizer']}(unfulfilled),afterok:{jobs['source-nemo']}(unfulfilled)",
+        f"afterok:{jobs['source-nemo']}(unfulfilled)", "(null)", "")
+    for name in steps:  # in submission order: a failure shows at once
+        states = wait(jobs[name], timeout=300)
+        logs = "\n".join(p.read_text() for p in sorted((cfg.root / "slurm" / "logs").glob("*.out")))
+        assert set(states.values()) == {"COMPLETED"}, (name, logs[-3000:])
+    assert all(is_done(cfg.layout.step_marker_dir(s)) for s in steps)
+    assert read_json(cfg.root / "prepared" / "nemo" / "manifest.json")["counts"]["documents"] == 20
+
+    cfg.arms = cfg.arms + [{"name": "more", "kind": "corpus", "paths": [str(root / "docs.jsonl")]}]
+    jobs = run_experiment(cfg, slurm=True, only=steps + ["source-more", "prepare-more"], log=lambda m: None)["jobs"]
+    assert list(jobs) == ["source-more", "prepare-more"]
+    assert set(wait(jobs["prepare-more"], timeout=300).values()) == {"COMPLETED"}

@@ -32,3 +32,41 @@ def test_dry_run_sbatch_for_the_1p8b_recipe(capsys, tmp_path):
     assert '--step data_gen --shard "${SLURM_ARRAY_TASK_ID}"' in scripts["data_gen"]
     assert "#SBATCH --nodes=1" in scripts["report"] and "#SBATCH --ntasks-per-node=1" in scripts["report"]
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_dry_run_of_table1_renders_every_arms_jobs_with_their_dependencies(capsys, tmp_path):
+    from fitrain.pipeline.graph import experiment_steps
+    from fitrain.pipeline.run import load_experiment
+
+    rc = main(["slurm", "submit", "table1-1.8b", f"run_dir={tmp_path / 'run'}", "--dry-run"])
+    assert rc == 0
+    scripts = _scripts(capsys.readouterr().out)
+    cfg = load_experiment("table1-1.8b", [f"run_dir={tmp_path / 'run'}"])
+    steps = experiment_steps(cfg)
+    assert set(scripts) == {s.name for s in steps}  # one job per step, nothing left out
+    arms = cfg.arm_set().names
+    assert len(arms) == 9 and cfg.seeds == [0, 1, 2]
+    for arm in arms:
+        assert f"prepare-{arm}" in scripts
+        for k in (0, 1, 2):
+            for kind in ("train", "eval"):
+                assert f"{kind}-{arm}.seed{k}" in scripts, (kind, arm, k)
+            if arm != "fi":
+                assert f"h2h-fi.seed{k}-vs-{arm}.seed{k}" in scripts
+    for s in steps:  # every job waits for exactly its unfinished dependencies
+        first = scripts[s.name].lstrip("\n").splitlines()[0]
+        want = ("# sbatch --parsable --dependency=afterok:" + ":".join(f"<{d}>" for d in s.deps)) if s.deps \
+            else "# sbatch --parsable (no dependency)"
+        assert first == want, s.name
+    train = scripts["train-ipt.seed2"]
+    assert "#SBATCH --nodes=4" in train and "#SBATCH --gpus-per-node=8" in train
+    assert train.rstrip().endswith("--step train-ipt.seed2")
+    assert scripts["train-ipt.seed2"].splitlines()[1] == \
+        "# sbatch --parsable --dependency=afterok:<prepare-ipt>:<prepare-fi>:<prepare-heldout>"
+    gen = scripts["generate-qa"]  # a generated baseline: a job array over the training shards, GPU resources
+    assert "#SBATCH --array=0-63%64" in gen and "#SBATCH --gpus-per-node=1" in gen  # 1023 shards, 16 per task
+    assert '--step generate-qa --shard "${SLURM_ARRAY_TASK_ID}"' in gen
+    assert scripts["source-ipt"].splitlines()[1] == "# sbatch --parsable (no dependency)"
+    assert "<prepare-fi>" in scripts["source-nemotron_mix"].splitlines()[1]
+    assert "<data_gen>" in scripts["pairs-fi_nojudge"].splitlines()[1]
+    assert not (tmp_path / "run").exists()
