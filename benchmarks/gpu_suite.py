@@ -17,8 +17,7 @@ no network), printed as one table:
     python benchmarks/gpu_suite.py --smoke         # CPU, tiny shapes, seconds (tests/benchmarks runs it)
     python benchmarks/gpu_suite.py --json out.json # also write the rows
 
-It imports only fitrain modules that need torch, lightning and transformers (no omegaconf, no data
-pipeline), so it runs from a bare checkout on a machine with just those; exit code 1 if a check fails.
+It needs only torch, lightning and transformers (no omegaconf, no data pipeline); exit 1 if a check fails.
 Published anchors (fitrain/docs/engineering.md): MPT-1B 41.8% MFU on H100; OLMo2-1B 55k tokens/s/GPU.
 """
 from __future__ import annotations

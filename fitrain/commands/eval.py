@@ -16,9 +16,13 @@ fitrain eval RECIPE [key=value ...]
   serve`); the judge is an OpenAI-compatible endpoint (judge.llm.*) or a local transformers model.
   RECIPE is a YAML file or a name under recipes/ (eval/local, eval/cloze, eval/judged, ...).
 
-fitrain eval report RUN_DIR... --out DIR
-  Markdown + HTML report of experiment / train arm / eval arm directories: every metric per run, all
-  loss-vs-tokens curves in one PNG, eval bars, head-to-head win rates (± SE); --wandb logs it to W&B.
+fitrain eval report RUN_DIR... [--out DIR] [key=value ...]
+  Markdown + HTML report of experiment / train arm / eval arm directories: a headline table of every arm
+  on every benchmark with 95% paired-bootstrap intervals, each arm's difference to the reference arm with
+  its interval and p-value, the reference's head-to-head win rate against each arm; scores.png,
+  differences.png, loss_vs_tokens.png; --wandb logs it to W&B. key=value sets the report's settings:
+  reference=fi (the arm compared with), bootstrap=10000, confidence=0.95, seed=0, headline=[...],
+  exclude_contaminated=false.
 
 examples:
   fitrain eval eval/local model=runs/quick/train/fi
@@ -27,6 +31,7 @@ examples:
   fitrain eval eval/judged model=runs/exp/train/fi pairwise.baseline_outputs=runs/exp/eval/standard
   fitrain eval eval/local model=runs/exp/train/fi/checkpoints/step-00001000.ckpt   # a job per checkpoint
   fitrain eval report runs/exp --out runs/exp/report
+  fitrain eval report runs/exp reference=standard bootstrap=2000
 """
 
 
@@ -58,9 +63,19 @@ def _report(args: argparse.Namespace) -> int:
     from fitrain.core.errors import FitrainError
     from fitrain_eval.report import ReportConfig, make_report
 
-    if not args.overrides:
-        raise FitrainError("usage: fitrain eval report RUN_DIR... [--out DIR]")
-    cfg = ReportConfig(run_dirs=list(args.overrides), out=args.out, title=args.title, wandb=args.wandb)
+    from fitrain.core.config import load_config
+
+    dirs = [a for a in args.overrides if "=" not in a]
+    if not dirs:
+        raise FitrainError("usage: fitrain eval report RUN_DIR... [--out DIR] [key=value ...]")
+    settings = [a for a in args.overrides if "=" in a]
+    fixed = {"run_dirs": dirs, "out": args.out, "title": args.title, "wandb": args.wandb}
+    clash = sorted({a.split("=", 1)[0] for a in settings} & set(fixed))
+    if clash:
+        raise FitrainError(f"report: set {', '.join(clash)} with the positional directories or --options, not key=value")
+    cfg = load_config(ReportConfig, overrides=settings)
+    for key, value in fixed.items():
+        setattr(cfg, key, value)
     path = make_report(cfg.run_dirs, cfg.out or None, cfg)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

@@ -191,3 +191,22 @@ def test_decontamination_is_shown_beside_the_scores_and_can_be_left_out(tmp_path
     assert "| mixeval | 200 | 2 | 1.0% | data |" in md and "| data |" not in md.split("## Head-to-head")[0]
     md = make_report([lay.root], tmp_path / "r2", ReportConfig(bootstrap=200, exclude_contaminated=True)).read_text()
     assert "| MixEval | 198 | 2 contaminated |" in md and "Items flagged by decontamination are left out." in md
+
+
+def test_report_command_takes_the_reference_and_bootstrap_settings(tmp_path, capsys):
+    from fitrain.cli import main
+
+    lay = _experiment(tmp_path)
+    out = tmp_path / "r"
+    assert main(["eval", "report", str(lay.root), "--out", str(out), "reference=standard", "bootstrap=300"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Δ vs standard" in md and "300 replicates" in md
+    rows: dict[str, str] = {}  # the headline table's rows (the first of each arm)
+    for line in md.splitlines():
+        if line.startswith(("| fi |", "| standard |")):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    assert "Δ" in rows["fi"] and "Δ" not in rows["standard"]  # standard is now the arm compared with
+    assert main(["eval", "report", str(lay.root), "refrence=standard"]) == 2
+    assert "did you mean 'reference'" in capsys.readouterr().err
+    assert main(["eval", "report", str(lay.root), "out=x"]) == 2
+    assert "not key=value" in capsys.readouterr().err
