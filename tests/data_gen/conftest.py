@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers.paths import SHARED_DATA
@@ -44,3 +45,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def final_rows(run_dir: Path) -> list[tuple]:
+    rows = []
+    for p in sorted((run_dir / "data_gen" / "final").glob("shard-*/pairs.parquet")):
+        rows += [tuple(r.values()) for r in pq.read_table(p).to_pylist()]
+    return rows

@@ -13,7 +13,7 @@ import yaml
 from data_gen.excerpts import normalize
 from data_gen.pipeline import DataGenConfig, run
 from fitrain.core.config import load_config
-from tests.data_gen.conftest import write_jsonl
+from tests.data_gen.conftest import final_rows, write_jsonl
 
 from tests.helpers.paths import REPO
 
@@ -29,13 +29,6 @@ def recipe(tmp: Path, dolly, run_dir: Path) -> Path:
     path = tmp / f"{run_dir.name}.yaml"
     path.write_text(yaml.safe_dump(r))
     return path
-
-
-def final_rows(run_dir: Path) -> list[tuple]:
-    rows = []
-    for p in sorted((run_dir / "data_gen" / "final").glob("shard-*/pairs.parquet")):
-        rows += [tuple(r.values()) for r in pq.read_table(p).to_pylist()]
-    return rows
 
 
 @pytest.fixture(scope="module")

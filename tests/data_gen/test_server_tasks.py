@@ -19,6 +19,7 @@ from data_gen.match import doc_schema, match_schema
 from data_gen.shards import parquet_sink, shard_dir
 from data_gen.templatize import template_id
 from fitrain.core.io import is_done, mark_done
+from tests.data_gen.conftest import final_rows
 from tests.helpers.llm_server import first_sentence, judge_score
 from tests.helpers.paths import REPO
 
@@ -66,13 +67,6 @@ def task(path: Path, t: int, out=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "fitrain.cli", "data-gen", "run", str(path), "--stages",
                              "instantiate,judge,write", "--task", str(t)], cwd=REPO, env=env, stdout=out,
                             stderr=subprocess.STDOUT)
-
-
-def final_rows(root: Path) -> list[tuple]:
-    rows = []
-    for p in sorted((root / "data_gen" / "final").glob("shard-*/pairs.parquet")):
-        rows += [tuple(r.values()) for r in pq.read_table(p).to_pylist()]
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +126,8 @@ def test_an_external_server_with_another_model_is_refused(tmp_path, dolly_contex
     from data_gen.pipeline import run
     from fitrain.core.errors import FitrainError
     from fitrain.core.llm import LLMConfig
-    from tests.helpers.llm_server import Reply, ScriptedLLMServer
+    from tests.data_gen.conftest import final_rows
+from tests.helpers.llm_server import Reply, ScriptedLLMServer
 
     setup_run(tmp_path, dolly_contexts[:4])
     with ScriptedLLMServer(lambda k, b: Reply(text="{}"), model="other") as srv:
