@@ -126,8 +126,7 @@ def test_an_external_server_with_another_model_is_refused(tmp_path, dolly_contex
     from data_gen.pipeline import run
     from fitrain.core.errors import FitrainError
     from fitrain.core.llm import LLMConfig
-    from tests.data_gen.conftest import final_rows
-from tests.helpers.llm_server import Reply, ScriptedLLMServer
+    from tests.helpers.llm_server import Reply, ScriptedLLMServer
 
     setup_run(tmp_path, dolly_contexts[:4])
     with ScriptedLLMServer(lambda k, b: Reply(text="{}"), model="other") as srv:
