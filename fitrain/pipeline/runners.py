@@ -18,7 +18,7 @@ from typing import Any, Callable
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import read_json
 from fitrain.pipeline.arms import ArmSpec, Run
-from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, rewrites_pairs, run_name, training_shards
+from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, rewrites_pairs, run_name
 
 
 # --------------------------------------------------------------------------------------- derived configs

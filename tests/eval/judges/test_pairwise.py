@@ -86,7 +86,7 @@ def test_head_to_head_official_single_random_order_probability_weighted(tmp_path
         body = x["body"]
         assert (body["max_tokens"], body["logprobs"], body["top_logprobs"]) == (1, True, 5)
     assert {x["ours_first"] for x in seen.values()} == {True, False}  # both orders occur
-    items = ItemScores.load(tmp_path / "out" / "items" / f"pairwise__gpt4_1106_preview__win_rate.jsonl")
+    items = ItemScores.load(tmp_path / "out" / "items" / "pairwise__gpt4_1106_preview__win_rate.jsonl")
     assert items.scores == {"0": pytest.approx(0.8), "1": 1.0, "2": 0.5, "3": None, "4": 0.0, "5": pytest.approx(0.3)}
     assert items.null == 0.5 and items.info["rules"] == "official" and items.info["baseline"] == "gpt4_1106_preview"
     recs = [json.loads(x) for x in
