@@ -34,9 +34,9 @@ from typing import Callable, Sequence
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
-from data_gen.shards import StageStats, parquet_sink, run_shards
+from data_gen.shards import StageStats, row_sink, run_shards
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import Backend, LLMConfig, Request, complete_parsed, make_backend
+from fitrain.core.llm import Backend, LLMConfig, Request, make_backend, stream_parsed
 from fitrain.core.rng import item_rng
 from fitrain.data.records import Document
 
@@ -53,7 +53,7 @@ class GenerateOptions:
     max_pairs: int = 8                 # qa_appended: pairs asked for, and appended at most, per document
     words_per_pair: int = 60           # qa_appended: one appended pair per this many document words (>= 1 pair)
     min_rephrase_ratio: float = 0.3    # rephrase: shorter rewrites (in words) are rejected
-    batch_size: int = 256              # documents per batch of requests (the requests in flight, at most)
+    batch_size: int = 256              # output rows per write (requests stream: llm.max_concurrency in flight)
 
     def validate(self, what: str = "generate") -> None:
         if self.max_pairs < 1 or self.words_per_pair < 1 or self.batch_size < 1 or self.max_document_chars < 1:
@@ -209,10 +209,11 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
         log: Callable[[str], None] = print) -> dict:
     """Generate the baseline over data_gen's document shards ``0..shards-1`` (of ``dg.num_shards``; ``shard``:
     one or several of them, as the shard runner selects), one output shard per document shard, behind one
-    model server start. Returns the shard runner's status (merged statistics when complete)."""
-    import contextlib
-
+    model server start (checked to serve ``llm.model``; its log ``<out>/vllm.shard-NNNNN.log`` is named by
+    the job's first shard). Requests stream through the client's window of ``llm.max_concurrency``.
+    Returns the shard runner's status (merged statistics when complete)."""
     from data_gen.match import shard_documents
+    from data_gen.serve import serving
 
     if method not in METHODS:
         raise FitrainError(f"unknown baseline method '{method}'; one of {list(METHODS)}")
@@ -221,63 +222,45 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
     parse = parse_qa if method == "qa_appended" else parse_rephrase
     stage = f"generate-{method}"
     out_dir = Path(out_dir)
+    first = shard if isinstance(shard, int) or shard is None else (min(shard) if shard else None)
+    log_path = out_dir / (f"vllm.shard-{first:05d}.log" if first is not None else "vllm.log")
 
-    @contextlib.contextmanager
-    def serving():
-        if llm.backend != "openai" or not dg.serve.enabled:
-            yield llm
-            return
-        from data_gen.serve import served
+    def request(d: Document) -> Request:
+        cut = (d.text or "")[: opts.max_document_chars]
+        r = prompt.request(TASKS[method], {"document": cut, "max_pairs": opts.max_pairs}, opts.max_new_tokens,
+                           d.doc_id, document=cut, max_pairs=str(opts.max_pairs))
+        r.meta["doc"] = d
+        return r
 
-        with served(llm, dg.serve, out_dir / "vllm.log") as pointed:
-            yield pointed
-
-    with serving() as model:
-        if model.backend == "openai":
-            from fitrain.core.llm import check_reachable
-
-            check_reachable(model)
-
+    with serving(llm, dg.serve, log_path) as model:
         def work(i: int, out: Path) -> StageStats:
             from fitrain.data.corpora import document_schema
 
-            st, be, batch = StageStats(stage), make_baseline_backend(model, out), []
-            with parquet_sink(out / "documents.parquet", document_schema()) as write:
-                for doc in shard_documents(dg, i, dg.num_shards, st.rejects):
-                    batch.append(doc)
-                    if len(batch) >= opts.batch_size:
-                        write(_generate(method, batch, prompt, parse, be, opts, seed, st))
-                        batch = []
-                write(_generate(method, batch, prompt, parse, be, opts, seed, st))
+            st = StageStats(stage)
+            reqs = (request(d) for d in shard_documents(dg, i, dg.num_shards, st.rejects))
+            with stream_parsed(make_baseline_backend(model, out), reqs, parse, st.rejects,
+                               what=TASKS[method]) as stream, \
+                    row_sink(out / "documents.parquet", document_schema(), st, opts.batch_size) as add:
+                for req, parsed in stream:
+                    st.inputs += 1
+                    if parsed is not None:  # failed or unparsable: counted by stream_parsed
+                        row = _row(method, req.meta["doc"], parsed, seed, opts, st)
+                        if row is not None:
+                            add(row)
             return st
 
         return run_shards(stage, out_dir, shards, work, shard, log)
 
 
-def _generate(method: str, docs: list[Document], prompt, parse, be: Backend, opts: GenerateOptions, seed: int,
-              st: StageStats) -> list[dict]:
-    if not docs:
-        return []
-    reqs = []
-    for d in docs:
-        cut = (d.text or "")[: opts.max_document_chars]
-        reqs.append(prompt.request(TASKS[method], {"document": cut, "max_pairs": opts.max_pairs},
-                                   opts.max_new_tokens, d.doc_id, document=cut, max_pairs=str(opts.max_pairs)))
-    parsed = complete_parsed(be, reqs, parse, st.rejects, what=TASKS[method])
-    rows = []
-    for d, p in zip(docs, parsed):
-        st.inputs += 1
-        if p is None:
-            continue  # failed or unparsable: counted by complete_parsed
-        if method == "qa_appended":
-            text, k = qa_appended(d.text or "", p, d.doc_id, seed, opts)
-            st.count("pairs_generated", len(p))
-            st.count("pairs_appended", k)
-        else:
-            if n_words(p) < opts.min_rephrase_ratio * n_words(d.text or ""):
-                st.rejects.add("rephrase_too_short", d.doc_id, f"{n_words(p)} of {n_words(d.text or '')} words")
-                continue
-            text = p
-        rows.append({"doc_id": d.doc_id, "text": text})
-    st.outputs += len(rows)
-    return rows
+def _row(method: str, d: Document, parsed, seed: int, opts: GenerateOptions, st: StageStats) -> dict | None:
+    """The arm's document built from one parsed reply (None: rejected and counted)."""
+    if method == "qa_appended":
+        text, k = qa_appended(d.text or "", parsed, d.doc_id, seed, opts)
+        st.count("pairs_generated", len(parsed))
+        st.count("pairs_appended", k)
+    else:
+        if n_words(parsed) < opts.min_rephrase_ratio * n_words(d.text or ""):
+            st.rejects.add("rephrase_too_short", d.doc_id, f"{n_words(parsed)} of {n_words(d.text or '')} words")
+            return None
+        text = parsed
+    return {"doc_id": d.doc_id, "text": text}

@@ -11,7 +11,6 @@ that made each stage's output is written to ``data_gen/report.json``.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -87,24 +86,12 @@ def _serves(cfg: DataGenConfig, stage: str) -> bool:
     return llm is not None and cfg.serve.enabled and llm.backend == "openai"
 
 
-@contextlib.contextmanager
 def _stage_llm(cfg: DataGenConfig, stage: str, layout: RunLayout, first_shard: int | None):
-    """The stage's LLMConfig, behind a `vllm serve` process when serve.enabled; the server (ours or an
-    external one) must answer and serve the configured model before any request is sent."""
-    from fitrain.core.llm import check_reachable
-
-    llm = _llm_of(cfg, stage)
-    if not _serves(cfg, stage):
-        if llm is not None:
-            check_reachable(llm, check_model=True)
-        yield llm
-        return
-    from data_gen.serve import served
+    """The stage's LLMConfig (None for a stage without a model), served and checked (data_gen.serve.serving)."""
+    from data_gen.serve import serving
 
     log = Path(cfg.serve.log) if cfg.serve.log else layout.server_log(stage, first_shard)
-    with served(llm, cfg.serve, log) as pointed:
-        check_reachable(pointed, check_model=True)
-        yield pointed
+    return serving(_llm_of(cfg, stage), cfg.serve, log)
 
 
 DOCUMENT_STAGES = ("match", "instantiate", "judge", "write")

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from data_gen.config import ServeConfig
 from fitrain.core.errors import FitrainError
-from fitrain.core.llm import LLMConfig, served_models
+from fitrain.core.llm import LLMConfig, check_reachable, served_models
 from fitrain.core.llm_openai import identity_problem
 
 PORT_ATTEMPTS = 3    # a free port can be taken by another process before our server binds it
@@ -123,3 +123,18 @@ def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.
                 return
             finally:
                 _stop(proc, serve.stop_timeout_s)
+
+
+@contextlib.contextmanager
+def serving(llm: LLMConfig | None, serve: ServeConfig, log_path: Path) -> Iterator[LLMConfig | None]:
+    """The LLMConfig a stage sends its requests with: behind our own ``vllm serve`` when ``serve.enabled``
+    and the backend is ``openai``, else as given. Either way an OpenAI-compatible server (ours or an
+    external one) must answer and list the configured model before any request is sent."""
+    if llm is None or llm.backend != "openai" or not serve.enabled:
+        if llm is not None:
+            check_reachable(llm, check_model=True)
+        yield llm
+        return
+    with served(llm, serve, log_path) as pointed:
+        check_reachable(pointed, check_model=True)
+        yield pointed
