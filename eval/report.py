@@ -27,7 +27,7 @@ from pathlib import Path
 
 from fitrain.core.accounting import Rejects
 from fitrain_eval import comparisons as cmp
-from fitrain_eval.report_data import Run, by_arm, contaminated_ids, discover, load_run
+from fitrain_eval.report_data import Run, by_arm, contaminated_ids, data_gen_table, discover, load_run
 
 METHOD = ("Intervals are 95% percentile intervals of a paired bootstrap over items ({B} replicates, seed {seed}): "
           "each replicate resamples the items once for every arm (within MT-Bench-101's tasks), and each arm's "
@@ -270,6 +270,9 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
     if dec_rows:
         blocks += [("h2", "Decontamination"), ("table", ["benchmark", "items checked", "contaminated", "fraction",
                                                          "found in"], dec_rows)]
+    dg_head, dg_rows = data_gen_table(run_dirs)
+    if dg_rows:
+        blocks += [("h2", "Data generation"), ("table", dg_head, dg_rows)]
     for fname, caption in images.items():
         blocks += [("h2", caption), ("img", fname, caption)]
     blocks += [("h2", "All metrics per run"), ("table", *metrics_table(runs))] if any(r.metrics for r in runs) else \

@@ -1,6 +1,7 @@
 """What the report reads: runs found from directories, their metrics, curves, per-item score files and
 decontamination findings. Only files are read (``logs/metrics.csv``, ``summary.json``, ``results.json``,
-``items/*.jsonl``, ``decontamination.json``, ``eval/<run>/checkpoints/*/results.json``).
+``items/*.jsonl``, ``decontamination.json``, ``eval/<run>/checkpoints/*/results.json``, and an experiment's
+``data_gen/report.json``: which backend made the pairs and each stage's rows in, out and rejected).
 
 A run is found from any of: an experiment directory (``runs/<exp>`` with ``train/<run>`` and/or
 ``eval/<run>``: one run per run id), a train run directory (``train/<run>``, with ``logs/metrics.csv``) or an
@@ -172,3 +173,31 @@ def contaminated_ids(runs: list[Run]) -> dict[str, set[str]]:
 
 def benchmark_of(metric: str) -> str | None:
     return BENCHMARK_OF_PREFIX.get(metric.split("/", 1)[0])
+
+
+def data_gen_table(run_dirs: list[str | Path]) -> tuple[list[str], list[list[str]]]:
+    """One row per data_gen stage of each experiment directory that has ``data_gen/report.json``: the
+    backend (an offline fallback says so), rows in and out, rejects and filters by their most frequent reasons."""
+    head = ["experiment", "stage", "backend", "in", "out", "rejected or filtered (top reasons)"]
+    rows: list[list[str]] = []
+    for d in map(Path, run_dirs):
+        p = RunLayout(d).data_gen_report
+        if not p.is_file():
+            continue
+        try:
+            rep = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise FitrainError(f"{p}: unreadable data_gen report ({e})") from None
+        backends = rep.get("backends", {}) if isinstance(rep.get("backends"), dict) else {}
+        for stage, st in rep.items():
+            if stage == "backends" or not isinstance(st, dict):
+                continue
+            reasons: dict[str, int] = {}
+            for kind in ("rejected", "filtered"):  # rejects (bad rows) and filters (e.g. the judge's minimum)
+                for k, v in ((st.get(kind) or {}).get("by_reason") or {}).items():
+                    reasons[k] = reasons.get(k, 0) + v
+            top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+            why = ", ".join(f"{k} {v:,}" for k, v in top)
+            rows.append([d.name, stage, str(backends.get(stage, "–")), f"{st.get('in', 0):,}", f"{st.get('out', 0):,}",
+                         f"{sum(reasons.values()):,}" + (f" ({why})" if why else "")])
+    return head, rows

@@ -197,7 +197,7 @@ def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
     if needs_data_gen(cfg, arms):
         steps += [Step("data_gen-templates", ["corpus"], kind="data_gen",
                        describe="template bank/queries -> templates -> index"),
-                  Step("data_gen", ["data_gen-templates"], kind="data_gen",
+                  Step("data_gen", ["data_gen-templates", "tokenizer"], kind="data_gen",  # write counts tokens
                        shards=dg_tasks if dg_tasks > 1 else 0,
                        describe=f"match, instantiate, judge, write ({dg_shards} document shard(s), "
                                 f"{cfg.data_gen.shards_per_task} per task, stage after stage)")]

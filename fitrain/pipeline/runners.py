@@ -74,6 +74,7 @@ def data_gen_config(cfg: ExperimentConfig, check: bool = True):
     dg.match.text_column = cfg.corpus.text_column
     dg.match.id_column = cfg.corpus.id_column
     dg.templatize.bank = [packaged_path(b) for b in dg.templatize.bank]
+    dg.write.tokenizer = dg.write.tokenizer or str(cfg.layout.tokenizer)  # token_count columns, our tokenizer
     return dg
 
 

@@ -217,3 +217,13 @@ def test_dry_run_prints_the_by_hand_command_of_every_step(tmp_path, capsys):
     assert out.count("by hand") == len(experiment_steps(cfg))
     assert "by hand: fitrain train run_dir=" in out and "by hand for shard in 0..3: fitrain data-gen run" in out
     assert not (tmp_path / "run").exists()
+
+
+def test_data_gen_counts_tokens_with_the_experiments_tokenizer(tmp_path):
+    from fitrain.pipeline.runners import data_gen_config
+
+    cfg = _cfg(tmp_path)
+    assert data_gen_config(cfg, check=False).write.tokenizer == str(cfg.root / "tokenizer")
+    assert data_gen_config(_cfg(tmp_path, **{"data_gen.write.tokenizer": "/tok"}), check=False).write.tokenizer == "/tok"
+    [dg] = [s for s in experiment_steps(cfg) if s.name == "data_gen"]
+    assert "tokenizer" in dg.deps  # the write stage needs it trained first
