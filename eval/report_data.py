@@ -198,6 +198,7 @@ def data_gen_table(run_dirs: list[str | Path]) -> tuple[list[str], list[list[str
                     reasons[k] = reasons.get(k, 0) + v
             top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
             why = ", ".join(f"{k} {v:,}" for k, v in top)
-            rows.append([d.name, stage, str(backends.get(stage, "–")), f"{st.get('in', 0):,}", f"{st.get('out', 0):,}",
+            backend = re.sub(r"/\S*/([^/\s]+)", r"\1", str(backends.get(stage, "–")))  # file names, not paths
+            rows.append([d.name, stage, backend, f"{st.get('in', 0):,}", f"{st.get('out', 0):,}",
                          f"{sum(reasons.values()):,}" + (f" ({why})" if why else "")])
     return head, rows

@@ -216,16 +216,19 @@ def test_the_report_says_which_backend_made_the_pairs_and_what_each_stage_droppe
     lay = _experiment(tmp_path)
     lay.data_gen_report.parent.mkdir(parents=True, exist_ok=True)
     lay.data_gen_report.write_text(json.dumps({
+        "templatize": {"in": 171, "out": 171},
         "instantiate": {"in": 2110, "out": 263, "rejected": {"total": 1847, "by_reason": {
             "template_not_applicable": 1845, "excerpt_ambiguous": 2}}},
         "write": {"in": 263, "out": 165, "rejected": {"total": 0, "by_reason": {}},
                   "filtered": {"total": 98, "by_reason": {"below_min_judge_score": 98}}},
-        "backends": {"instantiate": "extractive (offline heuristic fallback, not an LLM)"}}))
+        "backends": {"instantiate": "extractive (offline heuristic fallback, not an LLM)",
+                     "templatize": "template bank /opt/x/bank.jsonl, /opt/y/more.parquet"}}))
     md = make_report([lay.root], tmp_path / "r", ReportConfig(bootstrap=200)).read_text()
     assert "## Data generation" in md
     assert ("| exp | instantiate | extractive (offline heuristic fallback, not an LLM) | 2,110 | 263 | "
             "1,847 (template_not_applicable 1,845, excerpt_ambiguous 2) |") in md
     assert "| exp | write | – | 263 | 165 | 98 (below_min_judge_score 98) |" in md
+    assert "| exp | templatize | template bank bank.jsonl, more.parquet |" in md
     lay.data_gen_report.write_text("{not json")
     with pytest.raises(FitrainError, match="unreadable data_gen report"):
         make_report([lay.root], tmp_path / "r")
