@@ -97,7 +97,7 @@ def main() -> None:
             t_fast = min(t_fast, best_of(1, lambda: bare(texts, "encode_batch_fast"))[0])
             t, m = best_of(1, lambda: run_prepare(label, **kw))
             t_prep = min(t_prep, t)
-        n_prep = m["counts"]["total_tokens"]
+        n_prep = m.counts.total_tokens
         ref_tps, fast_tps, prep_tps = n_ref / t_ref, n_ref / t_fast, n_prep / t_prep
         print(f"prepare {label:9s}: {prep_tps / 1e6:5.2f} M tok/s (wall: read+format+tokenize+pack+write, "
               f"{n_prep} tokens in {t_prep:.2f}s); bare encode_batch {ref_tps / 1e6:5.2f} M tok/s, "
@@ -139,13 +139,13 @@ def main() -> None:
                             out=str(tmp / f"dolly{seq_len}"), progress=False)
         cfg.pack.seq_len = seq_len
         m = prepare(cfg)
-        c, o = m["counts"], m["overlong"]
-        ideal = -(-c["total_tokens"] // seq_len)
-        print(f"packing Dolly pairs seq_len {seq_len}: efficiency {c['packing_efficiency']:.4f} "
-              f"({c['rows']} rows, {c['total_tokens']} tokens, {c['padding_tokens']} padding; a perfect packer needs "
-              f">= {ideal} rows = {c['total_tokens'] / (ideal * seq_len):.4f}); truncated {o['truncated']} pairs")
+        c, o = m.counts, m.overlong
+        ideal = -(-c.total_tokens // seq_len)
+        print(f"packing Dolly pairs seq_len {seq_len}: efficiency {c.packing_efficiency:.4f} "
+              f"({c.rows} rows, {c.total_tokens} tokens, {c.padding_tokens} padding; a perfect packer needs "
+              f">= {ideal} rows = {c.total_tokens / (ideal * seq_len):.4f}); truncated {o.get('truncated', 0)} pairs")
     m = run_prepare("pairs")
-    print(f"packing Dolly x{args.repeat} pairs seq_len {args.seq_len}: efficiency {m['counts']['packing_efficiency']:.4f} "
+    print(f"packing Dolly x{args.repeat} pairs seq_len {args.seq_len}: efficiency {m.counts.packing_efficiency:.4f} "
           f"(aim >= 0.99)")
     import shutil
 
