@@ -26,7 +26,7 @@ examples:
   fitrain data-gen match data_gen/quickstart match.threshold=0.5 num_shards=4
   fitrain data-gen instantiate data_gen/paper --shard 3         # one shard
   fitrain data-gen run data_gen/paper --stages match,instantiate,judge,write --task 3   # shards 48..63
-  fitrain data-gen judge data_gen/paper judge.llm.base_url=http://node12:8000/v1
+  fitrain data-gen judge data_gen/paper serve.enabled=false judge.llm.base_url=http://node12:8000/v1   # a running server
   fitrain data-gen write data_gen/quickstart
 """
 

@@ -84,3 +84,18 @@ def test_slurm_actions_have_a_description_whose_examples_parse(action, tmp_path,
         assert r.rc == 0, (words, r.err)
         assert "#SBATCH" in r.out if action == "submit" else r.out.strip().endswith(".sbatch")
     assert action == "render" or not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("command", ["data-gen", "experiment"])
+def test_the_examples_of_the_help_parse(command, tmp_path, capsys, monkeypatch):
+    """Every example of the command's help (but those naming a run directory that has to exist) plans with
+    --dry-run."""
+    r = run_main([command, "run", "--help"] if command == "data-gen" else [command, "--help"], capsys)
+    examples = [line.split("#")[0].split()[2:] for line in r.out.splitlines()
+                if line.startswith(f"  fitrain {command} ") and "runs/" not in line]
+    assert len(examples) >= 2
+    monkeypatch.chdir(tmp_path)
+    for words in examples:
+        r = run_main([command] + words + ([] if "--dry-run" in words else ["--dry-run"]), capsys)
+        assert r.rc == 0, (words, r.err)
+    assert not (tmp_path / "runs").exists()  # dry runs write nothing
