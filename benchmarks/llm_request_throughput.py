@@ -8,8 +8,10 @@ The server (tests/helpers/llm_server.py as its own process, so it does not share
 on at most ``--capacity`` requests at once, each for ``--latency-ms``; the others queue, like a model
 server's batch. Its capacity is ``capacity / latency`` requests/s, the most any client can get.
 
-    .venv/bin/python benchmarks/llm_request_throughput.py [--requests 1920] [--latency-ms 250]
-        [--capacity 32] [--window 512] [--jitter 0.5]
+    .venv/bin/python benchmarks/llm_request_throughput.py [--requests 1280] [--latency-ms 500]
+        [--capacity 32] [--window 0] [--jitter 0.5]
+
+(the defaults shown; ``--window 0`` is data_gen's own window, data_gen.config.STREAM_WINDOW).
 
 Prints achieved requests/s and achieved/capacity for both clients, at fixed latency and again with each
 request's latency drawn from latency x (1 +- jitter), as output lengths vary on a real server.

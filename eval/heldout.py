@@ -89,6 +89,7 @@ def evaluate_heldout(cfg: HeldoutConfig, model_dir: str | Path, out_dir: str | P
     if data.manifest.kind != "pairs":
         raise FitrainError(f"heldout.path {path} holds {data.manifest.kind}, not pairs: the answer loss needs "
                            "instruction-answer pairs")
+    data.validate()  # the shard files as prepare wrote them (sizes, changed files' checksums, shapes), as training does
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).to(device)
     m: Manifest = data.manifest

@@ -2,7 +2,7 @@
 
 ``model`` may be an exported HF directory, a train arm directory (``train/<arm>``: its ``hf/``, else its
 latest checkpoint exported), or a checkpoint (a ``.ckpt`` file or checkpoint directory, exported first
-with :func:`fitrain.export.export`). That makes ``fitrain eval`` usable as one job per saved checkpoint.
+with :func:`fitrain.train.export.export`). That makes ``fitrain eval`` usable as one job per saved checkpoint.
 
 Outputs go to ``out`` (default: ``<experiment>/eval/<arm>`` for a model inside a run layout, and
 ``.../eval/<arm>/checkpoints/<name>`` for an intermediate checkpoint). ``results.json`` is merged with

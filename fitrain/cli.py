@@ -1,5 +1,6 @@
 """The one ``fitrain`` command. Each subcommand lives in ``fitrain/commands/<name>.py`` and exposes
-``HELP`` (one line), ``DESCRIPTION`` (with an example), ``add_arguments(parser)`` and ``run(args) -> int``.
+``HELP`` (one line), ``DESCRIPTION`` (with an example), ``add_arguments(parser)`` and ``run(args) -> int``
+(and ``ADD_HELP = False`` when ``add_arguments`` adds its own -h/--help).
 Command modules import nothing heavy at module level, so ``fitrain --help`` stays fast.
 
 Options may come anywhere on the line (``fitrain experiment X --slurm key=val``): words argparse leaves
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command whose module is not present in this build
         p = sub.add_parser(name, help=mod.HELP, description=mod.DESCRIPTION,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           add_help=getattr(mod, "ADD_HELP", True))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
         _mark_leaves(p)

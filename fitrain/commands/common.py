@@ -8,11 +8,14 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def add_recipe_arguments(p: argparse.ArgumentParser, recipe_required: bool = False) -> None:
+def add_recipe_arguments(p: argparse.ArgumentParser, recipe_required: bool = False, example: str = "") -> None:
+    """RECIPE, key=value overrides and --print-config; ``example`` is an override of this command's own
+    config (tests/commands/test_help.py loads it)."""
     p.add_argument("recipe", nargs=None if recipe_required else "?", default=None,
                    help="YAML recipe (merged over the defaults); omit to use the defaults")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                   help="override any config key, e.g. model.dim=512 train.max_tokens=1e8")
+                   help="override a config key (key=value or section.key=value" + (f", e.g. {example}" if example else "")
+                   + "); --print-config shows the keys")
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
 
 

@@ -26,7 +26,7 @@ examples:
   fitrain data-gen match data_gen/quickstart match.threshold=0.5 num_shards=4
   fitrain data-gen instantiate data_gen/paper --shard 3         # one shard
   fitrain data-gen run data_gen/paper --stages match,instantiate,judge,write --task 3   # shards 48..63
-  fitrain data-gen judge data_gen/paper judge.llm.base_url=http://node12:8000/v1
+  fitrain data-gen judge data_gen/paper serve.enabled=false judge.llm.base_url=http://node12:8000/v1   # a running server
   fitrain data-gen write data_gen/quickstart
 """
 
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("run",) + STAGES:
         sp = sub.add_parser(name, help="all stages in order" if name == "run" else f"the {name} stage",
                             description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_recipe_arguments(sp, recipe_required=False)
+        add_recipe_arguments(sp, example="num_shards=64 match.threshold=0.5")
         sp.add_argument("--shard", type=int, default=None, help="run only this document shard")
         sp.add_argument("--task", type=int, default=None,
                         help="run the shards of this array task (shards_per_task of them; default: "

@@ -3,8 +3,23 @@ from __future__ import annotations
 
 import argparse
 
+ADD_HELP = False  # add_arguments adds -h/--help: `fitrain eval report --help` is the report's help
 HELP = "evaluate a checkpoint (lm-eval tasks, MixEval, MT-Bench-101, head-to-head) or write a report"
-DESCRIPTION = """\
+REPORT_USAGE = "fitrain eval report RUN_DIR... [--out DIR] [--title TITLE] [--wandb] [--print-config] [key=value ...]"
+REPORT_TEXT = """\
+  Markdown + HTML report of experiment / train arm / eval arm directories: a headline table of every arm
+  on every benchmark with 95% paired-bootstrap intervals, each arm's difference to the reference arm with
+  its interval and p-value, the reference's head-to-head win rate against each arm; scores.png,
+  differences.png, loss_vs_tokens.png; --wandb logs it to W&B. key=value sets the report's settings:
+  reference=fi (the arm compared with), bootstrap=10000, confidence=0.95, seed=0, headline=[...],
+  exclude_contaminated=false; --print-config shows them all.
+"""
+REPORT_EXAMPLES = """\
+  fitrain eval report runs/exp --out runs/exp/report
+  fitrain eval report runs/exp reference=standard bootstrap=2000
+  fitrain eval report runs/exp runs/other/train/fi --print-config
+"""
+DESCRIPTION = f"""\
 fitrain eval RECIPE [key=value ...]
   Evaluate one model and write <out>/results.json (flat metrics; merged with earlier jobs' results),
   generations with their exact prompts, judgments (judge model, prompt version, decoding recorded),
@@ -16,13 +31,8 @@ fitrain eval RECIPE [key=value ...]
   serve`); the judge is an OpenAI-compatible endpoint (judge.llm.*) or a local transformers model.
   RECIPE is a YAML file or a name under recipes/ (eval/local, eval/cloze, eval/judged, ...).
 
-fitrain eval report RUN_DIR... [--out DIR] [key=value ...]
-  Markdown + HTML report of experiment / train arm / eval arm directories: a headline table of every arm
-  on every benchmark with 95% paired-bootstrap intervals, each arm's difference to the reference arm with
-  its interval and p-value, the reference's head-to-head win rate against each arm; scores.png,
-  differences.png, loss_vs_tokens.png; --wandb logs it to W&B. key=value sets the report's settings:
-  reference=fi (the arm compared with), bootstrap=10000, confidence=0.95, seed=0, headline=[...],
-  exclude_contaminated=false.
+{REPORT_USAGE}
+{REPORT_TEXT}  `fitrain eval report --help` lists the report's options alone.
 
 examples:
   fitrain eval eval/local model=runs/quick/train/fi
@@ -30,18 +40,44 @@ examples:
   fitrain eval eval/judged model=runs/exp/train/fi judge.llm.base_url=http://judge:8000/v1 judge.llm.model=Qwen/Qwen2.5-72B-Instruct
   fitrain eval eval/judged model=runs/exp/train/fi pairwise.baseline_outputs=runs/exp/eval/standard
   fitrain eval eval/local model=runs/exp/train/fi/checkpoints/step-00001000.ckpt   # a job per checkpoint
-  fitrain eval report runs/exp --out runs/exp/report
-  fitrain eval report runs/exp reference=standard bootstrap=2000
-"""
+{REPORT_EXAMPLES}"""
+
+
+class _Help(argparse.Action):
+    """-h/--help: after `report`, the report's own help; otherwise the command's."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        (report_parser() if getattr(namespace, "recipe", None) == "report" else parser).print_help()
+        parser.exit()
+
+
+def _report_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--out", default="", help=f"{prefix}output directory (default <first run dir>/report)")
+    p.add_argument("--title", default="fitrain report", help=f"{prefix}title")
+    p.add_argument("--wandb", action="store_true", help=f"{prefix}also log the table and plots to W&B")
+
+
+def report_parser() -> argparse.ArgumentParser:
+    """What `fitrain eval report` takes, for its help (the words themselves are parsed by the eval parser)."""
+    p = argparse.ArgumentParser(prog="fitrain eval report", usage=REPORT_USAGE,
+                                description=f"{REPORT_TEXT}\nexamples:\n{REPORT_EXAMPLES}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="experiment, train arm or eval arm directory")
+    p.add_argument("settings", nargs="*", metavar="key=value", help="a report setting (--print-config shows them)")
+    p.add_argument("--print-config", action="store_true", help="print the merged report settings and exit")
+    _report_options(p)
+    return p
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from fitrain.commands.common import add_recipe_arguments
 
-    add_recipe_arguments(p)
-    p.add_argument("--out", default="", help="report: output directory (default <first run dir>/report)")
-    p.add_argument("--title", default="fitrain report", help="report: title")
-    p.add_argument("--wandb", action="store_true", help="report: also log the table and plots to W&B")
+    p.add_argument("-h", "--help", action=_Help, help="show this help message and exit (after `report`: the report's)")
+    add_recipe_arguments(p, example="generation.max_new_tokens=128")
+    _report_options(p, "report: ")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,14 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from fitrain.core.config import load_config, to_yaml
     from fitrain.core.errors import FitrainError
     from fitrain_eval.report import ReportConfig, make_report
 
-    from fitrain.core.config import load_config
-
     dirs = [a for a in args.overrides if "=" not in a]
-    if not dirs:
-        raise FitrainError("usage: fitrain eval report RUN_DIR... [--out DIR] [key=value ...]")
+    if not dirs and not args.print_config:
+        raise FitrainError(f"usage: {REPORT_USAGE}")
     settings = [a for a in args.overrides if "=" in a]
     fixed = {"run_dirs": dirs, "out": args.out, "title": args.title, "wandb": args.wandb}
     clash = sorted({a.split("=", 1)[0] for a in settings} & set(fixed))
@@ -76,6 +111,9 @@ def _report(args: argparse.Namespace) -> int:
     cfg = load_config(ReportConfig, overrides=settings)
     for key, value in fixed.items():
         setattr(cfg, key, value)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
     path = make_report(cfg.run_dirs, cfg.out or None, cfg)
     print(f"wrote {path} and {path.with_suffix('.html')}")
     return 0

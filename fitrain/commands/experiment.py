@@ -1,15 +1,17 @@
-"""`fitrain experiment RECIPE`: the whole graph, data_gen -> prepare -> train both arms -> eval -> report."""
+"""`fitrain experiment RECIPE`: the whole graph, data_gen -> prepare -> train every arm (each seed) -> eval -> report."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "run an experiment end to end (FineInstructions arm + token-matched standard baseline), locally or on Slurm"
+HELP = "run an experiment end to end (FineInstructions + token-matched baseline arms, each seed), locally or on Slurm"
 DESCRIPTION = """\
-Run every step of an experiment recipe: data_gen -> prepare the FineInstructions pairs (token-for-token
-budget) and the standard corpus (same documents, same tokenizer, total tokens matched) -> train both arms
-(same model, same budget, same seed) -> evaluate both -> report. Each step leaves a completion marker under
+Run every step of an experiment recipe: data_gen -> prepare each arm's data (the FineInstructions pairs with
+a token-for-token budget; the standard corpus of the same documents, or any other baseline arm: downloaded
+or generated corpora, mixtures) with one tokenizer -> train every arm once per seed (same model, same
+optimiser, total tokens matched to the reference arm) -> evaluate every run (head-to-head against the
+primary arm when pairwise judging is on) -> report. Each step leaves a completion marker under
 <run_dir>/steps/; rerunning skips finished steps. With --slurm (or slurm.enabled=true) every step is a Slurm
-job chained with --dependency=afterok.
+job chained with --dependency=afterok; array steps (data_gen, generate-<arm>) are job arrays.
 
 RECIPE is a path or a name under recipes/experiments/ (e.g. fi-vs-standard-300m).
 
@@ -22,12 +24,15 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="experiment recipe: a path or a name under recipes/experiments/")
-    p.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="override any config key")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="override a key of the experiment (e.g. train.max_steps=100); --print-config shows the keys")
     p.add_argument("--dry-run", action="store_true", help="print the plan (and the sbatch scripts with --slurm)")
     p.add_argument("--slurm", action="store_true", help="submit the steps to Slurm instead of running them here")
     p.add_argument("--step", action="append", default=None,
                    help="run only this step (repeatable); used by the Slurm jobs")
-    p.add_argument("--shard", default=None, help="the shard of an array step (data_gen)")
+    p.add_argument("--shard", default=None, metavar="T",
+                   help="with one --step of an array step (data_gen, generate-<arm>): run array task T, its "
+                        "shards_per_task shards (the Slurm job passes SLURM_ARRAY_TASK_ID)")
     p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
 
 

@@ -27,7 +27,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from fitrain.commands.common import add_recipe_arguments
 
-    add_recipe_arguments(p)
+    add_recipe_arguments(p, example="pack.seq_len=4096 tokenizer=runs/tok")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train a BPE tokenizer", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_recipe_arguments(t)
+    add_recipe_arguments(t, example="vocab_size=4096")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from fitrain.commands.common import add_recipe_arguments
 
-    add_recipe_arguments(p)
+    add_recipe_arguments(p, example="model.dim=512 max_tokens=1e8")
 
 
 def run(args: argparse.Namespace) -> int:

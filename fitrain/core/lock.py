@@ -123,7 +123,7 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
     if not is_rank_zero():
         yield directory
         return
-    created = not directory.exists()
+    created = _missing(directory)
     directory.mkdir(parents=True, exist_ok=True)
     key = str(directory.resolve())
     if key in _held:
@@ -156,15 +156,29 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
             pass
         os.close(fd)  # closing the last descriptor releases the flock
         if created and not ok:
-            _remove_if_only_lock(directory)
+            _remove_if_only_lock(created)
 
 
-def _remove_if_only_lock(directory: Path) -> None:
-    """A directory this lock created for a command that failed before writing anything goes again, so a
-    failed command leaves nothing behind."""
+def _missing(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_if_only_lock(created: list[Path]) -> None:
+    """The directories this lock created (``created``, deepest first) for a command that failed before
+    writing anything go again, so a failed command leaves nothing behind: the locked directory when it holds
+    only the lock file, then each parent it created while that is empty (another command may have written
+    into one meanwhile; that one and those above it stay)."""
+    directory = created[0]
     try:
-        if [p.name for p in directory.iterdir()] == [LOCK_FILE]:
-            (directory / LOCK_FILE).unlink()
-            directory.rmdir()
+        if [p.name for p in directory.iterdir()] != [LOCK_FILE]:
+            return
+        (directory / LOCK_FILE).unlink()
+        for d in created:
+            d.rmdir()  # OSError (not empty) ends it
     except OSError:
         pass

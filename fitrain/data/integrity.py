@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from fitrain.core.errors import FitrainError
-from fitrain.data.manifest import MANIFEST, Manifest
-from fitrain.data.shards import PARTS, REBUILD, check_files, fingerprint, shard_file, shard_stats, token_dtype
+from fitrain.data.manifest import MANIFEST, REBUILD, Manifest
+from fitrain.data.shards import PARTS, check_files, fingerprint, shard_file, shard_stats, token_dtype
 
 COUNTED = ("rows", "total_tokens", "supervised_tokens", "padding_tokens", "segments", "sha256")
 
@@ -44,7 +44,7 @@ class Verified:
     def line(self) -> str:
         d = self.directory
         if not self.ok:
-            return f"FAILED {d}: " + "; ".join(self.problems)
+            return f"FAILED {d}: " + "; ".join(self.problems) + f"; {REBUILD}"
         m = self.manifest
         assert m is not None
         note = f" ({'; '.join(self.notes)})" if self.notes else ""
@@ -58,14 +58,14 @@ def verify_prepared(directory: str | Path) -> Verified:
     try:
         m = out.manifest = Manifest.read(directory)
     except FitrainError as e:
-        out.problems.append(str(e))
+        out.problems.append(_problem(e, directory))
         return out
     if not m.checksum:
         out.notes.append("written by an older fitrain without checksums: only the array hashes were checked")
     try:
         check_files(directory, m, full=True)
     except FitrainError as e:
-        out.problems.append(str(e).replace(f"prepared data {directory}: ", ""))
+        out.problems.append(_problem(e, directory))
     totals = dict.fromkeys(COUNTED[:-1], 0)
     for i, entry in enumerate(m.shards):
         try:
@@ -86,9 +86,13 @@ def verify_prepared(directory: str | Path) -> Verified:
         if not out.problems and totals[name] != have:
             out.problems.append(f"counts.{name} is {have:,} but the shards hold {totals[name]:,}")
     out.notes += _tokenizer_note(m, out.problems)
-    if out.problems:
-        out.problems[-1] += f"; {REBUILD}"
     return out
+
+
+def _problem(e: FitrainError, directory: str | Path) -> str:
+    """A refusal of the readers as one of verify's problems: without the directory (the line names it) and
+    without the advice (the line ends with it, once)."""
+    return str(e).replace(f"prepared data {directory}: ", "").split(f"; {REBUILD}")[0]
 
 
 def _array_problems(m: Manifest, entry, arrays: list[np.ndarray]) -> list[str]:

@@ -28,6 +28,9 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import read_json, write_json
 
 FORMAT_VERSION = 1
+# what to do about damaged prepared data; every such message ends with "; " + REBUILD (and maybe more advice),
+# which `fitrain verify` cuts off to say it once per directory (fitrain.data.integrity)
+REBUILD = "re-run the same `fitrain prepare` to rebuild it (it rewrites damaged shards)"
 MANIFEST = "manifest.json"
 KINDS = ("pairs", "documents")
 
@@ -157,12 +160,11 @@ class Manifest:
         try:
             data = read_json(d / MANIFEST)
         except ValueError as e:
-            raise FitrainError(f"{prefix}{d / MANIFEST} is not valid JSON: {e}; re-run the same `fitrain prepare` "
-                               "to rebuild it") from None
+            raise FitrainError(f"{prefix}{d / MANIFEST} is not valid JSON: {e}; {REBUILD}") from None
         if isinstance(data, dict) and data.get("checksum") and data["checksum"] != checksum(data):
             raise FitrainError(f"{prefix}{d / MANIFEST} was changed after prepare wrote it (its checksum does not "
-                               "match), so its counts and budget cannot be trusted; re-run the same `fitrain "
-                               f"prepare` to rebuild it, or see `fitrain verify {d}`")
+                               f"match), so its counts and budget cannot be trusted; {REBUILD}, or see "
+                               f"`fitrain verify {d}`")
         return cls.from_dict(data, where=f"{prefix}{d / MANIFEST}")
 
     def write(self, directory: str | Path) -> Path:

@@ -28,11 +28,10 @@ import numpy as np
 from fitrain.core.accounting import TokenCounts
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, file_sha256
-from fitrain.data.manifest import FORMAT_VERSION, Manifest, ShardEntry
+from fitrain.data.manifest import FORMAT_VERSION, REBUILD, Manifest, ShardEntry
 
 PARTS = ("tokens", "mask", "seg")
 MAX_SEGMENTS = np.iinfo(np.uint16).max
-REBUILD = "re-run the same `fitrain prepare` to rebuild it (it rewrites damaged shards)"
 _CHECKED: set[tuple[str, str]] = set()   # directories whose files this process has checked
 
 

@@ -59,7 +59,7 @@ class ModelConfig:
     rope_theta: float = 500000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
-    attention: str = "auto"          # auto | sdpa | flash_attention_2
+    attention: str = "auto"          # auto | sdpa | flash_attention_2 | torch_varlen (ATTENTION)
     activation_checkpointing: bool = False
 
     FIELD_CHECKS = {"dim": ">= 1", "n_layers": ">= 1", "n_heads": ">= 1", "n_kv_heads": ">= 1", "ffn_dim": ">= 1",
@@ -238,7 +238,7 @@ class FlopsModel:
 
     * ``6 x`` the decoder's parameters per token read,
     * ``6 x vocab x dim`` per position through the output head (fitrain runs the head only on positions
-      with a target: fitrain.train.loss.head_cross_entropy),
+      with a target: fitrain.train.objective.head_cross_entropy),
     * ``12 x layers x dim x l`` per token of a document of length ``l``, i.e. ``12 x layers x dim x sum(l^2)``
       over the documents of a batch. Packed documents attend only within themselves, so a row of short
       documents does ``sum(l^2) / T`` of the attention work of one ``T``-token document: counting ``T^2``

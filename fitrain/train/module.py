@@ -3,7 +3,7 @@
 Each ``training_step`` receives one step of pre-fetched micro-batches (fitrain.train.microbatches.StepStream)
 and runs the phases of fitrain.train.step: count and all-gather, cut to the budget, backward every
 micro-batch with the exact normalisation, clip and step, log. The loss of a micro-batch is the training
-objective's (fitrain.train.loss.CausalLMLoss: decoder, head and CE of the supervised targets);
+objective's (fitrain.train.objective.CausalLMLoss: decoder, head and CE of the supervised targets);
 ``configure_model`` compiles the layers and, under ``strategy=fsdp``, shards the model
 (fitrain.train.parallel). The counters, the loader state and the RNG
 states travel in every checkpoint as a :class:`fitrain.train.checkpoint.TrainState`.

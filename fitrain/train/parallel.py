@@ -8,7 +8,7 @@ forward and fail its state checks; here the LightningModule stays unwrapped and 
 (called from the module's ``configure_model``) shards the model itself:
 
 * each decoder layer is its own FSDP2 group (``fully_shard``), the training objective
-  (fitrain.train.loss.CausalLMLoss: embedding, final norm, output head) the root group;
+  (fitrain.train.objective.CausalLMLoss: embedding, final norm, output head) the root group;
 * gradient accumulation reduces only on the last micro-batch (:func:`gradient_sync_off` around the others,
   ``set_requires_gradient_sync``); clipping uses the global norm over all shards (fitrain.train.optim);
 * ``bf16-mixed`` is FSDP2's ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``: fp32 sharded

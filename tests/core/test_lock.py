@@ -64,6 +64,24 @@ def test_a_failed_command_leaves_no_directory_it_created(tmp_path):
     assert (tmp_path / "new" / "partial").exists()  # what a resume may need stays
 
 
+def test_a_failed_command_leaves_none_of_the_parents_it_created(tmp_path, monkeypatch):
+    with pytest.raises(RuntimeError):
+        with dir_lock(tmp_path / "runs" / "exp" / "train", "x"):
+            raise RuntimeError("failed its checks")
+    assert list(tmp_path.iterdir()) == []  # no empty runs/ or runs/exp left
+    monkeypatch.chdir(tmp_path)  # a relative path, as on the command line
+    with pytest.raises(RuntimeError):
+        with dir_lock("runs/exp", "x"):
+            raise RuntimeError("failed its checks")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "runs").mkdir()  # a parent that was there before stays, empty or not
+    with pytest.raises(RuntimeError):
+        with dir_lock(tmp_path / "runs" / "a" / "b", "x"):
+            (tmp_path / "runs" / "a" / "other").mkdir()  # another command wrote beside it meanwhile
+            raise RuntimeError("failed its checks")
+    assert sorted(p.name for p in (tmp_path / "runs").rglob("*")) == ["a", "other"]
+
+
 def test_only_rank_zero_locks(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with dir_lock(tmp_path / "d", "rank1"):

@@ -9,7 +9,7 @@ import pytest
 
 from fitrain.core.errors import FitrainError
 from fitrain.data.integrity import find_prepared, verify_prepared
-from fitrain.data.manifest import Manifest, checksum
+from fitrain.data.manifest import REBUILD, Manifest, checksum
 from fitrain.data.shards import open_prepared
 
 
@@ -55,6 +55,33 @@ def test_open_checks_sizes_and_changed_files_cheaply(data):
     _open(data)
     v = verify_prepared(data)
     assert not v.ok and "shard_00000.tokens.npy changed" in v.problems[0]
+
+
+def _damage(kind: str, d) -> None:
+    if kind == "manifest":
+        m = json.loads((d / "manifest.json").read_text())
+        m["counts"]["rows"] += 1
+        (d / "manifest.json").write_text(json.dumps(m))
+    elif kind == "json":
+        (d / "manifest.json").write_text("{not json")
+    else:  # the bytes of a shard, its size and mtime kept as they were (only verify's full hash sees it)
+        p = d / "shard_00000.seg.npy"
+        st = p.stat()
+        raw = bytearray(p.read_bytes())
+        raw[-1] ^= 0xFF
+        p.write_bytes(bytes(raw))
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("kind", ["manifest", "json", "shard"])
+def test_verify_says_its_advice_once(data, kind):
+    _damage(kind, data)
+    v = verify_prepared(data)
+    line = v.line()
+    assert not v.ok and line.startswith(f"FAILED {data}: ")
+    assert line.count("re-run") == 1 and line.endswith(f"; {REBUILD}"), line
+    assert "fitrain verify" not in line and f"prepared data {data}" not in line
+    assert all("re-run" not in p for p in v.problems)
 
 
 def test_verify_recounts_the_arrays_of_a_manifest_without_checksums(data):

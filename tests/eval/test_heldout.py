@@ -50,3 +50,19 @@ def test_evaluate_heldout_finds_the_experiments_heldout_pairs(tiny_model_dir, pa
 def test_heldout_documents_are_refused(tiny_model_dir, documents_shards, tmp_path):
     with pytest.raises(FitrainError, match="holds documents, not pairs"):
         evaluate_heldout(HeldoutConfig(enabled=True, path=str(documents_shards)), tiny_model_dir, tmp_path, None)
+
+
+def test_a_damaged_heldout_shard_is_a_clear_error(tiny_model_dir, pairs_shards, tmp_path):
+    """Held-out evaluation checks the shard files the way training does (fitrain.data.shards.check_files)."""
+    data = tmp_path / "heldout"
+    shutil.copytree(pairs_shards, data)
+    p = data / "shard_00000.tokens.npy"
+    raw = bytearray(p.read_bytes())
+    raw[-1] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    with pytest.raises(FitrainError, match=r"the bytes of shard_00000.tokens.npy changed .*re-run the same `fitrain"):
+        evaluate_heldout(HeldoutConfig(enabled=True, path=str(data)), tiny_model_dir, tmp_path / "o", None)
+    p.write_bytes(bytes(raw[:-8]))
+    with pytest.raises(FitrainError, match="shard_00000.tokens.npy .*truncated"):
+        evaluate_heldout(HeldoutConfig(enabled=True, path=str(data)), tiny_model_dir, tmp_path / "o", None)
+    assert not (tmp_path / "o").exists()
