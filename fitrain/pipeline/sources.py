@@ -5,7 +5,7 @@
 * ``source-<arm>`` of a mixture arm: documents drawn from its weighted sources to the budget's tokens,
   counted with the experiment's tokenizer (fitrain.data.corpora.draw_mixture);
 * ``generate-<arm>``: a generated baseline (data_gen/baselines.py) over data_gen's document shards, one
-  Slurm array task per shard;
+  Slurm array task per contiguous range of ``data_gen.shards_per_task`` shards (one model server start each);
 * ``pairs-<arm>``: an fi variant whose judge threshold is below data_gen's (the no-judge ablation): data_gen's
   write stage run again over the judged shards with the arm's threshold.
 """
