@@ -70,7 +70,7 @@ def plot_scores(results: list[MetricResult], colors: dict[str, str], path: Path)
         ax.set_xticks(range(len(res.arms)))
         ax.set_xticklabels([a.arm for a in res.arms], fontsize=9)
         unit = " (%)" if k == 100 else ""
-        ax.set_title(f"{res.label}{unit}" + ("" if res.higher_is_better else "\n(lower is better)"), fontsize=9)
+        ax.set_title(_wrap(f"{res.label}{unit}") + ("" if res.higher_is_better else "\n(lower is better)"), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         lows = [(a.lo if a.lo is not None else a.value) * k for a in res.arms]
         if k == 1 and min(lows) > 0:
@@ -100,7 +100,7 @@ def plot_differences(results: list[MetricResult], reference: str, colors: dict[s
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels([a.arm for a in rows], fontsize=9)
         ax.set_ylim(-0.8, len(rows) - 0.2)
-        ax.set_title(f"{res.label}: arm − {reference}" + (" (%-points)" if k == 100 else ""), fontsize=9)
+        ax.set_title(_wrap(f"{res.label}: arm − {reference}" + (" (%-points)" if k == 100 else "")), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Differences to {reference} with 95% paired-bootstrap intervals", fontsize=10)
     _save(plt, fig, path)
@@ -180,3 +180,10 @@ def plot_checkpoints(arms: dict[str, list[Run]], keys: list[str], colors: dict[s
         ax.set_title(k, fontsize=9)
     _save(plt, fig, path, axes[:, 0], "step")
     return True
+
+
+def _wrap(title: str, width: int = 44) -> str:
+    """A subplot title on lines that fit its axis (long lm-eval metric names would run into the next one)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width)) or title
