@@ -78,7 +78,7 @@ def _value(a: cmp.ArmResult, k: float) -> str:
     """The value, with ``± sd`` over seeds when there are several."""
     if a.sd is None:
         return fmt_value(a.value, k)
-    return fmt_value(a.value, k) + " ± " + (f"{a.sd * k:.1f}" if k == 100 else f"{a.sd * k:.3g}")
+    return fmt_value(a.value, k) + " ± " + fmt_value(a.sd, k)  # the sd in the value's own decimals
 
 
 def _count(v) -> str:
