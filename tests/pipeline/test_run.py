@@ -62,8 +62,8 @@ def test_array_step_runs_every_shard_with_one_marker_each(tmp_path):
     cfg = _cfg(tmp_path)
     cfg.data_gen.num_shards = 3
     rec = Recorder()
-    run_experiment(cfg, runners=_runners(rec), only=["corpus", "data_gen-templates", "data_gen"])
-    assert rec.calls == ["corpus", "data_gen-templates", "data_gen:0", "data_gen:1", "data_gen:2"]
+    run_experiment(cfg, runners=_runners(rec), only=["corpus", "tokenizer", "data_gen-templates", "data_gen"])
+    assert rec.calls == ["corpus", "tokenizer", "data_gen-templates", "data_gen:0", "data_gen:1", "data_gen:2"]
     assert all(is_done(cfg.layout.step_marker_dir("data_gen", i)) for i in range(3))
 
 

@@ -100,13 +100,13 @@ def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cl
                                        "eval.heldout.enabled=false",
                                        f"slurm.steps.python={sys.executable}",
                                        f"slurm.data_gen.python={sys.executable}"])
-    steps = ["corpus", "data_gen-templates", "data_gen"]
+    steps = ["corpus", "tokenizer", "data_gen-templates", "data_gen"]  # data_gen's write counts tokens
     jobs = run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"]
     assert list(jobs) == steps
     script = (cfg.root / "slurm" / "data_gen.sbatch").read_text()
     assert "#SBATCH --array=0-1" in script
-    assert job_field(jobs["data_gen"], "Dependency") in (f"afterok:{jobs['data_gen-templates']}(unfulfilled)",
-                                                        "(null)", "")
+    dep = job_field(jobs["data_gen"], "Dependency")  # what is still pending of afterok:<templates>:<tokenizer>
+    assert dep in ("(null)", "") or any(f"afterok:{jobs[d]}" in dep for d in ("data_gen-templates", "tokenizer")), dep
     states = wait(jobs["data_gen"], timeout=240)
     logs = "\n".join(p.read_text() for p in sorted((cfg.root / "slurm" / "logs").glob("*.out")))
     assert sorted(states) == [f"{jobs['data_gen']}_0", f"{jobs['data_gen']}_1"], logs[-3000:]
@@ -116,6 +116,10 @@ def test_data_gen_array_chained_with_afterok_then_rerun_submits_nothing(slurm_cl
         assert (cfg.root / "data_gen" / "final" / f"shard-{shard:05d}" / "pairs.parquet").is_file()
     assert is_done(cfg.root / "data_gen" / "final")  # data_gen merged the shards' statistics
     assert read_json(cfg.root / "data_gen" / "final" / "stats.json")["out"] > 0
+    import pyarrow.parquet as pq  # the experiment's tokenizer counted the tokens of the written pairs
+
+    rows = pq.read_table(cfg.root / "data_gen" / "final" / "shard-00000" / "pairs.parquet").to_pylist()
+    assert rows and all(r["synthetic_token_count"] > 0 for r in rows) and rows[0]["token_count"] > 0
     assert run_experiment(cfg, slurm=True, only=steps, log=lambda m: None)["jobs"] == {}
 
 
