@@ -86,6 +86,8 @@ def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
             if added:  # (none: the same arms, spelled otherwise, e.g. `fi` as {name: fi, kind: fi})
                 log(f"adding arm(s) {', '.join(added)} to the finished experiment: only their steps run, and "
                     f"{', '.join(rerun) or 'no finished step'} again")
+    if path.is_file() and path.read_text() == text:
+        return path  # every job of a run reads it; the same text is not written again (by each rank)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path
@@ -196,7 +198,9 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         from fitrain.pipeline.slurm import check_reachable
 
         check_reachable()  # before anything is written
-    _s.check_arm_inputs(cfg)  # a missing corpus fails now, not after hours of data_gen
+    # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
+    # after the corpus was normalised) does not need the user's download any more
+    _s.check_arm_inputs(cfg, {s.arm for s in steps if s.name.startswith("source-") and status[s.name] == "todo"})
     cfg.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, log)
     if use_slurm:

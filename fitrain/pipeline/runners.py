@@ -1,5 +1,5 @@
-"""The work of each experiment step: derive one component's config from the experiment's (paths from the
-run layout, the shared seed, the matched budget) and call that component's entry point.
+"""The work of each experiment step: one component's config derived from the experiment's
+(fitrain.pipeline.configs) and that component's entry point.
 
 Nothing here re-implements a component (fitrain/INTERFACES.md lists the functions called). Because every
 step is "a component's config + its entry point", :func:`step_command` can print the one ``fitrain``
@@ -10,194 +10,16 @@ fitrain.pipeline.sources.
 from __future__ import annotations
 
 import copy
-import os
 import shlex
 from pathlib import Path
 from typing import Any, Callable
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import read_json
-from fitrain.pipeline.arms import ArmSpec, Run
-from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, rewrites_pairs, run_name
-
-
-# --------------------------------------------------------------------------------------- derived configs
-def corpus_files(cfg: ExperimentConfig, check: bool = True) -> list[str]:
-    """The document files the experiment reads (``check=False``: the patterns, unexpanded, for a dry run)."""
-    from fitrain.data.corpus import corpus_paths
-
-    if not check and not cfg.corpus.builtin:
-        return list(cfg.corpus.paths)
-    return corpus_paths(cfg.corpus, cfg.layout.corpus)
-
-
-def final_pairs(cfg: ExperimentConfig, heldout: bool = False, check: bool = True, stage_dir=None) -> list[str]:
-    """The data_gen output files of the training shards (or of the held-out shards); ``stage_dir``: another
-    directory of the same shard layout (an fi variant's re-written pairs)."""
-    from data_gen.shards import shard_dir
-
-    n, h = max(1, cfg.data_gen.num_shards), cfg.heldout_shards
-    ids = range(n - h, n) if heldout else range(n - h)
-    final = stage_dir or cfg.layout.data_gen("final")
-    files = [shard_dir(final, i) / "pairs.parquet" for i in ids]
-    missing = [str(f) for f in files if not f.is_file()]
-    if check and missing:
-        raise FitrainError(f"data_gen wrote no pairs file for {missing}; rerun the data_gen step")
-    return [str(f) for f in files]
-
-
-def arm_pairs(cfg: ExperimentConfig, arm: ArmSpec, check: bool = True) -> list[str]:
-    """An fi arm's pair files: data_gen's final shards, or its own re-written ones (``pairs-<arm>``)."""
-    own = cfg.layout.arm_data(arm.name) if rewrites_pairs(cfg, arm) else None
-    return final_pairs(cfg, check=check, stage_dir=own)
-
-
-def tokenizer_config(cfg: ExperimentConfig, check: bool = True):
-    from fitrain.data.records import InputConfig
-
-    tc = copy.deepcopy(cfg.tokenizer)
-    tc.files = []
-    tc.input = InputConfig(paths=corpus_files(cfg, check), kind="documents", text_column=cfg.corpus.text_column,
-                           id_column=cfg.corpus.id_column)
-    tc.out = str(cfg.layout.tokenizer)
-    return tc
-
-
-def data_gen_config(cfg: ExperimentConfig, check: bool = True):
-    from fitrain.core.recipes import packaged_path
-
-    dg = copy.deepcopy(cfg.data_gen)
-    dg.run_dir = str(cfg.root)
-    dg.seed = cfg.seed
-    dg.match.documents = corpus_files(cfg, check)
-    dg.match.builtin_corpus = False
-    dg.match.text_column = cfg.corpus.text_column
-    dg.match.id_column = cfg.corpus.id_column
-    dg.templatize.bank = [packaged_path(b) for b in dg.templatize.bank]
-    dg.write.tokenizer = dg.write.tokenizer or str(cfg.layout.tokenizer)  # token_count columns, our tokenizer
-    return dg
-
-
-def arm_documents_glob(cfg: ExperimentConfig, arm: ArmSpec) -> str:
-    """The normalised document files a corpus, mixture or generated arm's prepare reads."""
-    from fitrain.data.corpora import normalised_glob
-
-    d = cfg.layout.arm_data(arm.name)
-    return str(d / "shard-*" / "documents.parquet") if arm.kind == "generated" else normalised_glob(d)
-
-
-def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
-    """``arm``: an arm's name, or ``heldout`` (the held-out shards' pairs, unbudgeted)."""
-    from fitrain.data.records import InputConfig
-
-    pc = copy.deepcopy(cfg.prepare)
-    layout = cfg.layout
-    pc.tokenizer = str(layout.tokenizer)
-    pc.budget.seed = cfg.seed
-    if arm == "heldout":
-        pc.input.kind, pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = "pairs", False, False, ""
-        pc.input.paths = final_pairs(cfg, heldout=True, check=check)
-        pc.out = str(layout.prepared(arm))
-        return pc
-    arms = cfg.arm_set()
-    a = arms[arm]
-    if a.kind == "documents":  # the same settings and inputs as its fi arm, read as documents
-        src = arms.pairs_source(arm)
-        pc = prepare_config(cfg, src, check)
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = False, True, str(layout.prepared(src))
-    elif a.kind == "fi":
-        pc.input.kind = "pairs"
-        pc.input.paths = arm_pairs(cfg, a, check)
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = True, False, ""
-        if a.min_judge_score is not None and not rewrites_pairs(cfg, a):
-            pc.input.min_judge_score = a.min_judge_score
-        pc.format.loss_mask = a.loss_mask or pc.format.loss_mask
-    else:
-        pc.input = InputConfig(paths=[arm_documents_glob(cfg, a)], kind="documents", text_column="text",
-                               id_column="doc_id")
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = False, False, ""
-    pc.out = str(layout.prepared(arm))
-    return merge_settings(pc, a.prepare, f"arm '{arm}': prepare") if a.prepare else pc
-
-
-def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
-    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys refused)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(obj), OmegaConf.create(overrides)))
-    except OmegaConfBaseException as e:
-        raise FitrainError(f"{what}: {str(e).splitlines()[0]}") from None
-
-
-def _run(cfg: ExperimentConfig, arm: str, run: Run | None) -> Run:
-    return run if run is not None else cfg.runs(arm)[0]
-
-
-def train_config(cfg: ExperimentConfig, arm: str, run: Run | None = None):
-    """Every arm: the same model, optimiser and total-token budget (its root reference's prepared tokens);
-    the seed of the run (data order and initialisation)."""
-    run = _run(cfg, arm, run)
-    arms = cfg.arm_set()
-    tc = copy.deepcopy(cfg.train)
-    layout = cfg.layout
-    tc.arm = arm
-    tc.seed = run.seed
-    tc.run_dir = str(layout.train(run.id).root)
-    tc.tokenizer = str(layout.tokenizer)
-    tc.data.path = str(layout.prepared(arm))
-    if cfg.heldout_shards:
-        tc.data.val_path = str(layout.prepared("heldout"))
-    if not cfg.explicit_budget:
-        tc.budget_from = str(layout.prepared(arms.root(arm)))  # matched total tokens, exact cut for every arm
-        # the budget is bounded by the reference's data: a smaller arm repeats its own as often as it needs
-        tc.data.max_epochs = 0 if arms[arm].budget.epochs_allowed else 1
-    elif not arms[arm].budget.epochs_allowed:
-        tc.data.max_epochs = 1
-    tc.wandb.group = tc.wandb.group or cfg.name
-    tc.wandb.name = run_name(cfg, arm, run.id)
-    tags = [cfg.name, arm, cfg.size or tc.model.preset] + ([f"seed{run.seed}"] if run.id != arm else [])
-    tc.wandb.tags = list(dict.fromkeys(list(tc.wandb.tags) + tags))
-    nodes, per_node = os.environ.get("SLURM_NNODES", ""), os.environ.get("SLURM_NTASKS_PER_NODE", "")
-    if os.environ.get("SLURM_JOB_ID") and nodes.isdigit() and per_node:
-        # under srun: Lightning's devices x num_nodes must equal the tasks Slurm started
-        tc.num_nodes = int(nodes)
-        tc.devices = int(per_node.split("(")[0])
-        if tc.strategy == "auto" and tc.num_nodes * tc.devices > 1:
-            tc.strategy = "ddp"
-    return tc
-
-
-def eval_config(cfg: ExperimentConfig, arm: str, check: bool = True, run: Run | None = None):
-    """One run's evaluation into ``eval/<run>``; with pairwise enabled it writes the run's outputs on the
-    instruction set, and the head-to-head judgings are steps of their own (:func:`head_to_head_config`)."""
-    run = _run(cfg, arm, run)
-    layout = cfg.layout
-    ec = copy.deepcopy(cfg.eval)
-    ec.model = str(layout.train(run.id).root)
-    ec.arm = run.id
-    ec.out = str(layout.eval(run.id))
-    if ec.decontamination.enabled and not ec.decontamination.train.paths:
-        ec.decontamination.train = copy.deepcopy(prepare_config(cfg, arm, check).input)  # what this arm trained on
-    return ec
-
-
-def head_to_head_config(cfg: ExperimentConfig, step: ExperimentStep):
-    """The primary run judged against one baseline run: only the pairwise evaluation, into
-    ``eval/<run>/pairwise/<baseline>`` (the step merges its metrics into ``eval/<run>/results.json``)."""
-    from fitrain.core.layout import parse_run_id
-
-    layout = cfg.layout
-    ec = copy.deepcopy(cfg.eval)
-    ec.model, ec.arm = str(layout.train(step.run).root), step.run
-    ec.out = str(layout.head_to_head(step.run, step.baseline))
-    ec.lm_eval.tasks = []
-    ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = ec.heldout.enabled = False
-    ec.pairwise.enabled = True
-    ec.pairwise.baseline_outputs, ec.pairwise.baselines = str(layout.eval(step.baseline)), []
-    ec.pairwise.baseline_name = parse_run_id(step.baseline)[0]  # metrics pairwise/<arm>/..., the same for every seed
-    return ec
+from fitrain.pipeline.arms import Run
+from fitrain.pipeline.configs import (corpus_sizes, corpus_files, data_gen_config, eval_config,
+                                      head_to_head_config, prepare_config, tokenizer_config, train_config)
+from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep
 
 
 # ------------------------------------------------------------------------------------------------- steps
@@ -214,7 +36,7 @@ def corpus_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
                                                      id_column=cfg.corpus.id_column), rejects))
     if not docs:
         raise FitrainError(f"the corpus {cfg.corpus.paths} holds no readable documents ({rejects.summary()})")
-    return {"documents": docs, "files": files, "rejects": rejects.to_dict()}
+    return {"documents": docs, "files": files, "sizes": corpus_sizes(files), "rejects": rejects.to_dict()}
 
 
 def tokenizer_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:

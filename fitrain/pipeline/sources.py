@@ -18,14 +18,17 @@ from fitrain.core.errors import FitrainError
 from fitrain.data.records import Document
 from fitrain.pipeline.arms import ArmSpec, MixtureSource
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, training_shards
-from fitrain.pipeline.runners import arm_documents_glob, data_gen_config, prepare_config
+from fitrain.pipeline.configs import arm_documents_glob, data_gen_config, prepare_config
 
 
-def check_arm_inputs(cfg: ExperimentConfig) -> None:
-    """Before any step runs: every corpus arm's (and mixture source's) files exist; the error names the arm."""
+def check_arm_inputs(cfg: ExperimentConfig, arms: set[str] | None = None) -> None:
+    """Before any step runs: every corpus arm's (and mixture source's) files exist; the error names the arm.
+    ``arms``: only these (the arms whose ``source-`` step is still to run; None: all)."""
     from fitrain.data.records import expand_paths
 
     for a in cfg.arm_set().specs:
+        if arms is not None and a.name not in arms:
+            continue
         patterns = list(a.paths) + [p for s in a.sources for p in s.paths]
         try:
             expand_paths(patterns) if patterns else None

@@ -58,6 +58,23 @@ def test_a_missing_corpus_names_the_arm_before_anything_runs(tmp_path):
     assert not cfg.root.exists()  # refused before the run directory was written
 
 
+def test_a_step_that_does_not_read_the_download_runs_without_it(tmp_path):
+    """Once an arm's source step has normalised its corpus, later jobs (training, eval) no longer need the
+    user's files; only a source step still to run checks them."""
+    from fitrain.core.io import mark_done
+    from fitrain.pipeline.run import run_experiment
+
+    cfg = _cfg(tmp_path, ["fi", {"name": "ipt", "kind": "corpus", "paths": [str(tmp_path / "gone" / "*.txt")]}])
+    ran = []
+    runners = {"corpus": lambda c, s, sh: ran.append(s.name) or {}}
+    run_experiment(cfg, runners=runners, only=["corpus"], log=lambda m: None)
+    assert ran == ["corpus"]
+    with pytest.raises(FitrainError, match="arm 'ipt': corpus not found"):
+        run_experiment(cfg, runners=runners, only=["source-ipt"], log=lambda m: None)
+    mark_done(cfg.layout.step_marker_dir("source-ipt"), {"deps": []})
+    run_experiment(cfg, runners=runners, only=["source-ipt"], log=lambda m: None)  # finished: not checked
+
+
 def test_shorthand_names_are_the_two_arm_experiment(tmp_path):
     short = [s.name for s in experiment_steps(_cfg(tmp_path, ["fi", "standard"]))]
     spelled = [s.name for s in experiment_steps(_cfg(tmp_path, [{"name": "fi", "kind": "fi"},

@@ -5,7 +5,8 @@ import pytest
 from fitrain.core.errors import FitrainError
 from fitrain.pipeline.graph import ExperimentConfig, experiment_steps
 from fitrain.pipeline.run import load_experiment
-from fitrain.pipeline.runners import (prepare_config, corpus_step, eval_config, token_matching, train_config)
+from fitrain.pipeline.configs import eval_config, prepare_config, train_config
+from fitrain.pipeline.runners import corpus_step, token_matching
 from fitrain.core.io import write_json
 
 
@@ -80,7 +81,7 @@ def test_missing_corpus_is_a_clear_error(tmp_path):
 
 
 def test_head_to_head_is_a_step_per_baseline_after_both_evaluations(tmp_path):
-    from fitrain.pipeline.runners import head_to_head_config
+    from fitrain.pipeline.configs import head_to_head_config
 
     cfg = _cfg(tmp_path, **{"eval.pairwise.enabled": True})
     assert eval_config(cfg, "fi").pairwise.baseline_outputs == ""      # the evaluation only writes its outputs
@@ -169,7 +170,7 @@ def test_each_step_prints_an_equivalent_single_command(tmp_path, recipe):
 
 
 def test_every_run_of_every_arm_trains_the_reference_budget_with_its_own_seed(tmp_path, monkeypatch):
-    from fitrain.pipeline.runners import train_config
+    from fitrain.pipeline.configs import train_config
 
     for var in ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE"):
         monkeypatch.delenv(var, raising=False)
@@ -220,7 +221,7 @@ def test_dry_run_prints_the_by_hand_command_of_every_step(tmp_path, capsys):
 
 
 def test_data_gen_counts_tokens_with_the_experiments_tokenizer(tmp_path):
-    from fitrain.pipeline.runners import data_gen_config
+    from fitrain.pipeline.configs import data_gen_config
 
     cfg = _cfg(tmp_path)
     assert data_gen_config(cfg, check=False).write.tokenizer == str(cfg.root / "tokenizer")

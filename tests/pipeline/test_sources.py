@@ -27,7 +27,7 @@ def _data_gen_output(cfg: ExperimentConfig, texts: list[str]) -> None:
     from data_gen.match import doc_schema
     from data_gen.shards import shard_dir
     from data_gen.write import run as write
-    from fitrain.pipeline.runners import data_gen_config
+    from fitrain.pipeline.configs import data_gen_config
 
     layout = cfg.layout
     for i in range(2):
