@@ -9,9 +9,10 @@ The lifecycle is built so that two jobs on one node can never talk to each other
 
 * **a free port per job** (``serve.port: 0``): the kernel picks an unused port; if another process takes
   it before our server binds, the server exits and is started again on another port;
-* **health and identity of our own process**: we wait until *the process we started* is alive and
-  ``/v1/models`` lists exactly the model we asked for; a process that exits, or a port that answers with
-  another model, is a clear error, never a silent fallback to whatever listens there;
+* **health and identity of our own process**: we wait until *the process we started* is alive,
+  ``/v1/models`` lists the model we asked for, and (where /proc tells) the listening socket belongs to our
+  process group; a process that exits, a port that answers with another model, or another process's
+  server on our port is a clear error, never a silent fallback to whatever listens there;
 * **clean shutdown**: SIGTERM to the server's process group, SIGKILL after ``serve.stop_timeout_s``.
 
 If the server dies while a stage runs, the client raises ServerUnavailable (fitrain.core.llm_openai): the
@@ -43,9 +44,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _log_tail(path: Path, n: int = 2000) -> str:
+def _log_tail(path: Path, n: int = 2000, start: int = 0) -> str:
+    """The last ``n`` bytes the log got since offset ``start`` (this attempt's output, not an earlier one's)."""
     try:
-        return path.read_bytes()[-n:].decode("utf-8", "replace").strip()
+        return path.read_bytes()[start:][-n:].decode("utf-8", "replace").strip()
     except OSError:
         return ""
 
@@ -63,14 +65,51 @@ def _stop(proc: subprocess.Popen, timeout_s: float) -> None:
         proc.wait()
 
 
-def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfig, log_path: Path) -> str | None:
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port`` (Linux /proc/net/tcp{,6}; state 0A = LISTEN)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def _listener_owner(base: str, proc: subprocess.Popen) -> bool | None:
+    """Whether the process listening on ``base``'s port is ``proc`` or one of its process group (the server
+    we started); None where that cannot be told (no /proc). Another job's server with the same model name on
+    a port that was free a moment ago would otherwise pass the identity check."""
+    port = int(base.rsplit(":", 1)[1])
+    inodes = _listening_inodes(port)
+    if not inodes or not Path("/proc/self/fd").is_dir():
+        return None
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.getpgid(int(pid_dir.name)) != proc.pid:
+                continue
+            for fd in (pid_dir / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfig, log_path: Path,
+                log_start: int = 0) -> str | None:
     """Poll until our process serves ``model``. Returns None when ready, 'port_taken' when the process exited
     because its port was taken; raises FitrainError otherwise."""
     deadline = time.monotonic() + serve.health_timeout_s
     while True:
         code = proc.poll()
         if code is not None:
-            tail = _log_tail(log_path)
+            tail = _log_tail(log_path, start=log_start)
             if "address already in use" in tail.lower():
                 return "port_taken"
             raise FitrainError(f"{serve.command[0]} exited with status {code} before it served '{model}'; "
@@ -81,6 +120,11 @@ def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfi
             models = None  # not listening yet
         if models is not None:
             problem = identity_problem(model, models)
+            if problem is None:
+                owner = _listener_owner(base, proc)
+                if owner is None or owner:
+                    return None
+                problem = "the port is held by another process (not the one this job started)"
             if problem is None:
                 return None
             raise FitrainError(f"the server on {base} is not the one this job started: {problem}; another "
@@ -104,6 +148,7 @@ def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.
         base = f"http://{host}:{port}"
         cmd = [*serve.command, llm.model, "--host", host, "--port", str(port), *serve.extra_args]
         with open(log_path, "ab") as logf:
+            log_start = logf.tell()
             logf.write(f"[fitrain] starting {' '.join(cmd)}\n".encode())
             logf.flush()
             try:
@@ -113,7 +158,7 @@ def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.
                 raise FitrainError(f"cannot start {' '.join(cmd)}: {e} (set serve.command to the server "
                                    "executable of its own environment)") from None
             try:
-                state = _wait_ready(proc, base, llm.model, serve, log_path)
+                state = _wait_ready(proc, base, llm.model, serve, log_path, log_start)
                 if state == "port_taken" and not serve.port and attempt < PORT_ATTEMPTS:
                     continue
                 if state == "port_taken":

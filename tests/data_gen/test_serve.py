@@ -58,6 +58,22 @@ def test_a_port_held_by_a_neighbours_server_is_never_used(tmp_path):
         assert neighbour.requests == []  # not one request went to the neighbour
 
 
+def test_a_neighbours_server_of_the_same_model_on_our_port_is_never_taken_for_ours(tmp_path):
+    """Another job's server with the same model name answers on the port while ours still loads (it never
+    binds here): the listening socket is not our process group's, so it is refused, not used."""
+    with ScriptedLLMServer(lambda k, b: Reply(text="the neighbour's answer"), model="mine") as neighbour:
+        port = int(neighbour.base_url.rsplit(":", 1)[1].split("/")[0])
+        loading = ServeConfig(enabled=True, command=[sys.executable, "-c", "import time; time.sleep(30)", "--"],
+                              port=port, health_timeout_s=20, poll_s=0.2)
+        with pytest.raises(FitrainError, match="held by another process"):
+            with served(LLMConfig(model="mine"), loading, tmp_path / "log"):
+                pass
+        assert neighbour.requests == []
+    serve = stand_in("--responder", "echo")
+    with served(LLMConfig(model="mine"), serve, tmp_path / "log2") as llm:  # our own server: recognised
+        assert ask(llm) == "hi"
+
+
 def test_a_server_serving_another_model_is_refused(tmp_path):
     with pytest.raises(FitrainError, match="not the one this job started: it serves \\['other'\\], not 'mine'"):
         with served(LLMConfig(model="mine"), stand_in("--served-model-name", "other"), tmp_path / "log"):
