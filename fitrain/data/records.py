@@ -272,11 +272,12 @@ def _iter_scores(path: str) -> Iterator[Any]:
 
 # ------------------------------------------------------------------------------------------ documents
 def iter_documents(cfg: InputConfig, rejects: Rejects) -> Iterator[Document]:
+    needed = [cfg.text_column] + ([cfg.id_column] if cfg.id_column else [])
     for path in expand_paths(cfg.paths, cfg.dedupe_files):
         checked = False
-        for where, rec in iter_rows(path, None, rejects, cfg.hub_split):
+        for where, rec in iter_rows(path, needed, rejects, cfg.hub_split):  # parquet: only these columns are read
             if not checked:
-                check_columns(path, rec, [cfg.text_column] + ([cfg.id_column] if cfg.id_column else []))
+                check_columns(path, rec, needed)
                 checked = True
             if cfg.id_column and cfg.id_column not in rec:
                 raise FitrainError(f"{where}: the row has no '{cfg.id_column}' field (input.id_column); give every "
