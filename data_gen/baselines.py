@@ -212,7 +212,7 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
     model server start (checked to serve ``llm.model``; its log ``<out>/vllm.shard-NNNNN.log`` is named by
     the job's first shard). Requests stream through the client's window of ``llm.max_concurrency``.
     Returns the shard runner's status (merged statistics when complete)."""
-    from data_gen.match import shard_documents
+    from data_gen.match import TaskDocuments
     from data_gen.serve import serving
 
     if method not in METHODS:
@@ -237,7 +237,7 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
             from fitrain.data.corpora import document_schema
 
             st = StageStats(stage)
-            reqs = (request(d) for d in shard_documents(dg, i, dg.num_shards, st.rejects))
+            reqs = (request(d) for d in docs(i, st.rejects))
             with stream_parsed(make_baseline_backend(model, out), reqs, parse, st.rejects,
                                what=TASKS[method]) as stream, \
                     row_sink(out / "documents.parquet", document_schema(), st, opts.batch_size) as add:
@@ -249,7 +249,8 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
                             add(row)
             return st
 
-        return run_shards(stage, out_dir, shards, work, shard, log)
+        with TaskDocuments(dg, out_dir, shard, of=shards) as docs:  # one pass over the corpus for the job's shards
+            return run_shards(stage, out_dir, shards, work, shard, log)
 
 
 def _row(method: str, d: Document, parsed, seed: int, opts: GenerateOptions, st: StageStats) -> dict | None:

@@ -13,6 +13,7 @@ similarity, chunk_index, slot_count), both written while streaming so memory sta
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -42,18 +43,94 @@ def match_schema():
 def shard_documents(cfg: DataGenConfig, i: int, n: int, rejects: Rejects) -> Iterator[Document]:
     """The documents of shard ``i``: running index ``j`` with ``j % n == i`` (bad rows counted once, by
     the shard that owns their position)."""
-    m = cfg.match
-    if not m.documents:
-        raise FitrainError("match.documents is empty: name jsonl/parquet document files (column match.text_column)")
-    inp = InputConfig(paths=list(m.documents), kind="documents", text_column=m.text_column, id_column=m.id_column)
     scratch = Rejects()
-    for j, doc in enumerate(iter_documents(inp, scratch)):
-        if m.max_documents and j >= m.max_documents:
-            break
+    for j, doc in enumerate(_corpus(cfg, scratch)):
         if j % n == i:
             yield doc
     if i == 0:  # rows rejected while reading (invalid UTF-8, empty text, ...) are counted by shard 0 only
         rejects.merge(scratch)
+
+
+def _corpus(cfg: DataGenConfig, rejects: Rejects) -> Iterator[Document]:
+    """Every document of the corpus in order (``match.max_documents`` at most): document ``j`` of this
+    iterator belongs to shard ``j % num_shards``."""
+    m = cfg.match
+    if not m.documents:
+        raise FitrainError("match.documents is empty: name jsonl/parquet document files (column match.text_column)")
+    inp = InputConfig(paths=list(m.documents), kind="documents", text_column=m.text_column, id_column=m.id_column)
+    for j, doc in enumerate(iter_documents(inp, rejects)):
+        if m.max_documents and j >= m.max_documents:
+            break
+        yield doc
+
+
+class TaskDocuments:
+    """``docs(i, rejects)``: the documents of shard ``i`` (as :func:`shard_documents`), for a job that runs
+    several shards (an array task's range) with ONE pass over the corpus instead of one per shard: the first
+    shard asked for spools the documents of every shard the job still has to run into scratch parquet
+    files (``<stage>/.spool-<pid>/``, removed on close), which the shards then read. Same documents, same
+    order, rejects of the reading counted by shard 0 as before."""
+
+    def __init__(self, cfg: DataGenConfig, stage_dir: Path, shard=None, of: int | None = None):
+        """``shard``/``of``: the job's shards as the shard runner selects them, out of ``of`` (default: all
+        ``num_shards``; a generated baseline runs the training shards only)."""
+        from data_gen.shards import selected_shards, shard_dir
+        from fitrain.core.io import is_done
+
+        self.cfg, self.n = cfg, cfg.num_shards
+        self.pending = [i for i in selected_shards(of or self.n, shard) if not is_done(shard_dir(Path(stage_dir), i))]
+        self.scratch = Path(stage_dir) / f".spool-{os.getpid()}"
+        self.files: dict[int, Path] | None = None
+        self.read_rejects = Rejects()
+
+    def __call__(self, i: int, rejects: Rejects) -> Iterator[Document]:
+        if len(self.pending) < 2 or i not in self.pending:
+            yield from shard_documents(self.cfg, i, self.n, rejects)
+            return
+        if self.files is None:
+            self.files = self._spool()
+        from data_gen.shards import iter_parquet
+
+        for batch in iter_parquet(self.files[i]):
+            for r in batch:
+                yield Document(r["doc_id"], r["text"])
+        if i == 0:
+            rejects.merge(self.read_rejects)
+
+    def _spool(self) -> dict[int, Path]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        files = {i: self.scratch / f"shard-{i:05d}.parquet" for i in self.pending}
+        writers = {i: pq.ParquetWriter(f, doc_schema()) for i, f in files.items()}
+        rows: dict[int, list[dict]] = {i: [] for i in files}
+        try:
+            for j, doc in enumerate(_corpus(self.cfg, self.read_rejects)):
+                k = j % self.n
+                if k in rows:
+                    rows[k].append({"doc_id": doc.doc_id, "text": doc.text})
+                    if len(rows[k]) >= 1024:
+                        writers[k].write_table(pa.Table.from_pylist(rows[k], schema=doc_schema()))
+                        rows[k] = []
+            for k, rs in rows.items():
+                if rs:
+                    writers[k].write_table(pa.Table.from_pylist(rs, schema=doc_schema()))
+        finally:
+            for w in writers.values():
+                w.close()
+        return files
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> "TaskDocuments":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def slot_weights(slots: np.ndarray, target: dict[int, float]) -> np.ndarray:
@@ -105,6 +182,8 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
     tindex = TemplateIndex.load(index_dir, cfg.index.nprobe)
     target = target_distribution(m, tindex.meta)
 
+    docs = TaskDocuments(cfg, stage_dir, shard)
+
     def work(i: int, out: Path) -> StageStats:
         st = StageStats("match")
         enc = encoder()
@@ -114,7 +193,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
                 parquet_sink(out / "matches.parquet", match_schema()) as write_matches:
             batch: list[Document] = []
             seen: set[str] = set()
-            for doc in shard_documents(cfg, i, cfg.num_shards, st.rejects):
+            for doc in docs(i, st.rejects):
                 if doc.doc_id in seen:  # its pairs would be grouped with the first document of that id
                     st.inputs += 1
                     st.rejects.add("duplicate_doc_id", doc.doc_id)
@@ -130,7 +209,8 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
                 bar.update(len(batch))
         return st
 
-    return run_shards("match", stage_dir, cfg.num_shards, work, shard, log)
+    with docs:
+        return run_shards("match", stage_dir, cfg.num_shards, work, shard, log)
 
 
 def _match_batch(docs: list[Document], enc, tindex, target, cfg: DataGenConfig, st: StageStats,

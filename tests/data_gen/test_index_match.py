@@ -59,3 +59,35 @@ def test_slot_weights_make_sampled_slot_counts_follow_the_target():
 def test_target_distribution_defaults_to_the_bank():
     assert target_distribution(MatchConfig(), {"slot_counts": {"1": 30, "2": 10}}) == {1: 0.75, 2: 0.25}
     assert target_distribution(MatchConfig(slot_count_target={2: 1.0}), {"slot_counts": {"1": 3}}) == {2: 1.0}
+
+
+def test_a_job_with_several_shards_reads_the_corpus_once_and_gets_the_same_documents(tmp_path, monkeypatch):
+    import json
+
+    from data_gen import match
+    from data_gen.config import DataGenConfig
+    from data_gen.shards import shard_dir
+    from fitrain.core.accounting import Rejects
+    from fitrain.core.io import mark_done
+
+    corpus = tmp_path / "docs.jsonl"
+    rows = [{"id": f"d{j}", "text": f"document {j}"} for j in range(23)] + [{"id": "bad", "text": ""}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataGenConfig(run_dir=str(tmp_path), num_shards=5)
+    cfg.match.documents, cfg.match.id_column = [str(corpus)], "id"
+    expected = {i: [d.doc_id for d in match.shard_documents(cfg, i, 5, Rejects())] for i in range(5)}
+    passes = []
+    real = match.iter_documents
+    monkeypatch.setattr(match, "iter_documents", lambda *a, **k: passes.append(1) or real(*a, **k))
+    stage = tmp_path / "matches"
+    mark_done(shard_dir(stage, 3))  # finished earlier: not spooled, not read
+    with match.TaskDocuments(cfg, stage, [0, 1, 2, 3, 4]) as docs:
+        got, rejects = {}, Rejects()
+        for i in (0, 1, 2, 4):
+            got[i] = [d.doc_id for d in docs(i, rejects)]
+        assert (stage / f".spool-{__import__('os').getpid()}").is_dir()
+    assert got == {i: expected[i] for i in (0, 1, 2, 4)} and len(passes) == 1
+    assert dict(rejects.counts) == {"empty_document": 1}  # counted once, by shard 0
+    assert not any(p.name.startswith(".spool") for p in stage.iterdir())  # scratch removed
+    with match.TaskDocuments(cfg, stage, 2) as docs:  # one shard: read directly, no spool
+        assert [d.doc_id for d in docs(2, Rejects())] == expected[2]
