@@ -6,9 +6,12 @@ with :func:`fitrain.train.export.export`). That makes ``fitrain eval`` usable as
 
 Outputs go to ``out`` (default: ``<experiment>/eval/<arm>`` for a model inside a run layout, and
 ``.../eval/<arm>/checkpoints/<name>`` for an intermediate checkpoint). ``results.json`` is merged with
-what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece; it is valid
-JSON (a metric that is not a finite number is left out and counted, never written as NaN). Per-item scores
+what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece, and written
+after each benchmark, so a later failure keeps the earlier results; it is valid JSON (a metric that is not a finite number is left out and counted, never written as NaN). Per-item scores
 for the report's paired statistics go to ``items/`` (fitrain_eval.items).
+
+Before any model runs, every enabled benchmark's data must be there and the judge (when a judged benchmark
+needs one) must answer and serve ``judge.llm.model``: a one-line error, not hours of lm-eval lost.
 
 The model is prompted in the format its export recorded (``generation.format_from_model``); the same format
 renders lm-eval's instruction-format requests.
@@ -121,7 +124,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise, heldout "
                            "or decontamination (see recipes/eval/)")
     check_data(cfg)
-    need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or bool(baseline_paths(cfg.pairwise))
+    head_to_head = cfg.pairwise.enabled and bool(baseline_paths(cfg.pairwise))
+    need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or head_to_head
     if need_judge:  # before any benchmark runs: an unreachable judge must not cost the lm-eval hours
         from fitrain_eval.judges.common import check_judge
 
