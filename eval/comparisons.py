@@ -90,8 +90,8 @@ class HeadToHead:
     estimate: stats.Estimate
     n_items: int
     excluded: int
-    lc: float | None = None
-    lc_se: float | None = None
+    lc: float | None = None                # mean LC win rate over the pairs (seeds)
+    lc_se: float | None = None             # its standard error: sqrt(sum se_i^2) / k (mean_se)
     counts: dict = field(default_factory=dict)   # wins / ties / losses over the compared items, all pairs
     info: dict = field(default_factory=dict)
 
@@ -194,10 +194,16 @@ def head_to_heads(arms: dict[str, list[Run]], n_boot: int = 10000, seed: int = 0
         out.append(HeadToHead(a, b, [(r.name, base) for r, base in pairs], est, len(common),
                               len(all_ids) - len(common),
                               float(np.mean(lcs)) if all(v is not None for v in lcs) else None,
-                              float(np.mean(ses)) if all(v is not None for v in ses) else None,
+                              mean_se(ses) if all(v is not None for v in ses) else None,
                               {"wins": int((flat > 0.5).sum()), "ties": int((flat == 0.5).sum()),
                                "losses": int((flat < 0.5).sum())}, _info(files)))
     return out
+
+
+def mean_se(ses: list[float]) -> float:
+    """The standard error of a mean over k independent seeds, each with its own standard error:
+    ``sqrt(sum se_i^2) / k``."""
+    return float(np.sqrt(np.sum(np.square(ses))) / len(ses))
 
 
 def headline_metrics(arms: dict[str, list[Run]], wanted: list[str]) -> list[str]:

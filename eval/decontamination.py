@@ -120,14 +120,18 @@ def decontaminate(cfg: DecontaminationConfig, sets: dict[str, list[tuple[str, st
     return metrics, details
 
 
+def check_benchmarks(benchmarks: list[str]) -> None:
+    unknown = sorted(b for b in benchmarks if b not in BENCHMARKS)
+    if unknown:
+        raise FitrainError(f"unknown decontamination benchmark(s) {unknown}; one of {BENCHMARKS}")
+
+
 def eval_sets(benchmarks: list[str], mixeval_root: str, mtbench101_path: str, alpaca_path: str, rejects: Rejects
               ) -> dict[str, list[tuple[str, str]]]:
     """``{benchmark: [(item id, text the model is asked)]}`` from the judges' loaders."""
     from fitrain_eval.judges import mixeval, mtbench101, pairwise
 
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
-    if unknown:
-        raise FitrainError(f"unknown decontamination benchmark(s) {unknown}; one of {BENCHMARKS}")
+    check_benchmarks(benchmarks)
     out: dict[str, list[tuple[str, str]]] = {}
     for b in benchmarks:
         if b in ("mixeval", "mixeval_hard"):

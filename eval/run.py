@@ -6,9 +6,12 @@ with :func:`fitrain.train.export.export`). That makes ``fitrain eval`` usable as
 
 Outputs go to ``out`` (default: ``<experiment>/eval/<arm>`` for a model inside a run layout, and
 ``.../eval/<arm>/checkpoints/<name>`` for an intermediate checkpoint). ``results.json`` is merged with
-what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece; it is valid
-JSON (a metric that is not a finite number is left out and counted, never written as NaN). Per-item scores
+what earlier jobs wrote there, so separate jobs (lm-eval, judges) can fill it piece by piece, and written
+after each benchmark, so a later failure keeps the earlier results; it is valid JSON (a metric that is not a finite number is left out and counted, never written as NaN). Per-item scores
 for the report's paired statistics go to ``items/`` (fitrain_eval.items).
+
+Before any model runs, every enabled benchmark's data must be there and the judge (when a judged benchmark
+needs one) must answer and serve ``judge.llm.model``: a one-line error, not hours of lm-eval lost.
 
 The model is prompted in the format its export recorded (``generation.format_from_model``); the same format
 renders lm-eval's instruction-format requests.
@@ -109,10 +112,9 @@ def resolve_model(t: Target) -> Path:
 def evaluate(cfg: EvalConfig) -> dict:
     """Run every enabled evaluation; write ``results.json`` (merged), ``rejects.json`` and the config."""
     import dataclasses
-    import math
 
     from fitrain.core.config import redact, to_dict
-    from fitrain.core.io import read_json, write_json
+    from fitrain.core.io import write_json
     from fitrain_eval.generate import check_model_dir
 
     from fitrain_eval.judges.pairwise import baseline_paths
@@ -121,6 +123,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     if not (cfg.lm_eval.tasks or judged or cfg.decontamination.enabled or cfg.heldout.enabled):
         raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise, heldout "
                            "or decontamination (see recipes/eval/)")
+    check_data(cfg)
+    head_to_head = cfg.pairwise.enabled and bool(baseline_paths(cfg.pairwise))
+    need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or head_to_head
+    if need_judge:  # before any benchmark runs: an unreachable judge must not cost the lm-eval hours
+        from fitrain_eval.judges.common import check_judge
+
+        check_judge(cfg.judge)
     needs_model = bool(cfg.lm_eval.tasks) or judged or cfg.heldout.enabled
     if needs_model or cfg.model:
         t = locate(cfg)
@@ -134,7 +143,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     (t.out / "eval_config.yaml").write_text(
         "# fitrain eval config (secrets redacted)\n" + _yaml(redact(to_dict(cfg))))
     rejects = Rejects()
-    metrics: dict = {}
+    results = Results(t.out, rejects)
 
     _log(f"evaluating {model_dir} as '{t.arm}' -> {t.out}")
     if cfg.lm_eval.tasks:
@@ -142,20 +151,19 @@ def evaluate(cfg: EvalConfig) -> dict:
 
         _log(f"lm-eval: {', '.join(cfg.lm_eval.tasks)} ({', '.join(cfg.lm_eval.formats)} format)")
 
-        metrics.update(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
+        results.add(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
 
     if cfg.heldout.enabled:
         from fitrain_eval.heldout import evaluate_heldout
 
         _log("held-out answer loss per item")
-        metrics.update(evaluate_heldout(cfg.heldout, model_dir, t.out, Path(cfg.model).resolve()))
+        results.add(evaluate_heldout(cfg.heldout, model_dir, t.out, Path(cfg.model).resolve()))
 
     if judged:
         from fitrain_eval.generate import Generator
         from fitrain_eval.judges.common import Judge
 
-        need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or bool(baseline_paths(cfg.pairwise))
-        judge = Judge(cfg.judge, cache_dir=t.out) if need_judge else None  # fails fast when unreachable
+        judge = Judge(cfg.judge, cache_dir=t.out) if need_judge else None
         gen_cfg = cfg.generation
         if gen_cfg.llm.backend == "transformers" and not gen_cfg.llm.model:
             gen_cfg = dataclasses.replace(gen_cfg, llm=dataclasses.replace(gen_cfg.llm, model=str(model_dir)))
@@ -164,18 +172,18 @@ def evaluate(cfg: EvalConfig) -> dict:
             from fitrain_eval.judges.mixeval import evaluate_mixeval
 
             _log(f"MixEval: {', '.join(cfg.mixeval.splits)}")
-            metrics.update(evaluate_mixeval(cfg.mixeval, generator, judge, t.out, rejects))
+            results.add(evaluate_mixeval(cfg.mixeval, generator, judge, t.out, rejects))
         if cfg.mtbench101.enabled:
             from fitrain_eval.judges.mtbench101 import evaluate_mtbench101
 
             _log("MT-Bench-101")
-            metrics.update(evaluate_mtbench101(cfg.mtbench101, generator, judge, t.out, rejects))
+            results.add(evaluate_mtbench101(cfg.mtbench101, generator, judge, t.out, rejects))
         if cfg.pairwise.enabled:
             from fitrain_eval.judges.pairwise import evaluate_pairwise
 
             bases = baseline_paths(cfg.pairwise)
             _log("AlpacaEval outputs" + (f" + head-to-head vs {', '.join(bases)}" if bases else ""))
-            metrics.update(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
+            results.add(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
 
     if cfg.decontamination.enabled:
         from fitrain_eval.decontamination import decontaminate, eval_sets
@@ -185,17 +193,65 @@ def evaluate(cfg: EvalConfig) -> dict:
                          cfg.pairwise.instructions, rejects)
         m, details = decontaminate(cfg.decontamination, sets, rejects)
         write_json(t.out / "decontamination.json", details)
-        metrics.update(m)
+        results.add(m)
 
-    results_path = t.out / "results.json"
-    merged = read_json(results_path) if results_path.is_file() else {}
-    merged.update(metrics)
-    for k in [k for k, v in merged.items() if isinstance(v, float) and not math.isfinite(v)]:
-        rejects.add("metric_not_finite", k, str(merged.pop(k)))
-    write_json(results_path, merged)
-    write_json(t.out / "rejects.json", rejects.to_dict())
-    _log(f"wrote {results_path}" + (f"; rejected/counted: {rejects.summary()}" if rejects.total else ""))
+    merged = results.write()
+    _log(f"wrote {results.path}" + (f"; rejected/counted: {rejects.summary()}" if rejects.total else ""))
     return merged
+
+
+class Results:
+    """This job's metrics, merged into ``<out>/results.json`` (over what earlier jobs wrote there, read again at
+    each write) after every benchmark, atomically, with ``rejects.json``: a later failure keeps the earlier
+    benchmarks' results. A metric that is not a finite number is left out and counted (``metric_not_finite``)."""
+
+    def __init__(self, out: Path, rejects: Rejects):
+        self.path, self.rejects = out / "results.json", rejects
+        self.metrics: dict = {}
+        self.dropped: set[str] = set()   # not finite: left out, and an earlier job's value for it removed
+
+    def add(self, metrics: dict) -> None:
+        import math
+
+        for k, v in metrics.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                self.rejects.add("metric_not_finite", k, str(v))
+                self.metrics.pop(k, None)
+                self.dropped.add(k)
+            else:
+                self.metrics[k] = v
+                self.dropped.discard(k)
+        self.write()
+
+    def write(self) -> dict:
+        from fitrain.core.io import read_json, write_json
+
+        merged = read_json(self.path) if self.path.is_file() else {}
+        merged.update(self.metrics)
+        for k in self.dropped:
+            merged.pop(k, None)
+        write_json(self.path, merged)
+        write_json(self.path.parent / "rejects.json", self.rejects.to_dict())
+        return merged
+
+
+def check_data(cfg: EvalConfig) -> None:
+    """Every enabled benchmark's data is there, before any model runs (a one-line error naming the setting)."""
+    from fitrain_eval.decontamination import check_benchmarks
+    from fitrain_eval.judges import mixeval, mtbench101, pairwise
+
+    decon = set(cfg.decontamination.benchmarks) if cfg.decontamination.enabled else set()
+    check_benchmarks(list(decon))
+    mix_splits = list(dict.fromkeys((cfg.mixeval.splits if cfg.mixeval.enabled else [])
+                                    + [b for b in ("mixeval", "mixeval_hard") if b in decon]))
+    if mix_splits:
+        mixeval.check_data(cfg.mixeval.root, mix_splits)
+    if cfg.mtbench101.enabled or "mtbench101" in decon:
+        mtbench101.check_data(cfg.mtbench101.path)
+    if cfg.pairwise.enabled:
+        pairwise.check_data(cfg.pairwise)
+    elif "alpaca_eval" in decon:
+        pairwise.check_data(pairwise.PairwiseConfig(instructions=cfg.pairwise.instructions))
 
 
 def with_model_format(cfg: EvalConfig, model_dir: Path) -> EvalConfig:

@@ -37,21 +37,31 @@ class Judged:
     raw: dict
 
 
+def check_judge(cfg: JudgeConfig) -> None:
+    """Fail fast on a judge that cannot work: a bad backend or model setting, or an OpenAI-compatible server
+    that does not answer or does not serve ``judge.llm.model``. ``fitrain eval`` calls it before any
+    benchmark runs, so that an unreachable judge costs no lm-eval time."""
+    from fitrain.core.llm import check_reachable
+
+    llm = cfg.llm
+    if llm.backend == "openai" and not llm.model:
+        raise FitrainError("judge.llm.model must name the judge model served at judge.llm.base_url")
+    if llm.backend not in ("openai", "transformers"):
+        raise FitrainError(f"judge.llm.backend must be openai or transformers, got '{llm.backend}'")
+    check_reachable(llm, check_model=True)
+
+
 class Judge:
     def __init__(self, cfg: JudgeConfig, cache_dir: str | Path | None = None, backend=None):
         from dataclasses import replace
 
-        from fitrain.core.llm import check_reachable, make_backend
+        from fitrain.core.llm import make_backend
 
         llm = cfg.llm
         if backend is None:
-            if llm.backend == "openai" and not llm.model:
-                raise FitrainError("judge.llm.model must name the judge model served at judge.llm.base_url")
-            if llm.backend not in ("openai", "transformers"):
-                raise FitrainError(f"judge.llm.backend must be openai or transformers, got '{llm.backend}'")
+            check_judge(cfg)
             if cfg.cache and not llm.cache and cache_dir is not None:
                 llm = replace(llm, cache=str(Path(cache_dir) / "judge_cache.jsonl"))
-            check_reachable(llm)
             backend = make_backend(llm)
         self.cfg, self.llm, self.backend = cfg, llm, backend
         self.model = backend.model
@@ -124,6 +134,16 @@ def save_records(path: str | Path, records: list[dict]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+
+
+def require_data(path: str | Path, benchmark: str, setting: str, source: str) -> None:
+    """A benchmark file (or folder) that is not there is a one-line error naming the recipe setting to change
+    and where the data comes from (relative defaults such as ``../shared/...`` resolve against the directory
+    the job runs in)."""
+    p = Path(path)
+    if not p.exists():
+        raise FitrainError(f"{benchmark} data not found: {p} (resolved {p.resolve()}); set {setting} (eval.{setting} "
+                           f"in an experiment recipe) to it; get it from {source}")
 
 
 def load_benchmark_json(p: Path, benchmark: str, expected: type, shape: str) -> Any:

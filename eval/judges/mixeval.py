@@ -39,7 +39,8 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
 from fitrain_eval.judges import official, paraphrased
-from fitrain_eval.judges.common import Judge, bracketed, first_match, letters, load_benchmark_json, parse_number
+from fitrain_eval.judges.common import (Judge, bracketed, first_match, letters, load_benchmark_json, parse_number,
+                                        require_data)
 
 SPLITS = {"mixeval": "mixeval", "mixeval_hard": "mixeval-hard"}
 KINDS = {"free_form": "free-form", "multiple_choice": "multiple-choice"}
@@ -118,12 +119,28 @@ def _check_item(rec, kind: str) -> str:
     return ""
 
 
-def load_split(root: str | Path, split: str, rejects: Rejects, limit: int = 0) -> list[Item]:
+SOURCE = "github.com/Psycoy/MixEval (mix_eval/data/mixeval-2024-08-11, the folder holding mixeval/ and mixeval-hard/)"
+
+
+def split_files(root: str | Path, split: str) -> dict[str, Path]:
+    """``{kind: file}`` of one split under ``root``."""
     if split not in SPLITS:
         raise FitrainError(f"unknown MixEval split '{split}'; one of {sorted(SPLITS)}")
+    return {kind: Path(root) / SPLITS[split] / f"{fname}.json" for kind, fname in KINDS.items()}
+
+
+def check_data(root: str | Path, splits: list[str]) -> None:
+    """The files of every split are there (else a one-line error naming ``mixeval.root`` and the source)."""
+    require_data(root, "MixEval", "mixeval.root", SOURCE)
+    for split in splits:
+        for p in split_files(root, split).values():
+            require_data(p, "MixEval", "mixeval.root", SOURCE)
+
+
+def load_split(root: str | Path, split: str, rejects: Rejects, limit: int = 0) -> list[Item]:
     out = []
-    for kind, fname in KINDS.items():
-        items = load_file(Path(root) / SPLITS[split] / f"{fname}.json", kind, rejects)
+    for kind, p in split_files(root, split).items():
+        items = load_file(p, kind, rejects)
         out.extend(items[:limit] if limit else items)
     return out
 

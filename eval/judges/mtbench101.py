@@ -17,8 +17,10 @@ benchmark's README points to; texts in ``prompts/mt_bench_101``, read verbatim):
   unweighted mean of the task means.
 
 Departures, and why: a rating outside 1-10 counts as unparsable and is asked again (OpenCompass would keep
-it); an empty answer is rated 1 (the lowest) without a judge call. A dialogue none of whose turns could be
-rated is a failed item, which the report drops for every arm.
+it); an empty answer is rated 1 (the lowest) without a judge call. In the per-item scores for the report's
+paired statistics a dialogue with **any** turn unrated is a failed item, which the report drops for every arm
+(else one arm's minimum over turns {1, 2} would be paired with another's over {1, 2, 3}); the benchmark's own
+``overall`` keeps OpenCompass's minimum over the rated turns.
 
 ``prompts=paraphrased``: fitrain's earlier one-line rubrics (fitrain_eval.judges.paraphrased).
 
@@ -37,7 +39,7 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
 from fitrain_eval.judges import official, paraphrased
-from fitrain_eval.judges.common import Judge, first_match, parse_number
+from fitrain_eval.judges.common import Judge, first_match, parse_number, require_data
 
 _RULES = official.mtbench101_rules()
 TASKS = tuple(sorted(_RULES["tasks"]))
@@ -75,6 +77,14 @@ class Dialogue:
         for h in self.history[:t]:
             msgs += [{"role": "user", "content": h["user"]}, {"role": "assistant", "content": h["bot"]}]
         return msgs + [{"role": "user", "content": self.history[t]["user"]}]
+
+
+SOURCE = "github.com/mtbench101/mt-bench-101 (data/subjective/mtbench101.jsonl)"
+
+
+def check_data(path: str | Path) -> None:
+    """The benchmark file is there (else a one-line error naming ``mtbench101.path`` and the source)."""
+    require_data(path, "MT-Bench-101", "mtbench101.path", SOURCE)
 
 
 def load(path: str | Path, rejects: Rejects, limit_per_task: int = 0, tasks: list[str] | None = None
@@ -203,6 +213,26 @@ def aggregate(turn_scores: dict[str, dict[int, float]], dialogues: list[Dialogue
     return metrics, per_dialogue
 
 
+def paired_item_scores(turn_scores: dict[str, dict[int, float]], dialogues: list[Dialogue]
+                       ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Per-dialogue scores for the report's paired statistics: the minimum over **all** judged turns, and a
+    dialogue with any turn unrated a failed item (None, with its reason). The benchmark's own score keeps the
+    minimum over the turns rated (:func:`aggregate`), but in a paired comparison that would set one arm's
+    minimum over turns {1, 2} against another's over {1, 2, 3}; as a failure, the same-items rule
+    (fitrain_eval.comparisons) leaves the dialogue out for every arm and counts it."""
+    scores: dict[str, float | None] = {}
+    failures: dict[str, str] = {}
+    for d in dialogues:
+        got = turn_scores.get(d.key, {})
+        missing = [t for t in d.scored_turns() if t not in got]
+        scores[d.key] = None if missing else min(got.values())
+        if not got:
+            failures[d.key] = "no turn rated"
+        elif missing:
+            failures[d.key] = "a turn not rated"
+    return scores, failures
+
+
 def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir: str | Path, rejects: Rejects
                         ) -> dict:
     from fitrain_eval.generate import save_generations
@@ -240,11 +270,12 @@ def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir:
         records.append({"id": f"{d.key}#{t}", "task": d.task, "turn": t, "answer": a, "score": float(r.value),
                         **r.raw})
     save_records(out / "judgments.jsonl", records)
-    metrics, per_dialogue = aggregate(turn_scores, dialogues, rejects)
-    ItemScores("mtbench101/overall", per_dialogue,
-               {k: "no turn rated" for k, v in per_dialogue.items() if v is None},
+    metrics, _ = aggregate(turn_scores, dialogues, rejects)
+    per_dialogue, failures = paired_item_scores(turn_scores, dialogues)
+    ItemScores("mtbench101/overall", per_dialogue, failures,
                strata={d.key: d.task for d in dialogues},
                info={"benchmark": "mtbench101", "judge_model": judge.model, "rules": cfg.prompts,
                      "prompt_version": version, "aggregation": "min over judged turns; mean per task; mean of tasks",
+                     "item_rule": "a dialogue with any turn unrated is a failed item",
                      "judge_decoding": judge.decoding(), "generation": generator.decoding()}).save(out_dir)
     return metrics

@@ -40,7 +40,7 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Completion, Request
 from fitrain_eval.judges import official, paraphrased
-from fitrain_eval.judges.common import Judge, bracketed, load_benchmark_json
+from fitrain_eval.judges.common import Judge, bracketed, load_benchmark_json, require_data
 
 OUTPUTS_FILE = "model_outputs.json"
 PROMPT_SETS = ("official", "paraphrased")
@@ -71,6 +71,22 @@ class PairwiseConfig:
 
 def baseline_paths(cfg: PairwiseConfig) -> list[str]:
     return list(dict.fromkeys(([cfg.baseline_outputs] if cfg.baseline_outputs else []) + list(cfg.baselines)))
+
+
+SOURCE = "github.com/tatsu-lab/alpaca_eval (example/outputs.json: the 805 AlpacaEval instructions)"
+
+
+def check_data(cfg: PairwiseConfig) -> None:
+    """The instruction set, each baseline's outputs and the LC files given are there (else a one-line error
+    naming the setting)."""
+    require_data(cfg.instructions, "AlpacaEval", "pairwise.instructions", SOURCE)
+    for b in baseline_paths(cfg):
+        p = Path(b) / "alpaca_eval" / OUTPUTS_FILE if Path(b).is_dir() else Path(b)
+        require_data(p, "AlpacaEval baseline", "pairwise.baselines / pairwise.baseline_outputs",
+                     f"the baseline arm's eval directory (its alpaca_eval/{OUTPUTS_FILE}) or an AlpacaEval outputs file")
+    for setting, path in (("instruction_difficulty", cfg.lc.instruction_difficulty), ("gamed", cfg.lc.gamed)):
+        if path:
+            require_data(path, "AlpacaEval LC", f"pairwise.lc.{setting}", "the Hugging Face hub: tatsu-lab/alpaca_eval")
 
 
 def load_outputs(path: str | Path, need_output: bool = True) -> list[dict]:

@@ -89,13 +89,14 @@ def test_head_to_heads_group_seed_pairs_by_arm(tmp_path):
                    {str(i): float(rng.uniform() < 0.75) for i in range(60)}, null=0.5,
                    info={"judge_model": "judge", "rules": "official"}).save(fi)
         (fi / "results.json").write_text(json.dumps({f"pairwise/{run_id('standard', s)}/lc_win_rate": 0.7 + s / 10,
-                                                     f"pairwise/{run_id('standard', s)}/lc_standard_error": 0.02}))
+                                                     f"pairwise/{run_id('standard', s)}/lc_standard_error": 0.02 * (1 + s)}))
         lay.eval(run_id("standard", s)).mkdir(parents=True)
         (lay.eval(run_id("standard", s)) / "results.json").write_text("{}")
     [h] = cmp.head_to_heads(by_arm(_runs(lay.root), "fi"), n_boot=1000)
     assert (h.model_arm, h.baseline, len(h.pairs), h.n_items) == ("fi", "standard", 2, 60)
     assert h.estimate.lo > 0.5 and h.estimate.p < 0.01
-    assert h.lc == pytest.approx(0.75) and h.lc_se == pytest.approx(0.02)
+    # the mean of two seeds' LC win rates, and the standard error of that mean: sqrt(0.02^2 + 0.04^2) / 2
+    assert h.lc == pytest.approx(0.75) and h.lc_se == pytest.approx((0.0004 + 0.0016) ** 0.5 / 2)
     assert h.info["judge_model"] == ["judge"] and sum(h.counts.values()) == 120
 
 

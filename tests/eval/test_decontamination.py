@@ -58,3 +58,24 @@ def test_documents_input_and_errors(tmp_path):
         decontaminate(DecontaminationConfig(), sets, Rejects())
     with pytest.raises(FitrainError, match="unknown decontamination benchmark"):
         eval_sets(["gsm8k"], str(MIX), str(MT), str(ALPACA), Rejects())
+
+
+def test_the_recipe_command_reads_what_data_gen_writes(tmp_path):
+    """recipes/eval/decontamination.yaml's documented train glob, run as written on data_gen's final layout
+    (``final/shard-NNNNN/pairs.parquet``), reads the pairs."""
+    import re
+    from pathlib import Path
+
+    from fitrain.cli import main
+
+    recipe = (Path(__file__).parents[2] / "recipes" / "eval" / "decontamination.yaml").read_text()
+    glob = re.search(r"decontamination\.train\.paths='?\[runs/exp/([^\]\s]+)\]", recipe).group(1)
+    alpaca = json.loads(ALPACA.read_text())
+    shard = tmp_path / "data_gen" / "final" / "shard-00000"
+    shard.mkdir(parents=True)
+    write_pairs_parquet(shard / "pairs.parquet", [DocumentPairs(Document("d1", "A page."),
+                                                                [Pair("d1", alpaca[3]["instruction"], "An answer.")])])
+    out = tmp_path / "eval" / "data"
+    assert main(["eval", "eval/decontamination", f"out={out}", f"decontamination.train.paths=[{tmp_path}/{glob}]",
+                 "decontamination.benchmarks=[alpaca_eval]"]) == 0
+    assert json.loads((out / "results.json").read_text())["decontamination/alpaca_eval/contaminated"] == 1

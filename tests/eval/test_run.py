@@ -51,6 +51,74 @@ def test_unreachable_judge_fails_before_generating(tiny_model_dir, tmp_path):
         evaluate(cfg)
 
 
+def _no_harness(monkeypatch):
+    """lm-eval replaced by a recorder: the tests below are about what runs before and after it."""
+    import fitrain_eval.harness as harness
+
+    calls = []
+    monkeypatch.setattr(harness, "run_harness", lambda *a, **k: calls.append(a) or {"lm_eval/t/acc": 0.25})
+    return calls
+
+
+def test_judge_is_checked_before_lm_eval_runs(tiny_model_dir, tmp_path, monkeypatch):
+    """A judge that is not reachable, or a server that does not serve the judge model, fails at once:
+    lm-eval never runs and nothing is written."""
+    calls = _no_harness(monkeypatch)
+    cfg = EvalConfig(model=str(tiny_model_dir), out=str(tmp_path / "o"))
+    cfg.lm_eval.tasks = ["fitrain_mixeval_mc"]
+    cfg.mtbench101.enabled = True
+    cfg.judge.llm.model = "judge"
+    cfg.judge.llm.base_url = "http://127.0.0.1:9/v1"
+    with pytest.raises(FitrainError, match="not reachable at http://127.0.0.1:9/v1"):
+        evaluate(cfg)
+    with ScriptedLLMServer(lambda kind, body: Reply(text="x"), model="another-model") as srv:
+        cfg.judge.llm.base_url = srv.base_url
+        with pytest.raises(FitrainError, match="not the one asked for: it serves \\['another-model'\\], not 'judge'"):
+            evaluate(cfg)
+    assert calls == [] and not (tmp_path / "o" / "results.json").exists()
+
+
+def test_a_later_failure_keeps_the_earlier_results(tiny_model_dir, tmp_path, monkeypatch):
+    """results.json is written after each benchmark: a held-out loss that fails after lm-eval keeps lm-eval's
+    metrics (merged over what an earlier job wrote there)."""
+    import fitrain_eval.heldout as heldout
+
+    calls = _no_harness(monkeypatch)
+
+    def broken(*a, **k):
+        raise FitrainError("held-out data gone")
+
+    monkeypatch.setattr(heldout, "evaluate_heldout", broken)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"mixeval/overall": 0.5}))
+    cfg = EvalConfig(model=str(tiny_model_dir), out=str(out))
+    cfg.lm_eval.tasks = ["fitrain_mixeval_mc"]
+    cfg.heldout.enabled = True
+    with pytest.raises(FitrainError, match="held-out data gone"):
+        evaluate(cfg)
+    assert len(calls) == 1
+    assert json.loads((out / "results.json").read_text()) == {"mixeval/overall": 0.5, "lm_eval/t/acc": 0.25}
+
+
+@pytest.mark.parametrize("setting, value, name", [
+    ("mtbench101.path", "nowhere/mtbench101.jsonl", "MT-Bench-101"),
+    ("mixeval.root", "nowhere/mixeval-2024-08-11", "MixEval"),
+    ("pairwise.instructions", "nowhere/example_outputs.json", "AlpacaEval"),
+])
+def test_missing_benchmark_data_is_a_clear_error_before_any_model_runs(tiny_model_dir, tmp_path, monkeypatch,
+                                                                       capsys, setting, value, name):
+    calls = _no_harness(monkeypatch)
+    bench = setting.split(".")[0]
+    args = ["eval", "eval/local", f"model={tiny_model_dir}", f"out={tmp_path / 'o'}", f"{bench}.enabled=true",
+            f"{setting}={value}", "lm_eval.tasks=[fitrain_mixeval_mc]", "judge.llm.base_url=http://127.0.0.1:9/v1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fitrain eval: error: {name} data not found: {value} ")
+    assert f"set {setting} (eval.{setting} in an experiment recipe)" in err[0] and "get it from github.com/" in err[0]
+    assert calls == [] and not (tmp_path / "o").exists()
+
+
 def _h(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 

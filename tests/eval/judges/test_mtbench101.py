@@ -93,7 +93,9 @@ def test_end_to_end_official_rules_and_opencompass_aggregation(tmp_path):
     assert r.counts == {"mtbench101_generation_empty": 1, "mtbench101_judge_unparsable": 1,
                         "mtbench101_turn_missing": 1}
     items = ItemScores.load(tmp_path / "out" / "items" / "mtbench101__overall.jsonl")
-    assert items.scores == {"GR-1": 5.0, "GR-2": 8.0, "GR-3": 8.0, "AR-222": 3.0, "AR-223": 1.0, "AR-224": 10.0}
+    # for the paired statistics AR-224 (a turn unrated) is a failed item, though the benchmark score keeps it
+    assert items.scores == {"GR-1": 5.0, "GR-2": 8.0, "GR-3": 8.0, "AR-222": 3.0, "AR-223": 1.0, "AR-224": None}
+    assert items.failures == {"AR-224": "a turn not rated"}
     assert items.strata["AR-224"] == "AR" and items.info["rules"] == "official"
     # each turn was generated with the gold history before it
     d = chosen[1]
@@ -121,6 +123,19 @@ def test_aggregation_with_a_missing_turn_equals_opencompass_by_hand():
     assert r.counts == {"mtbench101_turn_missing": 2}  # GR-1 lacks turn 1, AR-2 lacks turn 2
     m, per = mt.aggregate({"GR-1": {0: 3.0}}, ds[:2], Rejects())
     assert per == {"GR-1": 3.0, "GR-2": None} and m["mtbench101/n_failed"] == 1
+
+
+def test_paired_item_scores_fail_a_dialogue_with_any_turn_unrated():
+    """The benchmark keeps GR-1 at min over its rated turns; the per-item scores for the paired statistics
+    mark it failed, so that no arm's min over {0, 2} is paired with another's min over {0, 1, 2}."""
+    ds = [mt.Dialogue("GR", str(i), [{"user": "u", "bot": "b"}] * 3) for i in (1, 2, 3)] + \
+         [mt.Dialogue("AR", "1", [{"user": "u", "bot": "b"}] * 3)]
+    turns = {"GR-1": {0: 6.0, 2: 9.0}, "GR-2": {0: 4.0, 1: 7.0, 2: 8.0}, "AR-1": {1: 2.0, 2: 5.0}}
+    m, per = mt.aggregate(turns, ds, Rejects())
+    assert per["GR-1"] == 6.0 and m["mtbench101/task/GR"] == 5.0  # OpenCompass: (6 + 4) / 2, GR-3 has none
+    scores, failures = mt.paired_item_scores(turns, ds)
+    assert scores == {"GR-1": None, "GR-2": 4.0, "GR-3": None, "AR-1": 2.0}  # AR's turn 0 is context only
+    assert failures == {"GR-1": "a turn not rated", "GR-3": "no turn rated"}
 
 
 def test_official_rating_is_the_first_bracketed_integer():
