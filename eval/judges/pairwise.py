@@ -63,6 +63,9 @@ class PairwiseConfig:
     baseline_outputs: str = ""      # one baseline: model_outputs.json or its eval dir ('' = none)
     baselines: list[str] = field(default_factory=list)  # several baselines (eval dirs or files), each judged
     baseline_name: str = ""         # '' = the 'generator' field of the baseline outputs (one baseline only)
+    # this model's outputs, already generated (its eval dir or a model_outputs.json): judged as they are, not
+    # generated again ('' = generate them); an experiment's head-to-head steps judge the eval step's outputs
+    model_outputs: str = ""
     prompts: str = "official"       # official (AlpacaEval 2 annotator) | paraphrased
     seed: int = 0                   # AlpacaEval's annotator seed for the order of the two outputs
     logprobs: int = 5               # top log-probabilities asked for (0: use the reply token only)
@@ -80,6 +83,10 @@ def check_data(cfg: PairwiseConfig) -> None:
     """The instruction set, each baseline's outputs and the LC files given are there (else a one-line error
     naming the setting)."""
     require_data(cfg.instructions, "AlpacaEval", "pairwise.instructions", SOURCE)
+    if cfg.model_outputs:
+        p = Path(cfg.model_outputs)
+        require_data(p / "alpaca_eval" / OUTPUTS_FILE if p.is_dir() else p, "AlpacaEval model outputs",
+                     "pairwise.model_outputs", f"this model's eval directory (its alpaca_eval/{OUTPUTS_FILE})")
     for b in baseline_paths(cfg):
         p = Path(b) / "alpaca_eval" / OUTPUTS_FILE if Path(b).is_dir() else Path(b)
         require_data(p, "AlpacaEval baseline", "pairwise.baselines / pairwise.baseline_outputs",
@@ -103,6 +110,16 @@ def load_outputs(path: str | Path, need_output: bool = True) -> list[dict]:
     if not data:
         raise FitrainError(f"{p}: empty instruction set")
     return data
+
+
+def _outputs_for(insts: list[dict], outputs: list[dict], what: str) -> list[str | None]:
+    """The ``output`` of each instruction of ``insts`` in an AlpacaEval outputs list (all must be there)."""
+    by_inst = {r["instruction"]: r.get("output") for r in outputs}
+    missing = [r["instruction"][:60] for r in insts if r["instruction"] not in by_inst]
+    if missing:
+        raise FitrainError(f"{what} lack {len(missing)} of the instructions, e.g. {missing[0]!r}; generate them "
+                           "on the same instruction set")
+    return [by_inst[r["instruction"]] for r in insts]
 
 
 def write_outputs(path: str | Path, instructions: list[dict], outputs: list[str | None], generator: str) -> None:
@@ -266,11 +283,15 @@ def evaluate_pairwise(cfg: PairwiseConfig, generator, judge: Judge | None, out_d
 
     insts = load_outputs(cfg.instructions, need_output=False)
     insts = insts[:cfg.limit] if cfg.limit else insts
-    gens = generator.generate([(str(i), [{"role": "user", "content": r["instruction"]}])
-                               for i, r in enumerate(insts)], rejects, what="alpaca_generation")
     out = Path(out_dir) / "alpaca_eval"
-    save_generations(out / "generations.jsonl", gens, {"model": generator.model, "decoding": generator.decoding()})
-    write_outputs(out / OUTPUTS_FILE, insts, [g.output for g in gens], name)
+    if cfg.model_outputs:  # judged as generated before (the same answers the eval step scored and saved)
+        ours = _outputs_for(insts, load_outputs(cfg.model_outputs), cfg.model_outputs)
+    else:
+        gens = generator.generate([(str(i), [{"role": "user", "content": r["instruction"]}])
+                                   for i, r in enumerate(insts)], rejects, what="alpaca_generation")
+        save_generations(out / "generations.jsonl", gens, {"model": generator.model, "decoding": generator.decoding()})
+        ours = [g.output for g in gens]
+    write_outputs(out / OUTPUTS_FILE, insts, ours, name)
     paths = baseline_paths(cfg)
     if not paths:
         return {}
@@ -281,14 +302,10 @@ def evaluate_pairwise(cfg: PairwiseConfig, generator, judge: Judge | None, out_d
     metrics: dict = {}
     for path in paths:
         base = load_outputs(path)
-        by_inst = {r["instruction"]: r.get("output") for r in base}
-        missing = [r["instruction"][:60] for r in insts if r["instruction"] not in by_inst]
-        if missing:
-            raise FitrainError(f"baseline outputs {path} lack {len(missing)} of the instructions, "
-                               f"e.g. {missing[0]!r}; generate them on the same instruction set")
         bname = cfg.baseline_name or str(base[0].get("generator") or "baseline")
-        m, records, per_item = head_to_head([r["instruction"] for r in insts], [g.output for g in gens],
-                                            [by_inst[r["instruction"]] for r in insts], judge, rejects, bname, cfg)
+        m, records, per_item = head_to_head([r["instruction"] for r in insts], ours,
+                                            _outputs_for(insts, base, f"baseline outputs {path}"), judge, rejects,
+                                            bname, cfg)
         save_records(out / f"pairwise_vs_{bname.replace('/', '_')}.jsonl", records)
         lc_glm = None
         if f"pairwise/{bname}/lc_win_rate" in m:

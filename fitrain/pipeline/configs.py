@@ -217,5 +217,6 @@ def head_to_head_config(cfg: ExperimentConfig, step: ExperimentStep):
     ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = ec.heldout.enabled = False
     ec.pairwise.enabled = True
     ec.pairwise.baseline_outputs, ec.pairwise.baselines = str(layout.eval(step.baseline)), []
+    ec.pairwise.model_outputs = str(layout.eval(step.run))  # the eval step's answers, judged, not generated again
     ec.pairwise.baseline_name = parse_run_id(step.baseline)[0]  # metrics pairwise/<arm>/..., the same for every seed
     return ec

@@ -159,7 +159,12 @@ def test_the_primary_arm_is_judged_against_every_other_arm_seed_by_seed(tmp_path
         res = read_json(cfg.root / "eval" / f"fi.seed{k}" / "results.json")
         for b in ("standard", "qa"):  # a judge that always prefers the first output it is shown
             assert 0 <= res[f"pairwise/{b}/win_rate"] <= 1 and res[f"pairwise/{b}/n"] == 3, (k, b)
-            assert (cfg.root / "eval" / f"fi.seed{k}" / "pairwise" / f"{b}.seed{k}" / "results.json").is_file()
+            h2h = cfg.root / "eval" / f"fi.seed{k}" / "pairwise" / f"{b}.seed{k}"
+            assert (h2h / "results.json").is_file()
+            # the eval step's answers were judged, not generated again
+            assert not (h2h / "alpaca_eval" / "generations.jsonl").exists()
+            assert read_json(h2h / "alpaca_eval" / "model_outputs.json") == read_json(
+                cfg.root / "eval" / f"fi.seed{k}" / "alpaca_eval" / "model_outputs.json")
             items = cfg.root / "eval" / f"fi.seed{k}" / "items" / f"pairwise__{b}__win_rate.jsonl"
             assert len(items.read_text().splitlines()) == 1 + 3  # the per-item scores the report compares
         base = read_json(cfg.root / "eval" / f"qa.seed{k}" / "results.json")
