@@ -46,6 +46,7 @@ class ExperimentSlurm:
     train: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=90))
     data_gen: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))
     steps: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))
+    eval: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))  # eval-* and h2h-* steps
 
 
 @dataclass

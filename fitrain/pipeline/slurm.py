@@ -11,6 +11,8 @@ The ``srun`` line repeats ``--cpus-per-task``: from Slurm 22.05 ``srun`` no long
 batch allocation, so each rank (and its data-loader workers) would get one CPU. The script ``cd``s to the
 directory it was submitted from (``$SLURM_SUBMIT_DIR``, or ``workdir``) before the ``setup`` lines, so a
 relative ``source .venv/bin/activate`` and the relative run paths resolve there, also after a requeue.
+``--kill-on-invalid-dep=yes``: when a job fails, Slurm cancels the jobs waiting on it with afterok (they
+could never start), so a resubmission queues them again instead of leaving them pending forever.
 """
 from __future__ import annotations
 
@@ -118,7 +120,8 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     if cfg.signal_lead_s:
         o.append(f"#SBATCH --signal={cfg.signal}@{cfg.signal_lead_s}")
     o.append("#SBATCH --requeue" if cfg.requeue else "#SBATCH --no-requeue")
-    o += ["#SBATCH --open-mode=append", f"#SBATCH --output={log}"]
+    # a job whose afterok dependency failed can never start: Slurm cancels it instead of leaving it pending
+    o += ["#SBATCH --kill-on-invalid-dep=yes", "#SBATCH --open-mode=append", f"#SBATCH --output={log}"]
     if workdir is not None:
         o.append(f"#SBATCH --chdir={Path(workdir).resolve()}")
     o += [f"#SBATCH {line}" for line in cfg.extra_sbatch]
@@ -179,6 +182,11 @@ def parse_job_id(out: str) -> str:
 
 def job_states(job_id: str) -> dict[str, str]:
     """``{job id (array tasks as 12_3): state}`` from ``scontrol show job`` (sacct needs slurmdbd)."""
+    return {jid: f["JobState"] for jid, f in job_info(job_id).items()}
+
+
+def job_info(job_id: str) -> dict[str, dict[str, str]]:
+    """``{job id (array tasks as 12_3): scontrol's fields (JobState, Reason, ...)}``."""
     r = subprocess.run(["scontrol", "-o", "show", "job", str(job_id)], capture_output=True, text=True, timeout=30)
     if r.returncode != 0:
         raise FitrainError(f"scontrol show job {job_id}: {(r.stderr or r.stdout).strip()[:300]}")
@@ -190,7 +198,7 @@ def job_states(job_id: str) -> dict[str, str]:
         jid = f.get("JobId", "")
         if f.get("ArrayTaskId") and f.get("ArrayJobId"):
             jid = f"{f['ArrayJobId']}_{f['ArrayTaskId']}"
-        out[jid] = f["JobState"]
+        out[jid] = f
     return out
 
 

@@ -70,3 +70,51 @@ def test_dry_run_of_table1_renders_every_arms_jobs_with_their_dependencies(capsy
     assert "<prepare-fi>" in scripts["source-nemotron_mix"].splitlines()[1]
     assert "<data_gen>" in scripts["pairs-fi_nojudge"].splitlines()[1]
     assert not (tmp_path / "run").exists()
+
+
+def test_cpu_steps_ask_for_no_gpu_and_eval_steps_for_one(capsys, tmp_path):
+    rc = main(["slurm", "submit", "table1-1.8b", f"run_dir={tmp_path / 'run'}", "--dry-run"])
+    assert rc == 0
+    scripts = _scripts(capsys.readouterr().out)
+    gpus = {name: [line for line in s.splitlines() if line.startswith("#SBATCH --gpus-per-node=")]
+            for name, s in scripts.items()}
+    for cpu in ("corpus", "tokenizer", "prepare-fi", "prepare-standard", "prepare-heldout", "source-ipt",
+                "pairs-fi_nojudge", "report"):
+        assert gpus[cpu] == [], cpu
+    for gpu, n in (("eval-fi.seed0", 1), ("eval-ipt.seed2", 1), ("h2h-fi.seed1-vs-standard.seed1", 1),
+                   ("train-fi.seed0", 8), ("data_gen", 1), ("generate-qa", 1)):
+        assert gpus[gpu] == [f"#SBATCH --gpus-per-node={n}"], gpu
+    # a job whose afterok dependency failed is cancelled by Slurm, never left pending
+    assert all("#SBATCH --kill-on-invalid-dep=yes\n" in s for s in scripts.values())
+
+
+def _paper_recipe(tmp_path, *overrides):
+    from fitrain.pipeline.run import load_experiment
+
+    return load_experiment("fi-vs-standard-300m", [f"run_dir={tmp_path / 'run'}", *overrides])
+
+
+def test_a_loopback_judge_is_refused_before_anything_is_submitted(tmp_path, monkeypatch):
+    import pytest
+
+    from fitrain.core.errors import FitrainError
+    from fitrain.pipeline.graph import experiment_steps
+    from fitrain.pipeline.submit import submit_all
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm: the judge check comes first, past it Slurm is missing
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:9000/v1"):
+        with pytest.raises(FitrainError, match=r"set eval.judge.llm.base_url to a judge server the compute nodes "
+                                               r"can reach .*or disable eval.mixeval/eval.mtbench101/eval.pairwise"):
+            submit_all(_paper_recipe(tmp_path, f"eval.judge.llm.base_url={url}"), log=lambda m: None)
+    cfg = _paper_recipe(tmp_path, "eval.mixeval.enabled=false", "eval.pairwise.enabled=false")
+    with pytest.raises(FitrainError, match=r"or disable eval.mtbench101$"):
+        submit_all(cfg, log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+    # reachable judges, no judged benchmark, or no eval step submitted: the check passes (then Slurm is missing)
+    for cfg, steps in ((_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1"), None),
+                       (_paper_recipe(tmp_path, *(f"eval.{n}.enabled=false" for n in
+                                                  ("mixeval", "mtbench101", "pairwise"))), None),
+                       (_paper_recipe(tmp_path), [s for s in experiment_steps(_paper_recipe(tmp_path))
+                                                  if s.name == "train-fi"])):
+        with pytest.raises(FitrainError, match="Slurm is not reachable"):
+            submit_all(cfg, steps, log=lambda m: None)
