@@ -23,7 +23,7 @@ sbatch, chained with --dependency=afterok (training: srun with one task per GPU 
 --signal=USR1@90, checkpoint + requeue on preemption; data_gen shards: a job array). Steps already done
 (<run_dir>/steps/<step>/_SUCCESS) are skipped. --dry-run prints the plan and the scripts and submits nothing.
 RECIPE is a path or a name under recipes/experiments/; key=value overrides any key of the experiment
-(slurm.train|data_gen|steps.account, .partition, .time, ...; `fitrain experiment RECIPE --print-config`
+(slurm.train|data_gen|eval|steps.account, .partition, .time, ...; `fitrain experiment RECIPE --print-config`
 shows them).
 
 examples:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import atomic_path, is_done, mark_done, read_json, write_json
+from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.pipeline import runners as _r
 from fitrain.pipeline import sources as _s
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
@@ -196,8 +196,10 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         return result
     if use_slurm:
         from fitrain.pipeline.slurm import check_reachable
+        from fitrain.pipeline.submit import check_judge_reachable
 
         check_reachable()  # before anything is written
+        check_judge_reachable(cfg, [s for s in steps if status[s.name] == "todo"])
     # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
     # after the corpus was normalised) does not need the user's download any more
     _s.check_arm_inputs(cfg, {s.arm for s in steps if s.name.startswith("source-") and status[s.name] == "todo"})
@@ -206,9 +208,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
     if use_slurm:
         from fitrain.pipeline.submit import submit_all
 
-        result["jobs"] = submit_all(cfg, steps, log=log)
-        jobs = layout.slurm_jobs
-        write_json(jobs, {**(read_json(jobs) if jobs.is_file() else {}), **result["jobs"]})
+        result["jobs"] = submit_all(cfg, steps, log=log)  # (it records every job id as sbatch returns it)
         return result
     for i, s in enumerate(steps, 1):
         for shard in list(range(s.shards)) if s.shards else [None]:

@@ -118,3 +118,17 @@ def test_a_loopback_judge_is_refused_before_anything_is_submitted(tmp_path, monk
                                                   if s.name == "train-fi"])):
         with pytest.raises(FitrainError, match="Slurm is not reachable"):
             submit_all(cfg, steps, log=lambda m: None)
+
+
+def test_the_experiment_refuses_a_loopback_judge_before_it_writes_the_run_directory(tmp_path, monkeypatch):
+    import pytest
+
+    from fitrain.core.errors import FitrainError
+    from fitrain.pipeline import slurm
+    from fitrain.pipeline.run import run_experiment
+
+    monkeypatch.setattr(slurm, "check_reachable", lambda *a, **k: None)  # as if Slurm answered
+    cfg = _paper_recipe(tmp_path)
+    with pytest.raises(FitrainError, match="set eval.judge.llm.base_url to a judge server"):
+        run_experiment(cfg, slurm=True, log=lambda m: None)
+    assert not cfg.root.exists()  # nothing written: no experiment.yaml, no jobs.json
