@@ -98,27 +98,22 @@ class TaskDocuments:
             rejects.merge(self.read_rejects)
 
     def _spool(self) -> dict[int, Path]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        import contextlib
 
-        self.scratch.mkdir(parents=True, exist_ok=True)
         files = {i: self.scratch / f"shard-{i:05d}.parquet" for i in self.pending}
-        writers = {i: pq.ParquetWriter(f, doc_schema()) for i, f in files.items()}
-        rows: dict[int, list[dict]] = {i: [] for i in files}
-        try:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            sinks = {i: stack.enter_context(parquet_sink(f, doc_schema())) for i, f in files.items()}
+            rows: dict[int, list[dict]] = {i: [] for i in files}
             for j, doc in enumerate(_corpus(self.cfg, self.read_rejects)):
                 k = j % self.n
                 if k in rows:
                     rows[k].append({"doc_id": doc.doc_id, "text": doc.text})
                     if len(rows[k]) >= 1024:
-                        writers[k].write_table(pa.Table.from_pylist(rows[k], schema=doc_schema()))
+                        sinks[k](rows[k])
                         rows[k] = []
             for k, rs in rows.items():
-                if rs:
-                    writers[k].write_table(pa.Table.from_pylist(rs, schema=doc_schema()))
-        finally:
-            for w in writers.values():
-                w.close()
+                sinks[k](rs)
         return files
 
     def close(self) -> None:

@@ -121,12 +121,9 @@ def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfi
         if models is not None:
             problem = identity_problem(model, models)
             if problem is None:
-                owner = _listener_owner(base, proc)
-                if owner is None or owner:
+                if _listener_owner(base, proc) is not False:  # ours, or /proc cannot tell
                     return None
                 problem = "the port is held by another process (not the one this job started)"
-            if problem is None:
-                return None
             raise FitrainError(f"the server on {base} is not the one this job started: {problem}; another "
                                f"process holds the port, or the server was started with another served model "
                                f"name (serve.extra_args); see {log_path}")

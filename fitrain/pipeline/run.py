@@ -199,7 +199,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         from fitrain.pipeline.submit import check_judge_reachable
 
         check_reachable()  # before anything is written
-        check_judge_reachable(cfg, [s for s in steps if status[s.name] == "todo"])
+        check_judge_reachable(cfg, steps)
     # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
     # after the corpus was normalised) does not need the user's download any more
     _s.check_arm_inputs(cfg, {s.arm for s in steps if s.name.startswith("source-") and status[s.name] == "todo"})

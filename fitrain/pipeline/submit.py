@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
-from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, check_reachable, job_info, render_sbatch, submit
+from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, job_info, render_sbatch, submit
 
 
 def _evaluates(step: ExperimentStep) -> bool:
@@ -114,11 +114,11 @@ def _alive(job_id: str) -> bool:
 
 def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
                log: Callable[[str], None] = print) -> dict[str, str]:
-    """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out)."""
+    """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out).
+    fitrain.pipeline.run.run_experiment checks Slurm (``slurm.check_reachable``) and the judge
+    (:func:`check_judge_reachable`) before it writes anything, then calls this."""
     every = {s.name: s for s in experiment_steps(cfg)}
     steps = steps if steps is not None else list(every.values())
-    check_judge_reachable(cfg, steps)
-    check_reachable()
     layout = cfg.layout
     jobs: dict[str, str] = {}
     earlier = _earlier_jobs(cfg)

@@ -94,30 +94,27 @@ def _paper_recipe(tmp_path, *overrides):
     return load_experiment("fi-vs-standard-300m", [f"run_dir={tmp_path / 'run'}", *overrides])
 
 
-def test_a_loopback_judge_is_refused_before_anything_is_submitted(tmp_path, monkeypatch):
+def test_a_loopback_judge_is_refused_unless_no_eval_step_needs_it(tmp_path):
     import pytest
 
     from fitrain.core.errors import FitrainError
     from fitrain.pipeline.graph import experiment_steps
-    from fitrain.pipeline.submit import submit_all
+    from fitrain.pipeline.submit import check_judge_reachable
 
-    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm: the judge check comes first, past it Slurm is missing
+    def check(cfg, steps=None):
+        check_judge_reachable(cfg, steps if steps is not None else experiment_steps(cfg))
+
     for url in ("http://127.0.0.1:8000/v1", "http://localhost:9000/v1"):
         with pytest.raises(FitrainError, match=r"set eval.judge.llm.base_url to a judge server the compute nodes "
                                                r"can reach .*or disable eval.mixeval/eval.mtbench101/eval.pairwise"):
-            submit_all(_paper_recipe(tmp_path, f"eval.judge.llm.base_url={url}"), log=lambda m: None)
-    cfg = _paper_recipe(tmp_path, "eval.mixeval.enabled=false", "eval.pairwise.enabled=false")
+            check(_paper_recipe(tmp_path, f"eval.judge.llm.base_url={url}"))
     with pytest.raises(FitrainError, match=r"or disable eval.mtbench101$"):
-        submit_all(cfg, log=lambda m: None)
-    assert not (tmp_path / "run").exists()
-    # reachable judges, no judged benchmark, or no eval step submitted: the check passes (then Slurm is missing)
-    for cfg, steps in ((_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1"), None),
-                       (_paper_recipe(tmp_path, *(f"eval.{n}.enabled=false" for n in
-                                                  ("mixeval", "mtbench101", "pairwise"))), None),
-                       (_paper_recipe(tmp_path), [s for s in experiment_steps(_paper_recipe(tmp_path))
-                                                  if s.name == "train-fi"])):
-        with pytest.raises(FitrainError, match="Slurm is not reachable"):
-            submit_all(cfg, steps, log=lambda m: None)
+        check(_paper_recipe(tmp_path, "eval.mixeval.enabled=false", "eval.pairwise.enabled=false"))
+    # reachable judges, no judged benchmark, or no eval step submitted: the check passes
+    check(_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1"))
+    check(_paper_recipe(tmp_path, *(f"eval.{n}.enabled=false" for n in ("mixeval", "mtbench101", "pairwise"))))
+    cfg = _paper_recipe(tmp_path)
+    check(cfg, [s for s in experiment_steps(cfg) if s.name == "train-fi"])
 
 
 def test_the_experiment_refuses_a_loopback_judge_before_it_writes_the_run_directory(tmp_path, monkeypatch):
