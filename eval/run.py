@@ -224,15 +224,24 @@ class Results:
         self.write()
 
     def write(self) -> dict:
-        from fitrain.core.io import read_json, write_json
+        from fitrain.core.io import write_json
 
-        merged = read_json(self.path) if self.path.is_file() else {}
-        merged.update(self.metrics)
-        for k in self.dropped:
-            merged.pop(k, None)
-        write_json(self.path, merged)
+        merged = merge_results(self.path.parent, self.metrics, self.dropped)
         write_json(self.path.parent / "rejects.json", self.rejects.to_dict())
         return merged
+
+
+def merge_results(out: Path, metrics: dict, drop=()) -> dict:
+    """``<out>/results.json`` updated with ``metrics`` (and without ``drop``), written atomically."""
+    from fitrain.core.io import read_json, write_json
+
+    path = Path(out) / "results.json"
+    merged = read_json(path) if path.is_file() else {}
+    merged.update(metrics)
+    for k in drop:
+        merged.pop(k, None)
+    write_json(path, merged)
+    return merged
 
 
 def check_data(cfg: EvalConfig) -> None:

@@ -105,9 +105,9 @@ def head_to_head_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | 
     ``eval/<run>`` (results.json, items/), where the report reads every metric of the run."""
     import shutil
 
-    from fitrain.core.io import atomic_path, write_json
+    from fitrain.core.io import atomic_path
     from fitrain_eval.items import ITEMS_DIR
-    from fitrain_eval.run import evaluate
+    from fitrain_eval.run import evaluate, merge_results
 
     ec = head_to_head_config(cfg, step)
     results = evaluate(ec)
@@ -116,8 +116,7 @@ def head_to_head_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | 
     for item in sorted((Path(ec.out) / ITEMS_DIR).glob("pairwise__*.jsonl")):
         with atomic_path(run_dir / ITEMS_DIR / item.name) as tmp:
             shutil.copyfile(item, tmp)
-    path = run_dir / "results.json"
-    write_json(path, {**(read_json(path) if path.is_file() else {}), **pairwise})
+    merge_results(run_dir, pairwise)
     return {"metrics": sorted(pairwise)}
 
 
