@@ -22,8 +22,6 @@ missing or unreadable file, or a first row without the configured columns, is a 
 """
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -31,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
+from fitrain.data.readers import json_lines, json_list, starts_with_list
 from fitrain.data.records import Document, expand_paths, iter_rows
 
 FORMATS = ("auto", "jsonl", "json", "parquet")
@@ -69,66 +68,12 @@ def _kind_of(path: Path, fmt: str) -> tuple[str, str | None]:
     core = suffixes[-2] if compression and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     if fmt == "parquet" or (fmt == "auto" and core == ".parquet"):
         return "parquet", None
-    if fmt == "json" or (fmt == "auto" and core == ".json" and not compression and _starts_with_list(path)):
+    if fmt == "json" or (fmt == "auto" and core == ".json" and not compression and starts_with_list(path)):
         return "list", compression
     if fmt == "jsonl" or (fmt == "auto" and core in LINE_SUFFIXES):
         return "lines", compression
     raise FitrainError(f"{path}: cannot tell the format from the name '{path.name}'; set reader.format "
                        f"(one of {list(FORMATS[1:])})")
-
-
-def _starts_with_list(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4096).lstrip().startswith(b"[")
-
-
-class _Raw(io.RawIOBase):
-    """A pyarrow input stream as a Python raw stream, so io.BufferedReader can split it into lines."""
-
-    def __init__(self, stream: Any):
-        self.stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b) -> int:  # type: ignore[override]
-        data = self.stream.read(len(b))
-        b[:len(data)] = data
-        return len(data)
-
-
-def _lines(path: Path, compression: str | None) -> Iterator[bytes]:
-    if compression == "gzip":
-        import gzip
-
-        with gzip.open(path, "rb") as f:
-            yield from f
-        return
-    if compression == "zstd":
-        import pyarrow as pa
-
-        with pa.input_stream(str(path), compression="zstd") as s:
-            yield from io.BufferedReader(_Raw(s), 1 << 20)
-        return
-    with open(path, "rb") as f:
-        yield from f
-
-
-def _json_lines(path: Path, compression: str | None, rejects: Rejects) -> Iterator[tuple[str, Any]]:
-    """``(location, value)`` per non-blank line; a line that is not JSON is counted, not raised."""
-    try:
-        for n, raw in enumerate(_lines(path, compression), 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                yield where, json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                rejects.add("invalid_utf8", where, str(e))
-            except json.JSONDecodeError as e:
-                rejects.add("malformed_json", where, str(e)[:120])
-    except (OSError, EOFError, ValueError) as e:  # a truncated gzip / zstd stream
-        raise FitrainError(f"cannot read {path}: {e}") from None
 
 
 def iter_corpus_rows(path: str | Path, reader: ReaderConfig, rejects: Rejects) -> Iterator[tuple[str, Any]]:
@@ -140,14 +85,10 @@ def iter_corpus_rows(path: str | Path, reader: ReaderConfig, rejects: Rejects) -
     if kind == "parquet":
         yield from iter_rows(str(p), reader.columns, rejects)
     elif kind == "list":
-        try:
-            data = json.loads(b"".join(_lines(p, compression)).decode("utf-8"))
-        except (ValueError, OSError, EOFError) as e:
-            raise FitrainError(f"{p}: not a readable JSON list: {e}") from None
-        for i, rec in enumerate(data if isinstance(data, list) else [data]):
+        for i, rec in enumerate(json_list(p, compression)):
             yield f"{p}:{i}", rec
     else:
-        yield from _json_lines(p, compression, rejects)
+        yield from json_lines(p, rejects, compression)
 
 
 def _as_text(v: Any, sep: str) -> str | None:

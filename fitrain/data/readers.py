@@ -2,10 +2,13 @@
 files (or a hub dataset name) as ``(location, row)``. Rows that are not JSON objects are counted by reason;
 a file that cannot be read -- corrupt, a ``.jsonl.gz`` cut short, a wrong type -- raises a FitrainError
 naming it; a file with no rows is counted as ``empty_file``. fitrain.data.records gives the rows meaning.
+The line and JSON decoding here (plain, gzip, zstd) is also what fitrain.data.corpora reads released
+corpora with.
 """
 from __future__ import annotations
 
 import glob
+import io
 import json
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -59,7 +62,7 @@ def iter_rows(path: str, columns: list[str] | None = None, rejects: Rejects | No
     suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
     if suffix == ".parquet":
         rows = _iter_parquet(p, columns)
-    elif suffix == ".json" and _is_json_list(p):
+    elif suffix == ".json" and starts_with_list(p):
         rows = _iter_json_list(p, rejects)
     elif suffix in (".jsonl", ".json", ".jsonl.gz"):
         rows = _iter_jsonl(p, rejects)
@@ -101,55 +104,91 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _iter_jsonl(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
+class _Raw(io.RawIOBase):
+    """A pyarrow input stream as a Python raw stream, so io.BufferedReader can split it into lines."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self.stream.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def open_lines(path: Path, compression: str | None = None) -> Iterator[bytes]:
+    """The raw lines of a plain, gzip or zstd (through pyarrow) file."""
+    if compression == "gzip":
+        import gzip
+
+        with gzip.open(path, "rb") as f:
+            yield from f
+    elif compression == "zstd":
+        import pyarrow as pa
+
+        with pa.input_stream(str(path), compression="zstd") as s:
+            yield from io.BufferedReader(_Raw(s), 1 << 20)
+    else:
+        with open(path, "rb") as f:
+            yield from f
+
+
+def json_lines(p: Path, rejects: Rejects, compression: str | None = None) -> Iterator[tuple[str, object]]:
+    """``(location, value)`` per non-blank line; a line that is not UTF-8 or not JSON is counted
+    (``invalid_utf8``, ``malformed_json``), a stream cut short is a FitrainError naming the line."""
     import gzip
     import zlib
 
-    opener = gzip.open if p.suffix == ".gz" else open
     lineno = 0
-    with opener(p, "rb") as f:
-        lines = iter(f)
-        while True:
-            try:
-                raw = next(lines)
-            except StopIteration:
-                break
-            except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-                raise FitrainError(f"{p}: the gzip data is cut short or corrupt after line {lineno} ({_one_line(e)}); "
-                                   "re-create or re-download the file") from None
-            lineno += 1
-            where = f"{p}:{lineno}"
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                rejects.add("invalid_utf8", where, str(e))
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                rejects.add("malformed_json", where, str(e))
-                continue
-            if not isinstance(rec, dict):
-                rejects.add("not_an_object", where, type(rec).__name__)
-                continue
+    lines = open_lines(p, compression)
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            break
+        except (EOFError, OSError, ValueError, gzip.BadGzipFile, zlib.error) as e:
+            raise FitrainError(f"{p}: the {compression or 'file'} data is cut short or corrupt after line {lineno} "
+                               f"({_one_line(e)}); re-create or re-download the file") from None
+        lineno += 1
+        where = f"{p}:{lineno}"
+        if not raw.strip():
+            continue
+        try:
+            yield where, json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            rejects.add("invalid_utf8", where, str(e))
+        except json.JSONDecodeError as e:
+            rejects.add("malformed_json", where, str(e)[:120])
+
+
+def _iter_jsonl(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
+    for where, rec in json_lines(p, rejects, "gzip" if p.suffix == ".gz" else None):
+        if isinstance(rec, dict):
             yield where, rec
+        else:
+            rejects.add("not_an_object", where, type(rec).__name__)
 
 
-def _is_json_list(p: Path) -> bool:
-    """A ``.json`` file holding one JSON list of objects (rather than JSON lines)."""
+def starts_with_list(p: Path) -> bool:
+    """A ``.json`` file holding one JSON list (rather than JSON lines)."""
     with open(p, "rb") as f:
-        head = f.read(4096).lstrip()
-    return head.startswith(b"[")
+        return f.read(4096).lstrip().startswith(b"[")
+
+
+def json_list(p: Path, compression: str | None = None) -> list:
+    """The values of a file holding one JSON list (one other JSON value: a list of it)."""
+    try:
+        data = json.loads(b"".join(open_lines(p, compression)).decode("utf-8"))
+    except (ValueError, OSError, EOFError) as e:
+        raise FitrainError(f"{p}: not a valid JSON list: {_one_line(e)}") from None
+    return data if isinstance(data, list) else [data]
 
 
 def _iter_json_list(p: Path, rejects: Rejects) -> Iterator[tuple[str, dict]]:
-    try:
-        data = json.loads(p.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FitrainError(f"{p}: not a valid JSON list: {e}") from None
-    for i, rec in enumerate(data if isinstance(data, list) else []):
+    for i, rec in enumerate(json_list(p)):
         if isinstance(rec, dict):
             yield f"{p}:{i}", rec
         else:
