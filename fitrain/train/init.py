@@ -96,5 +96,7 @@ def materialize(model: nn.Module, device: torch.device | str, seed: int) -> nn.M
     """Give a meta-device model real storage on ``device`` and initialise it (:func:`init_weights`).
     For FSDP2, call ``fully_shard`` first and then this: each rank allocates and fills only its shards."""
     model.to_empty(device=device)
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()          # to_empty gives each parameter new storage: a tied head is re-tied
     init_weights(model, seed)
     return model
