@@ -206,6 +206,12 @@ def parameter_count(cfg: ModelConfig, vocab_size: int) -> int:
     return L * per_layer + vocab_size * d * (1 if s["tie_embeddings"] else 2) + d
 
 
+def checkpoint_bytes(cfg: ModelConfig, tokenizer_vocab: int) -> int:
+    """About what a training checkpoint of this model writes: fp32 weights and AdamW's two fp32 moments,
+    12 bytes per parameter (fitrain.train.optim); sizes the Slurm warning ahead of the time limit."""
+    return 12 * parameter_count(cfg, resolve_vocab(cfg, tokenizer_vocab))
+
+
 def shape_fingerprint(model) -> dict:
     """What must match between a checkpoint and the model it is loaded into."""
     c = model.config
