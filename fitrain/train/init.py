@@ -5,9 +5,10 @@ A model built on the meta device holds no memory; :func:`materialize` (one proce
 ``fully_shard`` followed by :func:`init_weights` (FSDP2: parameters are DTensors) gives it real weights. Since
 each parameter's values come from a generator seeded by its name, not from the order of draws on one global
 generator, the weights are equal bit for bit whether a rank holds the whole model or a shard of it, and
-whatever order the parameters are visited in. Sharded parameters are filled one at a time: the full tensor
-is drawn on CPU and only the rank's shard is copied, so the peak is one full parameter (the embedding), not
-the model.
+whatever order the parameters are visited in. A parameter's values are drawn in blocks of whole rows
+(at most ``BLOCK`` values, each block from its own generator), so a rank holding a dim-0 shard (FSDP2, HSDP)
+draws only the blocks its rows touch: materialising costs each rank its shards plus one block on CPU (64 MB),
+never the whole model.
 
 The distributions are transformers' (``LlamaPreTrainedModel._init_weights``): linear and embedding weights
 ``normal(0, initializer_range)``, the padding token's embedding row zero, biases zero, norm weights one;
@@ -23,25 +24,48 @@ from torch import nn
 from fitrain.core.errors import FitrainError
 
 
-def parameter_generator(seed: int, name: str) -> torch.Generator:
-    """A CPU generator seeded from ``(seed, name)``: the same on every rank, independent of draw order."""
-    digest = hashlib.sha256(f"fitrain-init:{int(seed)}:{name}".encode()).digest()
+BLOCK = 1 << 24      # elements per generator: a parameter is drawn in blocks of rows of at most this many values
+
+
+def parameter_generator(seed: int, name: str, block: int = 0) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, name, block)``: the same on every rank, independent of draw order."""
+    digest = hashlib.sha256(f"fitrain-init:{int(seed)}:{name}:{block}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def _full_value(module: nn.Module, leaf: str, name: str, shape, std: float, seed: int) -> torch.Tensor:
-    """The full fp32 initial value of ``module.<leaf>`` (canonical name ``name``) on CPU."""
+def _rule(module: nn.Module, leaf: str, name: str) -> str:
     if leaf == "bias":
-        return torch.zeros(shape)
+        return "zeros"
     if isinstance(module, (nn.Linear, nn.Embedding)) and leaf == "weight":
-        value = torch.empty(shape).normal_(0.0, std, generator=parameter_generator(seed, name))
-        pad = getattr(module, "padding_idx", None)
-        if isinstance(module, nn.Embedding) and pad is not None:
-            value[pad] = 0.0
-        return value
+        return "normal"
     if leaf == "weight" and ("RMSNorm" in type(module).__name__ or isinstance(module, nn.LayerNorm)):
-        return torch.ones(shape)
+        return "ones"
     raise FitrainError(f"init_weights has no rule for parameter '{name}' of {type(module).__name__}")
+
+
+def initial_rows(module: nn.Module, leaf: str, name: str, shape, std: float, seed: int,
+                 start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows ``[start, stop)`` (along dim 0) of the fp32 initial value of ``module.<leaf>`` (canonical name
+    ``name``, full shape ``shape``), on CPU. Normal values come in blocks of whole rows, each block from its
+    own generator, so any range of rows is drawn without drawing the rest."""
+    shape = tuple(shape)
+    stop = shape[0] if stop is None else stop
+    out_shape = (stop - start, *shape[1:])
+    rule = _rule(module, leaf, name)
+    if rule != "normal" or stop <= start:
+        return torch.ones(out_shape) if rule == "ones" else torch.zeros(out_shape)
+    row = max(1, int(torch.Size(shape[1:]).numel()))
+    per_block = max(1, BLOCK // row)
+    parts = []
+    for blk in range(start // per_block, -(-stop // per_block)):
+        lo, hi = blk * per_block, min((blk + 1) * per_block, shape[0])
+        values = torch.empty((hi - lo, *shape[1:])).normal_(0.0, std, generator=parameter_generator(seed, name, blk))
+        parts.append(values[max(start, lo) - lo:min(stop, hi) - lo])
+    value = torch.cat(parts) if len(parts) != 1 else parts[0].clone()
+    pad = getattr(module, "padding_idx", None)
+    if isinstance(module, nn.Embedding) and pad is not None and start <= pad < stop:
+        value[pad - start] = 0.0
+    return value
 
 
 def _owners(model: nn.Module) -> dict[int, tuple[nn.Module, str]]:
@@ -60,21 +84,31 @@ def init_weights(model: nn.Module, seed: int) -> None:
 
     Pass the language model itself (its ``named_parameters`` names are the keys, the HF names), not a
     wrapper that prefixes them."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
+    from torch.distributed.tensor import DTensor
 
     std = float(model.config.initializer_range)
     owners = _owners(model)
     for name, p in model.named_parameters():        # deduplicated: a tied head is its embedding
         module, leaf = owners[id(p)]
-        full = _full_value(module, leaf, name, tuple(p.shape), std, seed)
         if isinstance(p, DTensor):
-            # every rank drew the same full tensor: take the local shard without communication
-            local = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()
-            p.to_local().copy_(local)
+            p.to_local().copy_(_local_rows(p, module, leaf, name, std, seed))
         else:
-            p.copy_(full)
-        del full
+            p.copy_(initial_rows(module, leaf, name, p.shape, std, seed))
     reset_rotary_buffers(model)
+
+
+def _local_rows(p, module: nn.Module, leaf: str, name: str, std: float, seed: int) -> torch.Tensor:
+    """This rank's shard of a DTensor parameter's initial value: drawn directly when the parameter is split
+    along dim 0 only (FSDP2, HSDP), else cut from the full value without communication."""
+    from torch.distributed.tensor import distribute_tensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    shape = tuple(p.shape)
+    local_shape, offset = compute_local_shape_and_global_offset(shape, p.device_mesh, p.placements)
+    if tuple(local_shape[1:]) == shape[1:]:
+        return initial_rows(module, leaf, name, shape, std, seed, offset[0], offset[0] + local_shape[0])
+    full = initial_rows(module, leaf, name, shape, std, seed)
+    return distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None).to_local()
 
 
 @torch.no_grad()

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from fitrain.train.init import init_weights, materialize
+from fitrain.train import init
+from fitrain.train.init import init_weights, initial_rows, materialize
 from fitrain.train.model import ModelConfig, build_model
 
 from tests.helpers import trainrun as th
@@ -56,15 +57,31 @@ def test_each_parameter_depends_on_its_name_and_the_seed_only():
     assert not torch.equal(two["model.layers.0.self_attn.q_proj.weight"], two["model.layers.1.self_attn.q_proj.weight"])
 
 
+def test_any_range_of_rows_is_drawn_alone(monkeypatch):
+    """Blocks of rows, each from its own generator: a range equals the same rows of the whole value."""
+    monkeypatch.setattr(init, "BLOCK", 100)                    # 64-wide rows: one row per block
+    emb = torch.nn.Embedding(97, 64, padding_idx=1)
+    full = initial_rows(emb, "weight", "e.weight", (97, 64), 0.02, 7)
+    assert torch.equal(full[1], torch.zeros(64))
+    for a, b in [(0, 97), (0, 49), (49, 97), (1, 2), (50, 50), (13, 77)]:
+        assert torch.equal(initial_rows(emb, "weight", "e.weight", (97, 64), 0.02, 7, a, b), full[a:b])
+    lin = torch.nn.Linear(300, 5)                              # rows wider than a block
+    w = initial_rows(lin, "weight", "l.weight", (5, 300), 0.02, 7)
+    assert torch.equal(initial_rows(lin, "weight", "l.weight", (5, 300), 0.02, 7, 2, 4), w[2:4])
+    assert not torch.equal(w[0], w[1])
+
+
 SHARDED = r"""
 import sys
 import torch, torch.distributed as dist
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
+from fitrain.train import init
 from fitrain.train.init import materialize
 from fitrain.train.model import ModelConfig, build_model
 
 dist.init_process_group("gloo")
+init.BLOCK = int(sys.argv[2])
 model = build_model(ModelConfig(preset="tiny", vocab_multiple=1), 97, "sdpa", token_ids={"pad_token_id": 1},
                     verbose=False, device="meta")
 mesh = init_device_mesh("cpu", (dist.get_world_size(),))
@@ -83,13 +100,15 @@ dist.destroy_process_group()
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ranks", [1, 2])
-def test_fully_sharded_meta_init_equals_the_one_process_init(tmp_path, ranks):
+def test_fully_sharded_meta_init_equals_the_one_process_init(tmp_path, monkeypatch, ranks):
+    """Blocks of 100 values (one 64-wide row): the 97-row embedding's shard of rank 1 starts mid-way."""
+    monkeypatch.setattr(init, "BLOCK", 100)
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED)
     out = tmp_path / "state.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
-                        f"--master_port={th.free_port()}", str(script), str(out)], cwd=REPO, env=env,
+                        f"--master_port={th.free_port()}", str(script), str(out), "100"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
     got = torch.load(out)
