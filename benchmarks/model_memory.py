@@ -9,8 +9,8 @@ materialised and initialised on CPU, what every rank did before).
 Each case runs in a fresh process; the figure is the peak resident set (VmHWM, reset after the imports
 through /proc/self/clear_refs) minus the resident set after the imports, i.e. what building the model adds.
 Eager cases too big for this machine are estimated from the parameter count (4 bytes each). The sharded
-estimate per rank is its fp32 shards (4 x params / world) plus one block of 2^24 values that
-fitrain.train.init draws at a time (it draws only the rows of the rank's shard). The meta path
+estimate per rank is its fp32 shards (4 x params / world) plus the blocks of 2^24 values that
+fitrain.train.init draws at once (it draws only the rows of the rank's shard). The meta path
 must stay under 1 GB (the acceptance bar of the scale work); exit 1 if it does not.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def measure(preset: str, device: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fitrain.train.init import BLOCK
+    from fitrain.train.init import BLOCK, WORKERS
     from fitrain.train.model import ModelConfig, parameter_count
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         assert meta["params"] == n
         eager = (f"{measure(preset, 'cpu')['peak_delta'] / gb:.2f} GB measured" if preset in args.eager
                  else f"~{4 * n / gb:.1f} GB estimated")
-        sharded = 4 * n / args.world + 4 * BLOCK
+        sharded = 4 * n / args.world + 4 * BLOCK * WORKERS
         ok &= meta["peak_delta"] < 1 * gb
         print(f"{preset:<7} {n / 1e9:>7.2f}B {meta['peak_delta'] / gb:>8.3f} GB {eager:>20} "
               f"{sharded / gb:>10.2f} GB", flush=True)

@@ -7,8 +7,8 @@ each parameter's values come from a generator seeded by its name, not from the o
 generator, the weights are equal bit for bit whether a rank holds the whole model or a shard of it, and
 whatever order the parameters are visited in. A parameter's values are drawn in blocks of whole rows
 (at most ``BLOCK`` values, each block from its own generator), so a rank holding a dim-0 shard (FSDP2, HSDP)
-draws only the blocks its rows touch: materialising costs each rank its shards plus one block on CPU (64 MB),
-never the whole model.
+draws only the blocks its rows touch: materialising costs each rank its shards plus the blocks being drawn
+on CPU (``WORKERS`` x 64 MB), never the whole model.
 
 The distributions are transformers' (``LlamaPreTrainedModel._init_weights``): linear and embedding weights
 ``normal(0, initializer_range)``, the padding token's embedding row zero, biases zero, norm weights one;
@@ -17,6 +17,7 @@ rotary frequencies are recomputed (``to_empty`` leaves buffers uninitialised).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from fitrain.core.errors import FitrainError
 
 
 BLOCK = 1 << 24      # elements per generator: a parameter is drawn in blocks of rows of at most this many values
+WORKERS = 4          # blocks drawn at once (threads): CPU peak while materialising = shards + WORKERS blocks
 
 
 def parameter_generator(seed: int, name: str, block: int = 0) -> torch.Generator:
@@ -56,12 +58,20 @@ def initial_rows(module: nn.Module, leaf: str, name: str, shape, std: float, see
         return torch.ones(out_shape) if rule == "ones" else torch.zeros(out_shape)
     row = max(1, int(torch.Size(shape[1:]).numel()))
     per_block = max(1, BLOCK // row)
-    parts = []
-    for blk in range(start // per_block, -(-stop // per_block)):
+    value = torch.empty(out_shape)
+
+    def fill(blk: int) -> None:
         lo, hi = blk * per_block, min((blk + 1) * per_block, shape[0])
-        values = torch.empty((hi - lo, *shape[1:])).normal_(0.0, std, generator=parameter_generator(seed, name, blk))
-        parts.append(values[max(start, lo) - lo:min(stop, hi) - lo])
-    value = torch.cat(parts) if len(parts) != 1 else parts[0].clone()
+        drawn = torch.empty((hi - lo, *shape[1:])).normal_(0.0, std, generator=parameter_generator(seed, name, blk))
+        a, b = max(start, lo), min(stop, hi)
+        value[a - start:b - start] = drawn[a - lo:b - lo]
+
+    blocks = range(start // per_block, -(-stop // per_block))
+    if len(blocks) == 1:
+        fill(blocks[0])
+    else:   # blocks are independent (own generators): draw a few at once, the result does not depend on it
+        with ThreadPoolExecutor(max_workers=min(WORKERS, len(blocks))) as pool:
+            list(pool.map(fill, blocks))
     pad = getattr(module, "padding_idx", None)
     if isinstance(module, nn.Embedding) and pad is not None and start <= pad < stop:
         value[pad - start] = 0.0
