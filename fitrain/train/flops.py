@@ -53,10 +53,23 @@ def flops_from_shape(n_layers: int, dim: int, vocab: int, decoder_params: int) -
                       attention_per_sq=12.0 * n_layers * dim)
 
 
+def count_parameters(model) -> tuple[int, int]:
+    """(total unique parameters, embedding parameters: input embedding + untied output head)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    emb = model.get_input_embeddings().weight.numel()
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not model.get_input_embeddings().weight:
+        emb += out.weight.numel()
+    return total, emb
+
+
 def flops_model(model) -> FlopsModel:
     """The :class:`FlopsModel` of a built transformers model (parameters counted once, embeddings apart)."""
-    from fitrain.train.model import count_parameters
-
     c = model.config
     total, emb = count_parameters(model)
     return flops_from_shape(c.num_hidden_layers, c.hidden_size, c.vocab_size, total - emb)

@@ -23,7 +23,7 @@ from fitrain.core.errors import ConfigError, FitrainError
 # re-exported: the trainer and benchmarks select attention and count FLOPs through fitrain.train.model
 from fitrain.train.attention import (ATTENTION, VARLEN, attention_kernel, attention_kwargs,  # noqa: F401
                                      register_attention, select_attention, torch_varlen_available, varlen_kwargs)
-from fitrain.train.flops import FlopsModel, flops_model  # noqa: F401
+from fitrain.train.flops import FlopsModel, count_parameters, flops_model  # noqa: F401
 
 # name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a
 # 32k vocabulary (60m..300m) or the 128,256-token Llama-3 vocabulary (1.8b, 7b).
@@ -165,21 +165,6 @@ def describe(cfg: ModelConfig) -> str:
     s = resolve_shape(cfg)
     return (f"dim={s['dim']} layers={s['n_layers']} heads={s['n_heads']} kv_heads={s['n_kv_heads']} "
             f"ffn={s['ffn_dim']} tied={s['tie_embeddings']}")
-
-
-def count_parameters(model) -> tuple[int, int]:
-    """(total unique parameters, embedding parameters: input embedding + untied output head)."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    emb = model.get_input_embeddings().weight.numel()
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is not model.get_input_embeddings().weight:
-        emb += out.weight.numel()
-    return total, emb
 
 
 def forward_logits(model, batch: dict):
