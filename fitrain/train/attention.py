@@ -117,21 +117,28 @@ def attention_kernel(model) -> str:
     return name
 
 
-def torch_varlen_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
-                           scaling: float | None = None, **kwargs):
-    """transformers attention function over torch's varlen flash attention: ``query/key/value``
-    ``[B, heads, T, head_dim]`` are flattened to ``[B*T, heads, head_dim]`` and attend causally within each
-    ``cu_seq_lens`` segment (every row starts one, so rows stay apart too). Returns ``[B, T, heads, head_dim]``."""
-    import torch
+def _kernel():
     from torch.nn.attention import varlen
 
-    if dropout:
-        raise FitrainError("model.attention=torch_varlen has no attention dropout")
-    fn = varlen.varlen_attn
-    sig = varlen_signature(fn)
+    fn = getattr(varlen, "varlen_attn", None)
+    sig = varlen_signature(fn) if fn is not None else None
     if sig is None:
         raise FitrainError("model.attention=torch_varlen: this torch's varlen_attn has a signature fitrain does "
                            "not know; use model.attention=sdpa or auto")
+    return fn, sig
+
+
+def torch_varlen_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
+                           scaling: float | None = None, kernel=None, **kwargs):
+    """transformers attention function over torch's varlen flash attention: ``query/key/value``
+    ``[B, heads, T, head_dim]`` are flattened to ``[B*T, heads, head_dim]`` and attend causally within each
+    ``cu_seq_lens`` segment (every row starts one, so rows stay apart too). Returns ``[B, T, heads, head_dim]``.
+    ``kernel``: ``(varlen_attn, its VarlenSignature)`` read once at registration (None: read now)."""
+    import torch
+
+    if dropout:
+        raise FitrainError("model.attention=torch_varlen has no attention dropout")
+    fn, sig = kernel or _kernel()
     b, heads, t, d = query.shape
     kv_heads = key.shape[1]
     q = query.transpose(1, 2).reshape(b * t, heads, d)
@@ -164,7 +171,12 @@ def register_attention(attention: str) -> None:
     if attention == "torch_varlen":
         from transformers import AttentionInterface
 
-        AttentionInterface.register("torch_varlen", torch_varlen_attention)
+        kernel = _kernel()     # the signature is read here, once, not inside every (compiled) forward
+
+        def torch_varlen(module, query, key, value, attention_mask=None, **kwargs):
+            return torch_varlen_attention(module, query, key, value, attention_mask, kernel=kernel, **kwargs)
+
+        AttentionInterface.register("torch_varlen", torch_varlen)
 
 
 def varlen_kwargs(position_ids) -> dict:
