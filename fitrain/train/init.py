@@ -128,10 +128,13 @@ def reset_rotary_buffers(model: nn.Module) -> None:
         if "RotaryEmbedding" not in type(m).__name__:
             continue
         fresh = type(m)(config=m.config)           # small: one vector per buffer, built on CPU
+        device = m.inv_freq.device if isinstance(getattr(m, "inv_freq", None), torch.Tensor) else None
         for bname, buf in fresh.named_buffers(recurse=False):
-            old = getattr(m, bname)
-            m.register_buffer(bname, buf.to(device=old.device, dtype=torch.float32),
+            m.register_buffer(bname, buf.to(device=getattr(m, bname).device, dtype=torch.float32),
                               persistent=bname in m.state_dict())
+        for attr, value in vars(fresh).items():    # older transformers keep original_inv_freq as a plain tensor
+            if isinstance(value, torch.Tensor) and attr not in fresh._buffers and device is not None:
+                setattr(m, attr, value.to(device))
         if hasattr(fresh, "attention_scaling"):
             m.attention_scaling = fresh.attention_scaling
 
