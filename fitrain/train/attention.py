@@ -163,7 +163,7 @@ def torch_varlen_attention(module, query, key, value, attention_mask=None, dropo
         out = fn(*args, window_size=(-1, 0), **extra)
     else:
         out = fn(*args, True, **extra)
-    return out.to(dtype).view(b, t, heads, d), None
+    return out.to(dtype).reshape(b, t, heads, d), None
 
 
 def register_attention(attention: str) -> None:

@@ -82,15 +82,11 @@ def test_a_packed_model_on_torch_varlen_equals_sdpa(monkeypatch, version):
     batch = synthetic.packed_batch(3, 40, VOCAB, seed=5)
     with torch.no_grad():
         got, want = forward_logits(packed_model, batch), forward_logits(sdpa_model, batch)
-    assert len(varlen_kernels.CALLS) == cfg_layers(packed_model)
+    assert len(varlen_kernels.CALLS) == packed_model.config.num_hidden_layers
     assert all(c["version"] == version and c["scale"] == pytest.approx(16 ** -0.5) for c in varlen_kernels.CALLS)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert attn.attention_kernel(packed_model).startswith("torch_varlen: torch.nn.attention.varlen.varlen_attn")
     assert attn.attention_kernel(sdpa_model) == "sdpa"
-
-
-def cfg_layers(model) -> int:
-    return model.config.num_hidden_layers
 
 
 def test_auto_picks_flash_then_torch_varlen_then_sdpa_with_one_warning(monkeypatch):
