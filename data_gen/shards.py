@@ -28,6 +28,7 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
 from fitrain.core.lock import dir_lock
+from fitrain.core.server_failures import TrackedRejects, check_share, server_of
 
 
 @dataclass
@@ -37,7 +38,7 @@ class StageStats:
     stage: str
     inputs: int = 0
     outputs: int = 0
-    rejects: Rejects = field(default_factory=Rejects)
+    rejects: Rejects = field(default_factory=TrackedRejects)  # also counts requests failed at the server
     filtered: Rejects = field(default_factory=Rejects)  # dropped by design (e.g. judge score < 4), not defects
     counters: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -69,6 +70,12 @@ class StageStats:
                 self.counters[k] = self.counters.get(k, 0) + v
         self.seconds += other.seconds
         return self
+
+
+def check_server_failures(stats: StageStats, backend, max_share: float, where: str) -> None:
+    """Fail the shard (nothing marked done, exit 2) when more than ``max_share`` of its ``stats.inputs``
+    LLM requests failed at the server (fitrain.core.server_failures); call it before the outputs are kept."""
+    check_share(stats.rejects, stats.inputs, max_share, server_of(backend), where)
 
 
 def shard_dir(stage_dir: Path, i: int) -> Path:

@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import extract_json, load_prompt
-from data_gen.shards import ProgressLog, StageStats, iter_parquet, parquet_sink, run_shards, shard_dir
+from data_gen.shards import (ProgressLog, StageStats, check_server_failures, iter_parquet, parquet_sink,
+                             run_shards, shard_dir)
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Backend, stream_parsed
@@ -158,6 +159,7 @@ def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Ba
             row = _validated(obj, req.meta["inputs"]["query"], "query", t.max_slots, stats, req.meta["id"])
             if row:
                 rows.append(row)
+        check_server_failures(stats, backend, cfg.max_failed_share, f"[templatize] shard {i}")
         write(rows)
     return stats
 
