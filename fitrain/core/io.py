@@ -1,4 +1,7 @@
-"""Atomic file writing and completion markers: a killed job never leaves a half-written file behind."""
+"""Atomic file writing and completion markers: a killed job never leaves a half-written file behind.
+
+Files and directories written here get the modes ``open``/``mkdir`` would give under the process umask
+(0644/0755 under the usual 022), so colleagues on a shared project directory can read them."""
 from __future__ import annotations
 
 import contextlib
@@ -14,13 +17,31 @@ from typing import Any, Iterator
 SUCCESS = "_SUCCESS"
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which
+    would briefly give other threads' files the wrong mode)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600: the file gets the mode open() gives
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         with _naming(path):
@@ -62,6 +83,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700: the directory gets the mode mkdir() gives
     try:
         with _naming(path):
             yield tmp

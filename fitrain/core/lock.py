@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import socket
 import sys
@@ -59,9 +60,21 @@ def holder(directory: str | Path) -> dict:
         return {}
 
 
+def _since(since: object) -> str:
+    """`` since <local time>`` of a holder's start time; a time that is not one (NaN, infinite, out of
+    range, later than now: a hand-edited file or a skewed clock) is named as such, never trusted."""
+    if not isinstance(since, (int, float)) or isinstance(since, bool):
+        return ""
+    if not math.isfinite(since) or since < 0 or since > time.time() + 86400:
+        return f" with an invalid start time {since!r}"
+    try:
+        return time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
+    except (OverflowError, OSError, ValueError):
+        return f" with an invalid start time {since!r}"
+
+
 def _describe(info: dict) -> str:
-    since = info.get("since")
-    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
+    when = _since(info.get("since"))
     return f"{info.get('command') or 'a fitrain command'} (pid {info.get('pid', '?')} on {info.get('host', '?')}{when})"
 
 
