@@ -133,9 +133,13 @@ def is_done(directory: str | Path) -> bool:
 
 
 def clean_stale_temps(directory: str | Path) -> int:
-    """Remove temporary files a killed writer left behind; returns how many."""
+    """Remove what a killed writer left behind in a directory the caller holds the lock of: temporary files
+    and directories of :func:`atomic_path` / :func:`atomic_dir` (``.*.tmp``); returns how many."""
     n = 0
     for p in Path(directory).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n

@@ -129,9 +129,10 @@ def _take(path: Path, fd: int, directory: Path, command: str) -> dict:
 
 
 @contextlib.contextmanager
-def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
+def dir_lock(directory: str | Path, command: str = "", note: bool = True) -> Iterator[Path]:
     """Hold the exclusive lock of ``directory`` (created if missing) for the ``with`` block; only global
-    rank 0 locks (:func:`is_rank_zero`). ``command`` names the holder in other processes' errors."""
+    rank 0 locks (:func:`is_rank_zero`). ``command`` names the holder in other processes' errors; ``note``:
+    say so when a stale lock is taken over."""
     directory = Path(directory)
     if not is_rank_zero():
         yield directory
@@ -153,7 +154,7 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
     except BaseException:
         os.close(fd)
         raise
-    if prev.get("pid") is not None:
+    if prev.get("pid") is not None and note:
         print(f"fitrain: note: {directory} was locked by {_describe(prev)}, which ended without releasing it "
               "(killed?); taking the lock over", file=sys.stderr, flush=True)
     _held[key] = [fd, 1]
@@ -195,3 +196,25 @@ def _remove_if_only_lock(created: list[Path]) -> None:
             d.rmdir()  # OSError (not empty) ends it
     except OSError:
         pass
+
+
+def remove_abandoned(directory: Path) -> bool:
+    """Remove a scratch directory (e.g. data_gen's ``.spool-<pid>/``) that its writer held under
+    :func:`dir_lock` and left behind when it was killed; one still in use stays. A scratch directory without
+    a lock file (written before scratch was locked) is abandoned when the pid at the end of its name is
+    gone from this host. Returns whether it was removed."""
+    import shutil
+
+    directory = Path(directory)
+    if not (directory / LOCK_FILE).is_file():
+        pid = directory.name.rpartition("-")[2]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            return False
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+    try:
+        with dir_lock(directory, "fitrain scratch cleanup", note=False):
+            shutil.rmtree(directory, ignore_errors=True)
+    except LockedError:
+        return False
+    return True
