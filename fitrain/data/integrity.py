@@ -11,8 +11,8 @@ sha256 of files whose modification time changed). :func:`verify_prepared` checks
 * the fingerprint recomputed from the shards and the totals against ``counts``;
 * the tokenizer the manifest names, when it is still there, against the recorded identity.
 
-A manifest written before checksums existed passes with a note (its shards are still checked against the
-array hashes).
+A manifest without its checksum (edited, or written before checksums existed) is refused
+(fitrain.data.manifest).
 """
 from __future__ import annotations
 
@@ -60,8 +60,6 @@ def verify_prepared(directory: str | Path) -> Verified:
     except FitrainError as e:
         out.problems.append(_problem(e, directory))
         return out
-    if not m.checksum:
-        out.notes.append("written by an older fitrain without checksums: only the array hashes were checked")
     try:
         check_files(directory, m, full=True)
     except FitrainError as e:
