@@ -116,10 +116,20 @@ def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None =
         log: Callable[[str], None] = print, encoder=None, task: int | None = None) -> dict:
     """Run the selected stages (all by default); returns ``{stage: status}`` with merged statistics.
     ``shard``: one document shard; ``task``: the contiguous shards of that array task (shards_per_task);
-    ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``)."""
-    from data_gen import index, instantiate, judge, match, templatize, write
+    ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``).
+    SIGINT/SIGTERM stop it at the next safe point (fitrain.core.stop: exit 3, rerun to resume)."""
+    from fitrain.core.stop import graceful_stop
 
     chosen = _check_stages(stages)
+    with graceful_stop("rerun the same data-gen command to resume (finished shards are skipped, replies "
+                       "received are cached)"):
+        return _run(cfg, chosen, shard, log, encoder, task)
+
+
+def _run(cfg: DataGenConfig, chosen: list[str], shard: int | None, log: Callable[[str], None], encoder,
+         task: int | None) -> dict:
+    from data_gen import index, instantiate, judge, match, templatize, write
+
     layout = RunLayout.of(cfg.run_dir)
     d = {s: layout.data_gen(STAGE_DIRS[s]) for s in STAGES}
     res = _Resources(cfg, encoder)

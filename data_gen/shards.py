@@ -29,6 +29,7 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
 from fitrain.core.lock import dir_lock
 from fitrain.core.server_failures import TrackedRejects, check_share, server_of
+from fitrain.core.stop import check_stop
 
 
 @dataclass
@@ -140,6 +141,7 @@ def run_shards(stage: str, stage_dir: Path, n: int, work: Callable[[int, Path], 
         if is_done(d):
             skipped.append(i)
             continue
+        check_stop(f"before {stage} shard {i}")  # a safe point (fitrain.core.stop)
         with dir_lock(d, f"data_gen {stage} shard {i}"):  # one writer per shard (fitrain.core.lock)
             clean_stale_temps(d)
             t0 = time.perf_counter()
@@ -265,7 +267,10 @@ class ProgressLog:
         self._thread: threading.Thread | None = None
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` rows; also a safe point to stop at (fitrain.core.stop): the shard's outputs are written
+        only when it ends, so a stop here keeps nothing half-done (replies received stay cached)."""
         self.done += n
+        check_stop(f"in {self.desc}")
 
     def line(self) -> str:
         el = max(1e-9, time.monotonic() - self._t0)
