@@ -64,11 +64,12 @@ def test_a_signal_stops_data_gen_cleanly_and_the_rerun_is_exact(uninterrupted, t
 
 def test_a_second_ctrl_c_stops_at_once(tmp_path, dolly_contexts):
     setup_run(tmp_path, dolly_contexts[:8])
-    with ScriptedLLMServer(datagen_responder, latency_s=0.5, capacity=1) as srv:
+    with ScriptedLLMServer(datagen_responder, latency_s=1.5, capacity=1) as srv:
         p = _start(tmp_path, srv.base_url)
         _when_answered(srv, p, 1)
+        time.sleep(0.3)  # the reply is taken in; the next one is more than a second away
         p.send_signal(signal.SIGINT)
-        time.sleep(0.2)
+        time.sleep(0.05)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "interrupted" in err, err[-3000:]
