@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
-from data_gen.prompting import load_prompt
+from data_gen.prompting import load_prompt, reject_lone_surrogate
 from data_gen.shards import (ProgressLog, StageStats, check_server_failures, iter_parquet, read_parquet_rows,
                              require_done, row_count, row_sink, run_shards, shard_dir)
 from fitrain.core.llm import Backend, Request, stream_parsed
@@ -25,6 +25,7 @@ _FEEDBACK = re.compile(r"<feedback>(.*?)</feedback>", re.IGNORECASE | re.DOTALL)
 
 def parse_judgement(text: str) -> tuple[float, str]:
     """(score, feedback); ValueError when no score in 1..5 can be read."""
+    reject_lone_surrogate(text)
     tags = _SCORE_TAG.findall(text)
     found = tags[-1] if tags else None
     if found is None:
