@@ -104,6 +104,8 @@ def _array_problems(m: Manifest, entry, arrays: list[np.ndarray]) -> list[str]:
     stats = shard_stats(tokens, mask, seg)
     bad = [f"{k} is {stats[k]} but the manifest recorded {getattr(entry, k)}" for k in COUNTED
            if stats[k] != getattr(entry, k)]
+    if entry.max_token_id is not None and stats["max_token_id"] != entry.max_token_id:
+        bad.append(f"the largest token id is {stats['max_token_id']} but the manifest recorded {entry.max_token_id}")
     nonpad = seg > 0
     if m.vocab_size and tokens.size and int(tokens[nonpad].max(initial=0)) >= m.vocab_size:
         bad.append(f"token id {int(tokens[nonpad].max())} is outside the {m.vocab_size}-token vocabulary")

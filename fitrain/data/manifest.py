@@ -48,6 +48,7 @@ class ShardEntry:
     segments: int = 0
     sha256: str = ""                                     # of the arrays (dtype, shape, bytes): the fingerprint's
     files: dict = field(default_factory=dict)            # part -> {bytes, sha256, mtime_ns} of each .npy file
+    max_token_id: int | None = None                      # the largest non-padding id (None: an older manifest)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ShardEntry":
