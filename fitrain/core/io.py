@@ -143,3 +143,18 @@ def clean_stale_temps(directory: str | Path) -> int:
             p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def as_os_error(e: BaseException, path: str | Path) -> BaseException:
+    """A library's write error that carries an operating-system error only in its text (safetensors:
+    ``IoError(Os { code: 28, kind: StorageFull, ... })``) as the :class:`OSError` it is, naming ``path``, so
+    the CLI prints its one line (a full disk: ENOSPC); any other error is returned as it is."""
+    if isinstance(e, OSError):
+        return e if e.filename is not None else OSError(e.errno, e.strerror or str(e), str(path))
+    import re
+
+    m = re.search(r"\bcode:\s*(\d+)|\(os error (\d+)\)", str(e))
+    if m is None:
+        return e
+    code = int(m.group(1) or m.group(2))
+    return OSError(code, os.strerror(code), str(path))
