@@ -87,3 +87,27 @@ def test_prepared_files_follow_the_umask(tmp_path, capsys, tokenizer_dir, dolly_
 ])
 def test_differences_name_each_changed_key(old, new, text):
     assert (text in differences(old, new)) if text else differences(old, new) == ""
+
+
+def test_tokenizer_train_refuses_to_replace_one_of_other_settings(tmp_path, capsys, corpus_texts):
+    (tmp_path / "c.txt").write_text("\n\n".join(corpus_texts[:20]))
+    argv = ["tokenizer", "train", f"files=[{tmp_path}/c.txt]", f"out={tmp_path}/tok"]
+    assert run_main(argv + ["vocab_size=300"], capsys).rc == 0
+    before = (tmp_path / "tok" / "tokenizer.json").read_bytes()
+    assert_clean_error(run_main(argv + ["vocab_size=400"], capsys), f"{tmp_path}/tok", "vocab_size: 300 -> 400",
+                       "--overwrite")
+    assert (tmp_path / "tok" / "tokenizer.json").read_bytes() == before
+    assert run_main(argv + ["vocab_size=300"], capsys).rc == 0  # the same settings: retrained in place
+    assert run_main(argv + ["vocab_size=400", "--overwrite"], capsys).rc == 0
+    assert json.loads((tmp_path / "tok" / "fitrain_tokenizer.json").read_text())["vocab_size"] == 400
+
+
+def test_tokenizer_train_refuses_a_directory_holding_a_foreign_tokenizer(tmp_path, capsys, corpus_texts,
+                                                                           tokenizer_dir):
+    import shutil
+
+    shutil.copytree(tokenizer_dir, tmp_path / "tok")
+    (tmp_path / "tok" / "fitrain_tokenizer.json").unlink(missing_ok=True)
+    (tmp_path / "c.txt").write_text("\n\n".join(corpus_texts[:20]))
+    r = run_main(["tokenizer", "train", f"files=[{tmp_path}/c.txt]", f"out={tmp_path}/tok", "vocab_size=300"], capsys)
+    assert_clean_error(r, "settings were not recorded", "--overwrite")
