@@ -94,3 +94,18 @@ def test_train_on_a_shard_with_an_id_past_the_embedding_exits_2_naming_it(tmp_pa
     r = run_main(_train_argv(tmp_path, data), capsys)
     assert_clean_error(r, "shard_00000.tokens.npy row", f"token id {vocab + 3}", "embedding")
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_the_loader_reports_it_in_one_line_also_from_a_worker_process(data, workers):
+    from fitrain.data.loader import PackedLoader
+
+    vocab = open_prepared(data).manifest.vocab_size
+    n = np.load(data / "shard_00000.tokens.npy", mmap_mode="r").shape[0]
+    for r in range(n):
+        _poke(data / "shard_00000.tokens.npy", r, 1, vocab)
+    loader = PackedLoader(data, batch_size=2, shuffle=False, rank=0, world_size=1, num_workers=workers)
+    with pytest.raises(FitrainError) as e:
+        next(iter(loader))
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
+    assert str(e.value).startswith(f"prepared data {data}: shard_00000.tokens.npy row ")
