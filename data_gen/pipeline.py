@@ -17,7 +17,7 @@ from typing import Callable
 
 from data_gen.config import STAGE_DIRS, STAGES, DataGenConfig
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import read_json, write_json
+from fitrain.core.io import clean_dead_temps, read_json, write_json
 from fitrain.core.llm import Backend, CachedBackend, LLMConfig, make_backend
 from fitrain.core.layout import RunLayout
 
@@ -141,6 +141,7 @@ def _run(cfg: DataGenConfig, chosen: list[str], shard: int | None, log: Callable
     first = docs if isinstance(docs, int) else (docs[0] if docs else None)
     out: dict = {}
     for stage in chosen:
+        clean_dead_temps(d[stage])  # what killed jobs were writing into the stage (its shards: run_shards)
         check_stage(stage, d[stage], settings[stage], overwrite, log)
         t0 = time.perf_counter()
         sel = docs if stage in DOCUMENT_STAGES else shard

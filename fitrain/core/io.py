@@ -37,7 +37,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600: the file gets the mode open() gives
     finally:
@@ -82,7 +82,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     aside first and removed after), so ``path`` never holds a half-written set of files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700: the directory gets the mode mkdir() gives
     try:
         with _naming(path):
@@ -130,6 +130,47 @@ def mark_done(directory: str | Path, info: dict | None = None) -> None:
 
 def is_done(directory: str | Path) -> bool:
     return (Path(directory) / SUCCESS).is_file()
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname().replace("~", "-")[:40]
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>~<host>~<pid>~``: whose temporary file it is, so that one left by a killed process can be told
+    from one being written (:func:`clean_dead_temps`)."""
+    return f".{path.name}~{_host()}~{os.getpid()}~"
+
+
+def clean_dead_temps(directory: str | Path) -> int:
+    """Remove the temporary files and directories (:func:`atomic_path`, :func:`atomic_dir`) in ``directory``
+    whose writer was a process of this host that is gone (killed); another host's, or a live process's, stay.
+    Safe without a lock; returns how many were removed."""
+    n = 0
+    host = _host()
+    for p in Path(directory).glob(".*~*~*~*.tmp"):
+        parts = p.name.rsplit("~", 3)
+        if len(parts) != 4 or parts[1] != host or not parts[2].isdigit() or pid_alive(int(parts[2])):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def clean_stale_temps(directory: str | Path) -> int:

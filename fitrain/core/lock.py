@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fitrain.core.errors import FitrainError
+from fitrain.core.io import pid_alive as _pid_alive
 
 LOCK_FILE = ".fitrain.lock"
 _RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
@@ -76,16 +77,6 @@ def _since(since: object) -> str:
 def _describe(info: dict) -> str:
     when = _since(info.get("since"))
     return f"{info.get('command') or 'a fitrain command'} (pid {info.get('pid', '?')} on {info.get('host', '?')}{when})"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _flock(fd: int) -> bool:

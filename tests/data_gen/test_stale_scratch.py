@@ -74,3 +74,45 @@ def test_temporary_files_and_directories_of_a_killed_writer_are_removed(tmp_path
     (tmp_path / LOCK_FILE).write_text("")
     assert clean_stale_temps(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "pairs.parquet"]
+
+
+KILLED_WRITER = ("import sys, time\nfrom fitrain.core.io import atomic_path, atomic_dir\n"
+                 "with atomic_path(sys.argv[1] + '/stats.json') as t, atomic_dir(sys.argv[1] + '/index') as d:\n"
+                 "    t.write_text('half'); (d / 'part').write_text('half')\n"
+                 "    print('writing', flush=True); time.sleep(600)\n")
+
+
+def test_temporaries_of_a_killed_writer_go_when_the_stage_starts_and_a_live_ones_stay(tmp_path, dolly_contexts):
+    from data_gen.pipeline import run
+    from fitrain.core.io import atomic_path, clean_dead_temps
+    from tests.data_gen.test_server_tasks import SHARDS, setup_run
+    from tests.helpers.llm_server import ScriptedLLMServer, datagen_responder
+
+    setup_run(tmp_path, dolly_contexts[:4])
+    stage = tmp_path / "data_gen" / "pairs"
+    stage.mkdir(parents=True)
+    p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(stage)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.stdout.readline().strip() == "writing"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    foreign = stage / ".stats.json~otherhost~1~abc.tmp"  # another node's writer: cannot tell, stays
+    foreign.write_text("x")
+    assert len(list(stage.glob(".*.tmp"))) == 3
+    with atomic_path(stage / "mine.json") as mine:
+        mine.write_text("being written")
+        assert clean_dead_temps(stage) == 2 and mine.exists()  # this live process's stays
+    assert sorted(x.name for x in stage.glob(".*.tmp")) == [foreign.name]
+    (stage / "mine.json").unlink()
+    p = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(stage)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.stdout.readline().strip() == "writing"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    with ScriptedLLMServer(datagen_responder) as srv:
+        cfg = DataGenConfig(run_dir=str(tmp_path), num_shards=SHARDS, progress=False)
+        from fitrain.core.llm import LLMConfig
+
+        cfg.instantiate.llm = LLMConfig(model="scripted", base_url=srv.base_url, max_retries=1)
+        run(cfg, ["instantiate"], log=lambda s: None)
+    assert sorted(x.name for x in stage.glob(".*.tmp")) == [foreign.name]
