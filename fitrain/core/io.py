@@ -148,18 +148,13 @@ def clean_dead_temps(directory: str | Path) -> int:
     """Remove the temporary files and directories (:func:`atomic_path`, :func:`atomic_dir`) in ``directory``
     whose writer was a process of this host that is gone (killed); another host's, or a live process's, stay.
     Safe without a lock; returns how many were removed."""
-    n = 0
     host = _host()
-    for p in Path(directory).glob(".*~*~*~*.tmp"):
+
+    def dead(p: Path) -> bool:
         parts = p.name.rsplit("~", 3)
-        if len(parts) != 4 or parts[1] != host or not parts[2].isdigit() or pid_alive(int(parts[2])):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-        n += 1
-    return n
+        return len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not pid_alive(int(parts[2]))
+
+    return _remove_temps(directory, ".*~*~*~*.tmp", dead)
 
 
 def pid_alive(pid: int) -> bool:
@@ -176,8 +171,14 @@ def pid_alive(pid: int) -> bool:
 def clean_stale_temps(directory: str | Path) -> int:
     """Remove what a killed writer left behind in a directory the caller holds the lock of: temporary files
     and directories of :func:`atomic_path` / :func:`atomic_dir` (``.*.tmp``); returns how many."""
+    return _remove_temps(directory, ".*.tmp", lambda p: True)
+
+
+def _remove_temps(directory: str | Path, pattern: str, which) -> int:
     n = 0
-    for p in Path(directory).glob(".*.tmp"):
+    for p in Path(directory).glob(pattern):
+        if not which(p):
+            continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
