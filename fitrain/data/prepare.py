@@ -34,6 +34,7 @@ from fitrain.core.accounting import Rejects, TokenCounts
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import clean_stale_temps, read_json, write_json
 from fitrain.core.lock import dir_lock
+from fitrain.core.stop import check_stop
 from fitrain.data.budget import TokenBudget
 from fitrain.data.formatting import FormatConfig, Formatter
 from fitrain.data.manifest import MANIFEST, Manifest, ShardEntry, TokenizerInfo
@@ -333,6 +334,7 @@ def _pipeline(cfg: PrepareConfig, out: Path, settings: str, tok: Any, kind: str,
         if len(writer.shards) > saved[0]:  # save only at batch boundaries that finished a shard
             save_state(out, progress, batches, components)
             saved[0] = len(writer.shards)
+        check_stop(f"in prepare {out}")  # a safe point (fitrain.core.stop): a rerun resumes from the saved state
 
     return _Pipeline(run, packer, writer, skip, after_batch)
 
