@@ -58,7 +58,7 @@ def check_stage(stage: str, stage_dir: Path, settings: dict, overwrite: bool = F
 
     stage_dir = Path(stage_dir)
     path = stage_dir / SETTINGS
-    finished = is_done(stage_dir) or any(is_done(d) for d in stage_dir.glob("shard-*"))
+    finished = is_done(stage_dir) or any(stage_dir.rglob("shard-*/_SUCCESS"))  # (index: embedding shards below)
     recorded = None
     if path.is_file():
         try:
