@@ -153,6 +153,9 @@ class DataGenConfig:
     query_shards: int = 1              # query shards (templatize)
     progress: bool = True              # progress lines while a shard runs
     progress_every_s: float = 30.0     # one line every this many seconds (plain text, also in a Slurm log)
+    # a shard whose LLM requests failed at the server (5xx, timeouts) beyond this share is an infrastructure
+    # failure (not marked done, exit 2); below it they are counted rejects (fitrain.core.server_failures)
+    max_failed_share: float = 0.1
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     templatize: TemplatizeConfig = field(default_factory=TemplatizeConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
@@ -161,3 +164,5 @@ class DataGenConfig:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+
+    FIELD_CHECKS = {"max_failed_share": "[0, 1]"}   # fitrain.core.config.validate_config

@@ -16,8 +16,8 @@ from typing import Callable, Iterator
 from data_gen.config import DataGenConfig
 from data_gen.excerpts import ExcerptError, expand_excerpts
 from data_gen.prompting import extract_json, load_prompt
-from data_gen.shards import (ProgressLog, StageStats, iter_parquet, read_parquet_rows, require_done, row_count,
-                             row_sink, run_shards, shard_dir)
+from data_gen.shards import (ProgressLog, StageStats, check_server_failures, iter_parquet, read_parquet_rows,
+                             require_done, row_count, row_sink, run_shards, shard_dir)
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Backend, Request, stream_parsed
 
@@ -105,7 +105,8 @@ def run(cfg: DataGenConfig, stage_dir: Path, matches_dir: Path, templates_dir: P
                     r.meta["row"] = m
                     yield r
 
-        with stream_parsed(backend(out), requests(), parse_instantiation, st.rejects, what="instantiator") as stream, \
+        be = backend(out)
+        with stream_parsed(be, requests(), parse_instantiation, st.rejects, what="instantiator") as stream, \
                 ProgressLog(f"instantiate shard {i}", row_count(src / "matches.parquet"), cfg.progress_every_s, log,
                             cfg.progress, lambda: st.rejects.total, lambda: stream.in_flight) as progress, \
                 row_sink(out / "pairs.parquet", pair_schema(), st, BATCH) as add:
@@ -121,6 +122,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, matches_dir: Path, templates_dir: P
                     continue
                 add({"doc_id": m["doc_id"], "template_id": m["template_id"], **fields,
                      "chunk_index": m["chunk_index"], "slot_count": m["slot_count"], "similarity": m["similarity"]})
+            check_server_failures(st, be, cfg.max_failed_share, f"[instantiate] shard {i}")
         return st
 
     return run_shards("instantiate", stage_dir, cfg.num_shards, work, shard, log)

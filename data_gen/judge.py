@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
-from data_gen.prompting import load_prompt
-from data_gen.shards import (ProgressLog, StageStats, iter_parquet, read_parquet_rows, require_done, row_count,
-                             row_sink, run_shards, shard_dir)
+from data_gen.prompting import load_prompt, reject_lone_surrogate
+from data_gen.shards import (ProgressLog, StageStats, check_server_failures, iter_parquet, read_parquet_rows,
+                             require_done, row_count, row_sink, run_shards, shard_dir)
 from fitrain.core.llm import Backend, Request, stream_parsed
 
 BATCH = 256  # rows read and written per parquet batch (requests stream through the llm window regardless)
@@ -25,6 +25,7 @@ _FEEDBACK = re.compile(r"<feedback>(.*?)</feedback>", re.IGNORECASE | re.DOTALL)
 
 def parse_judgement(text: str) -> tuple[float, str]:
     """(score, feedback); ValueError when no score in 1..5 can be read."""
+    reject_lone_surrogate(text)
     tags = _SCORE_TAG.findall(text)
     found = tags[-1] if tags else None
     if found is None:
@@ -69,7 +70,8 @@ def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
                     yield r
 
         hist: dict[str, int] = {}
-        with stream_parsed(backend(out), requests(), parse_judgement, st.rejects, what="judge") as stream, \
+        be = backend(out)
+        with stream_parsed(be, requests(), parse_judgement, st.rejects, what="judge") as stream, \
                 ProgressLog(f"judge shard {i}", row_count(src), cfg.progress_every_s, log, cfg.progress,
                             lambda: st.rejects.total, lambda: stream.in_flight) as progress, \
                 row_sink(out / "judged.parquet", judged_schema(), st, BATCH) as add:
@@ -83,6 +85,7 @@ def run(cfg: DataGenConfig, stage_dir: Path, pairs_dir: Path, matches_dir: Path,
                 add({**req.meta["row"], "judge_score": score, "judge_feedback": feedback})
                 if score >= jc.min_score:
                     st.count("at_or_above_min_score")
+            check_server_failures(st, be, cfg.max_failed_share, f"[judge] shard {i}")
         st.counters["score_histogram"] = hist
         return st
 

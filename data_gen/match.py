@@ -13,6 +13,7 @@ similarity, chunk_index, slot_count), both written while streaming so memory sta
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -23,6 +24,7 @@ from data_gen.config import DataGenConfig, MatchConfig
 from data_gen.shards import ProgressLog, StageStats, parquet_sink, run_shards
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
+from fitrain.core.lock import dir_lock
 from fitrain.core.rng import item_rng
 from fitrain.data.records import Document, InputConfig, iter_documents
 
@@ -64,6 +66,14 @@ def _corpus(cfg: DataGenConfig, rejects: Rejects) -> Iterator[Document]:
         yield doc
 
 
+def remove_stale_spools(stage_dir: Path) -> int:
+    """Remove the ``.spool-<pid>/`` scratch of jobs that were killed (fitrain.core.lock.remove_abandoned);
+    returns how many."""
+    from fitrain.core.lock import remove_abandoned
+
+    return sum(remove_abandoned(d) for d in sorted(Path(stage_dir).glob(".spool-*")) if d.is_dir())
+
+
 class TaskDocuments:
     """``docs(i, rejects)``: the documents of shard ``i`` (as :func:`shard_documents`), for a job that runs
     several shards (an array task's range) with ONE pass over the corpus instead of one per shard: the first
@@ -80,6 +90,10 @@ class TaskDocuments:
         self.cfg, self.n = cfg, cfg.num_shards
         self.pending = [i for i in selected_shards(of or self.n, shard) if not is_done(shard_dir(Path(stage_dir), i))]
         self.scratch = Path(stage_dir) / f".spool-{os.getpid()}"
+        removed = remove_stale_spools(Path(stage_dir))
+        if removed:
+            print(f"[match] removed {removed} spool(s) of killed jobs in {stage_dir}", flush=True)
+        self._held = contextlib.ExitStack()
         self.files: dict[int, Path] | None = None
         self.read_rejects = Rejects()
 
@@ -98,10 +112,8 @@ class TaskDocuments:
             rejects.merge(self.read_rejects)
 
     def _spool(self) -> dict[int, Path]:
-        import contextlib
-
         files = {i: self.scratch / f"shard-{i:05d}.parquet" for i in self.pending}
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        self._held.enter_context(dir_lock(self.scratch, "data_gen match spool"))  # stale once its job dies
         with contextlib.ExitStack() as stack:
             sinks = {i: stack.enter_context(parquet_sink(f, doc_schema())) for i, f in files.items()}
             rows: dict[int, list[dict]] = {i: [] for i in files}
@@ -119,6 +131,7 @@ class TaskDocuments:
     def close(self) -> None:
         import shutil
 
+        self._held.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __enter__(self) -> "TaskDocuments":

@@ -17,7 +17,7 @@ from typing import Callable
 
 from data_gen.config import STAGE_DIRS, STAGES, DataGenConfig
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import read_json, write_json
+from fitrain.core.io import clean_dead_temps, read_json, write_json
 from fitrain.core.llm import Backend, CachedBackend, LLMConfig, make_backend
 from fitrain.core.layout import RunLayout
 
@@ -113,20 +113,36 @@ def document_shards(cfg: DataGenConfig, shard: int | None = None, task: int | No
 
 
 def run(cfg: DataGenConfig, stages: list[str] | None = None, shard: int | None = None,
-        log: Callable[[str], None] = print, encoder=None, task: int | None = None) -> dict:
+        log: Callable[[str], None] = print, encoder=None, task: int | None = None, overwrite: bool = False) -> dict:
     """Run the selected stages (all by default); returns ``{stage: status}`` with merged statistics.
     ``shard``: one document shard; ``task``: the contiguous shards of that array task (shards_per_task);
-    ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``)."""
-    from data_gen import index, instantiate, judge, match, templatize, write
+    ``encoder``: an already loaded data_gen.encoder.Encoder to reuse (it must match ``cfg.encoder``).
+    A stage whose finished output was made with other settings is refused unless ``overwrite``
+    (data_gen.settings).
+    SIGINT/SIGTERM stop it at the next safe point (fitrain.core.stop: exit 3, rerun to resume)."""
+    from fitrain.core.stop import graceful_stop
 
     chosen = _check_stages(stages)
+    with graceful_stop("rerun the same data-gen command to resume (finished shards are skipped, replies "
+                       "received are cached)"):
+        return _run(cfg, chosen, shard, log, encoder, task, overwrite)
+
+
+def _run(cfg: DataGenConfig, chosen: list[str], shard: int | None, log: Callable[[str], None], encoder,
+         task: int | None, overwrite: bool) -> dict:
+    from data_gen import index, instantiate, judge, match, templatize, write
+    from data_gen.settings import check_stage, stage_settings
+
     layout = RunLayout.of(cfg.run_dir)
     d = {s: layout.data_gen(STAGE_DIRS[s]) for s in STAGES}
+    settings = stage_settings(cfg)
     res = _Resources(cfg, encoder)
     docs = document_shards(cfg, shard, task)
     first = docs if isinstance(docs, int) else (docs[0] if docs else None)
     out: dict = {}
     for stage in chosen:
+        clean_dead_temps(d[stage])  # what killed jobs were writing into the stage (its shards: run_shards)
+        check_stage(stage, d[stage], settings[stage], overwrite, log)
         t0 = time.perf_counter()
         sel = docs if stage in DOCUMENT_STAGES else shard
         if _serves(cfg, stage):

@@ -71,7 +71,9 @@ _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 def extract_json(text: str) -> Any:
     """The JSON value in a model reply: the whole reply, a fenced block, or the first balanced {...}.
-    Raises ValueError when there is none (the caller's parse-retry counts it)."""
+    Raises ValueError when there is none, or when it holds a lone surrogate (a ``\\ud83d`` without its
+    pair: not text, and no parquet file takes it); the caller's parse-retry counts it."""
+    reject_lone_surrogate(text)
     s = text.strip()
     candidates = [s] + [m.group(1).strip() for m in _FENCE.finditer(s)]
     start = s.find("{")
@@ -81,10 +83,21 @@ def extract_json(text: str) -> Any:
         if not c:
             continue
         try:
-            return json.loads(c)
+            value = json.loads(c)
         except json.JSONDecodeError:
             continue
+        reject_lone_surrogate(json.dumps(value, ensure_ascii=False))  # written as an escape in the JSON
+        return value
     raise ValueError("no JSON value in reply")
+
+
+def reject_lone_surrogate(text: str) -> None:
+    """ValueError when a reply holds a lone surrogate (fitrain.data.records.lone_surrogate)."""
+    from fitrain.data.records import lone_surrogate
+
+    bad = lone_surrogate(text)
+    if bad is not None:
+        raise ValueError(f"the reply holds a lone surrogate {bad} (not text)")
 
 
 def _balanced(s: str, start: int) -> str:

@@ -28,6 +28,8 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, clean_stale_temps, is_done, mark_done, read_json, write_json
 from fitrain.core.lock import dir_lock
+from fitrain.core.server_failures import TrackedRejects, check_share, server_of
+from fitrain.core.stop import check_stop
 
 
 @dataclass
@@ -37,7 +39,7 @@ class StageStats:
     stage: str
     inputs: int = 0
     outputs: int = 0
-    rejects: Rejects = field(default_factory=Rejects)
+    rejects: Rejects = field(default_factory=TrackedRejects)  # also counts requests failed at the server
     filtered: Rejects = field(default_factory=Rejects)  # dropped by design (e.g. judge score < 4), not defects
     counters: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -69,6 +71,12 @@ class StageStats:
                 self.counters[k] = self.counters.get(k, 0) + v
         self.seconds += other.seconds
         return self
+
+
+def check_server_failures(stats: StageStats, backend, max_share: float, where: str) -> None:
+    """Fail the shard (nothing marked done, exit 2) when more than ``max_share`` of its ``stats.inputs``
+    LLM requests failed at the server (fitrain.core.server_failures); call it before the outputs are kept."""
+    check_share(stats.rejects, stats.inputs, max_share, server_of(backend), where)
 
 
 def shard_dir(stage_dir: Path, i: int) -> Path:
@@ -133,6 +141,7 @@ def run_shards(stage: str, stage_dir: Path, n: int, work: Callable[[int, Path], 
         if is_done(d):
             skipped.append(i)
             continue
+        check_stop(f"before {stage} shard {i}")  # a safe point (fitrain.core.stop)
         with dir_lock(d, f"data_gen {stage} shard {i}"):  # one writer per shard (fitrain.core.lock)
             clean_stale_temps(d)
             t0 = time.perf_counter()
@@ -258,7 +267,10 @@ class ProgressLog:
         self._thread: threading.Thread | None = None
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` rows; also a safe point to stop at (fitrain.core.stop): the shard's outputs are written
+        only when it ends, so a stop here keeps nothing half-done (replies received stay cached)."""
         self.done += n
+        check_stop(f"in {self.desc}")
 
     def line(self) -> str:
         el = max(1e-9, time.monotonic() - self._t0)

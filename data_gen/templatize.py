@@ -17,11 +17,12 @@ from typing import Callable, Iterator
 
 from data_gen.config import DataGenConfig
 from data_gen.prompting import extract_json, load_prompt
-from data_gen.shards import ProgressLog, StageStats, iter_parquet, parquet_sink, run_shards, shard_dir
+from data_gen.shards import (ProgressLog, StageStats, check_server_failures, iter_parquet, parquet_sink,
+                             run_shards, shard_dir)
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Backend, stream_parsed
-from fitrain.data.records import expand_paths, iter_rows
+from fitrain.data.records import expand_paths, iter_rows, lone_surrogate
 
 SLOT = re.compile(r"<fi>(.*?)</fi>", re.DOTALL)
 TAG = re.compile(r"</?fi>")
@@ -43,6 +44,8 @@ def validate_template(template: object, description: object, max_slots: int) -> 
         raise TemplateError("empty_template")
     if not isinstance(description, str) or not description.strip():
         raise TemplateError("empty_description")
+    if lone_surrogate(template) is not None or lone_surrogate(description) is not None:
+        raise TemplateError("lone_surrogate")
     depth = 0
     for m in TAG.finditer(template):
         depth += 1 if m.group() == "<fi>" else -1
@@ -92,6 +95,9 @@ def iter_queries(paths: list[str], column: str, rejects: Rejects, pattern: str =
                     continue
             if not isinstance(q, str) or not q.strip():
                 rejects.add("empty_query", where)
+                continue
+            if lone_surrogate(q) is not None:  # not text (a JSON "\ud83d" without its pair): no server takes it
+                rejects.add("lone_surrogate", where, lone_surrogate(q))
                 continue
             if rx is not None:
                 m = rx.search(q)
@@ -158,6 +164,7 @@ def _templatize_shard(cfg: DataGenConfig, i: int, n: int, out: Path, backend: Ba
             row = _validated(obj, req.meta["inputs"]["query"], "query", t.max_slots, stats, req.meta["id"])
             if row:
                 rows.append(row)
+        check_server_failures(stats, backend, cfg.max_failed_share, f"[templatize] shard {i}")
         write(rows)
     return stats
 

@@ -47,6 +47,7 @@ class EvalConfig:
     pairwise: PairwiseConfig = field(default_factory=PairwiseConfig)
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)   # per-item held-out answer loss
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    overwrite: bool = False          # results of another model/settings in `out` are refused unless set (--overwrite)
 
 
 @dataclass
@@ -116,6 +117,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from fitrain.core.config import redact, to_dict
     from fitrain.core.io import write_json
     from fitrain_eval.generate import check_model_dir
+    from fitrain_eval.scoring import check_scoring
 
     from fitrain_eval.judges.pairwise import baseline_paths
 
@@ -140,6 +142,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     if model_dir is not None:
         check_model_dir(str(model_dir))
         cfg = with_model_format(cfg, model_dir)
+    check_scoring(t.out, cfg, model_dir, cfg.overwrite)  # never merge results of another model or settings
     (t.out / "eval_config.yaml").write_text(
         "# fitrain eval config (secrets redacted)\n" + _yaml(redact(to_dict(cfg))))
     rejects = Rejects()

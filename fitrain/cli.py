@@ -16,6 +16,7 @@ import importlib
 import sys
 
 from fitrain.core.errors import FitrainError, describe_os_error
+from fitrain.core.stop import Stopped
 
 COMMANDS = {
     "quickstart": "fitrain.commands.quickstart",
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     name = getattr(getattr(args, "_parser", None), "prog", None) or f"fitrain {args.command}"
     try:
         return int(args._run(args) or 0)
+    except Stopped as e:  # SIGINT/SIGTERM, stopped at a safe point (fitrain.core.stop)
+        print(f"{name}: {e}", file=sys.stderr)
+        return e.exit_code
     except FitrainError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,11 @@ class JudgeConfig:
     llm: LLMConfig = field(default_factory=_judge_llm)
     max_parse_retries: int = 2       # an unparsable reply is asked again this many times, then counted
     cache: bool = True               # judgments cached in <eval dir>/judge_cache.jsonl (unless llm.cache is set)
+    # judge requests failed at the server (5xx, timeouts) beyond this share of a call fail the benchmark
+    # (exit 2, nothing written for it); below it they are counted (fitrain.core.server_failures)
+    max_failed_share: float = 0.1
+
+    FIELD_CHECKS = {"max_failed_share": "[0, 1]"}   # fitrain.core.config.validate_config
 
 
 @dataclass
@@ -76,8 +81,13 @@ class Judge:
         or the whole completion with ``parse_completion``."""
         from fitrain.core.llm import complete_parsed
 
-        values = complete_parsed(self.backend, requests, parse, rejects, max_parse_retries=self.cfg.max_parse_retries,
+        from fitrain.core.server_failures import TrackedRejects, check_share, server_of
+
+        mine = TrackedRejects()
+        values = complete_parsed(self.backend, requests, parse, mine, max_parse_retries=self.cfg.max_parse_retries,
                                  what=what, parse_completion=parse_completion)
+        rejects.merge(mine)
+        check_share(mine, len(requests), self.cfg.max_failed_share, server_of(self.backend), f"eval {what}")
         decoding = self.decoding()
         if requests and requests[0].max_new_tokens:
             decoding["max_new_tokens"] = requests[0].max_new_tokens

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="run the shards of this array task (shards_per_task of them; default: "
                              "SLURM_ARRAY_TASK_ID if set, else all shards)")
         sp.add_argument("--dry-run", action="store_true", help="list the stages and shards that would run; load nothing")
+        sp.add_argument("--overwrite", action="store_true",
+                        help="replace a stage's finished output made with other settings (refused otherwise)")
         if name == "run":
             sp.add_argument("--stages", default="", help=f"comma-separated subset of {','.join(STAGES)}")
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                   f"would run {todo if len(todo) <= 12 else f'{todo[0]}..{todo[-1]} ({len(todo)} shards)'}"
                   f"  backend {row['backend'] or '-'}  -> {row['dir']}")
         return 0
-    result = run_pipeline(cfg, stages or None, args.shard, task=args.task)
+    result = run_pipeline(cfg, stages or None, args.shard, task=args.task, overwrite=args.overwrite)
     summary = {s: {k: v for k, v in st.items() if k in ("ran", "skipped", "complete", "missing", "wall_s")}
                | ({"in": st["stats"]["in"], "out": st["stats"]["out"],
                    "rejected": st["stats"].get("rejected", {}).get("by_reason", {})}

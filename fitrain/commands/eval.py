@@ -77,6 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("-h", "--help", action=_Help, help="show this help message and exit (after `report`: the report's)")
     add_recipe_arguments(p, example="generation.max_new_tokens=128")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start `out`'s results afresh when they were made with another model or settings")
     _report_options(p, "report: ")
 
 
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(args, EvalConfig)
     if cfg is None:
         return 0
+    cfg.overwrite = cfg.overwrite or args.overwrite
     print(json.dumps(evaluate(cfg), indent=2))
     return 0
 

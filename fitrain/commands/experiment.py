@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     slurm = True if args.slurm else (False if args.step else None)
     # the whole graph (or its submission) holds the run directory; a --step job (one of several running at
     # once under Slurm) relies on the lock of the directory its step writes
-    with experiment_lock(cfg, args.dry_run or bool(args.step)):
+    from fitrain.core.stop import graceful_stop
+
+    resume = f"rerun `fitrain experiment {args.recipe}` (same settings) to resume: finished steps are skipped"
+    with experiment_lock(cfg, args.dry_run or bool(args.step)), graceful_stop(resume):
         result = run_experiment(cfg, dry_run=args.dry_run, slurm=slurm, only=args.step)
     if not args.dry_run and "jobs" not in result and not args.step:
         print(f"experiment {cfg.name} finished; report: {result['report']}")

@@ -22,8 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitrain.train.export import export
+    from pathlib import Path
 
-    out = export(args.checkpoint, args.out, tokenizer=args.tokenizer)
+    from fitrain.train.export import export
+    from fitrain.train.export_failure import recording
+
+    with recording(Path(args.out)):  # a failed export leaves no half-written directory
+        out = export(args.checkpoint, args.out, tokenizer=args.tokenizer)
     print(f"exported to {out}")
     return 0

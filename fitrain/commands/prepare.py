@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from fitrain.commands.common import add_recipe_arguments
 
     add_recipe_arguments(p, example="pack.seq_len=4096 tokenizer=runs/tok")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished directory prepared with other settings (refused otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(args, PrepareConfig)
     if cfg is None:
         return 0
+    cfg.overwrite = cfg.overwrite or args.overwrite
     m = prepare(cfg)
     c = m.counts
     print(json.dumps({"out": cfg.out, "kind": m.kind, "fingerprint": m.fingerprint, "rows": c.rows,

@@ -45,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"[quickstart {int(el // 60):02d}:{int(el % 60):02d}] {msg}", flush=True)
 
     from fitrain.commands.experiment import experiment_lock
+    from fitrain.core.stop import graceful_stop
 
     cfg = load_experiment("quickstart", [f"run_dir={args.out}", *args.overrides])
-    with experiment_lock(cfg, args.dry_run):
+    resume = f"rerun `fitrain quickstart --out {args.out}` to resume: finished steps are skipped"
+    with experiment_lock(cfg, args.dry_run), graceful_stop(resume):  # Ctrl-C: stop between steps (exit 3)
         result = run_experiment(cfg, dry_run=args.dry_run, slurm=False, log=log)
     if args.dry_run:
         return 0

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train", help="train a BPE tokenizer", description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_recipe_arguments(t, example="vocab_size=4096")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a tokenizer trained with other settings at `out` (refused otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(args, TokenizerConfig)
     if cfg is None:
         return 0
+    cfg.overwrite = cfg.overwrite or args.overwrite
     out = train_tokenizer(cfg)
     tok = load_tokenizer(out)
     print(f"tokenizer written to {out} (vocab {len(tok)}, eos {tok.eos_token!r}, pad {tok.pad_token!r})")

@@ -1,4 +1,7 @@
-"""Atomic file writing and completion markers: a killed job never leaves a half-written file behind."""
+"""Atomic file writing and completion markers: a killed job never leaves a half-written file behind.
+
+Files and directories written here get the modes ``open``/``mkdir`` would give under the process umask
+(0644/0755 under the usual 022), so colleagues on a shared project directory can read them."""
 from __future__ import annotations
 
 import contextlib
@@ -14,13 +17,31 @@ from typing import Any, Iterator
 SUCCESS = "_SUCCESS"
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, which
+    would briefly give other threads' files the wrong mode)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600: the file gets the mode open() gives
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         with _naming(path):
@@ -61,7 +82,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     aside first and removed after), so ``path`` never holds a half-written set of files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~process_umask())  # mkdtemp makes 0700: the directory gets the mode mkdir() gives
     try:
         with _naming(path):
             yield tmp
@@ -110,10 +132,71 @@ def is_done(directory: str | Path) -> bool:
     return (Path(directory) / SUCCESS).is_file()
 
 
+def _host() -> str:
+    import socket
+
+    return socket.gethostname().replace("~", "-")[:40]
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>~<host>~<pid>~``: whose temporary file it is, so that one left by a killed process can be told
+    from one being written (:func:`clean_dead_temps`)."""
+    return f".{path.name}~{_host()}~{os.getpid()}~"
+
+
+def clean_dead_temps(directory: str | Path) -> int:
+    """Remove the temporary files and directories (:func:`atomic_path`, :func:`atomic_dir`) in ``directory``
+    whose writer was a process of this host that is gone (killed); another host's, or a live process's, stay.
+    Safe without a lock; returns how many were removed."""
+    host = _host()
+
+    def dead(p: Path) -> bool:
+        parts = p.name.rsplit("~", 3)
+        return len(parts) == 4 and parts[1] == host and parts[2].isdigit() and not pid_alive(int(parts[2]))
+
+    return _remove_temps(directory, ".*~*~*~*.tmp", dead)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host has that pid (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_stale_temps(directory: str | Path) -> int:
-    """Remove temporary files a killed writer left behind; returns how many."""
+    """Remove what a killed writer left behind in a directory the caller holds the lock of: temporary files
+    and directories of :func:`atomic_path` / :func:`atomic_dir` (``.*.tmp``); returns how many."""
+    return _remove_temps(directory, ".*.tmp", lambda p: True)
+
+
+def _remove_temps(directory: str | Path, pattern: str, which) -> int:
     n = 0
-    for p in Path(directory).glob(".*.tmp"):
-        p.unlink(missing_ok=True)
+    for p in Path(directory).glob(pattern):
+        if not which(p):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
         n += 1
     return n
+
+
+def as_os_error(e: BaseException, path: str | Path) -> BaseException:
+    """A library's write error that carries an operating-system error only in its text (safetensors:
+    ``IoError(Os { code: 28, kind: StorageFull, ... })``) as the :class:`OSError` it is, naming ``path``, so
+    the CLI prints its one line (a full disk: ENOSPC); any other error is returned as it is."""
+    if isinstance(e, OSError):
+        return e if e.filename is not None else OSError(e.errno, e.strerror or str(e), str(path))
+    import re
+
+    m = re.search(r"\bcode:\s*(\d+)|\(os error (\d+)\)", str(e))
+    if m is None:
+        return e
+    code = int(m.group(1) or m.group(2))
+    return OSError(code, os.strerror(code), str(path))

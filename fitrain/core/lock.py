@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import socket
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fitrain.core.errors import FitrainError
+from fitrain.core.io import pid_alive as _pid_alive
 
 LOCK_FILE = ".fitrain.lock"
 _RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
@@ -59,20 +61,22 @@ def holder(directory: str | Path) -> dict:
         return {}
 
 
-def _describe(info: dict) -> str:
-    since = info.get("since")
-    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
-    return f"{info.get('command') or 'a fitrain command'} (pid {info.get('pid', '?')} on {info.get('host', '?')}{when})"
-
-
-def _pid_alive(pid: int) -> bool:
+def _since(since: object) -> str:
+    """`` since <local time>`` of a holder's start time; a time that is not one (NaN, infinite, out of
+    range, later than now: a hand-edited file or a skewed clock) is named as such, never trusted."""
+    if not isinstance(since, (int, float)) or isinstance(since, bool):
+        return ""
+    if not math.isfinite(since) or since < 0 or since > time.time() + 86400:
+        return f" with an invalid start time {since!r}"
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since))
+    except (OverflowError, OSError, ValueError):
+        return f" with an invalid start time {since!r}"
+
+
+def _describe(info: dict) -> str:
+    when = _since(info.get("since"))
+    return f"{info.get('command') or 'a fitrain command'} (pid {info.get('pid', '?')} on {info.get('host', '?')}{when})"
 
 
 def _flock(fd: int) -> bool:
@@ -116,9 +120,10 @@ def _take(path: Path, fd: int, directory: Path, command: str) -> dict:
 
 
 @contextlib.contextmanager
-def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
+def dir_lock(directory: str | Path, command: str = "", note: bool = True) -> Iterator[Path]:
     """Hold the exclusive lock of ``directory`` (created if missing) for the ``with`` block; only global
-    rank 0 locks (:func:`is_rank_zero`). ``command`` names the holder in other processes' errors."""
+    rank 0 locks (:func:`is_rank_zero`). ``command`` names the holder in other processes' errors; ``note``:
+    say so when a stale lock is taken over."""
     directory = Path(directory)
     if not is_rank_zero():
         yield directory
@@ -140,7 +145,7 @@ def dir_lock(directory: str | Path, command: str = "") -> Iterator[Path]:
     except BaseException:
         os.close(fd)
         raise
-    if prev.get("pid") is not None:
+    if prev.get("pid") is not None and note:
         print(f"fitrain: note: {directory} was locked by {_describe(prev)}, which ended without releasing it "
               "(killed?); taking the lock over", file=sys.stderr, flush=True)
     _held[key] = [fd, 1]
@@ -182,3 +187,25 @@ def _remove_if_only_lock(created: list[Path]) -> None:
             d.rmdir()  # OSError (not empty) ends it
     except OSError:
         pass
+
+
+def remove_abandoned(directory: Path) -> bool:
+    """Remove a scratch directory (e.g. data_gen's ``.spool-<pid>/``) that its writer held under
+    :func:`dir_lock` and left behind when it was killed; one still in use stays. A scratch directory without
+    a lock file (written before scratch was locked) is abandoned when the pid at the end of its name is
+    gone from this host. Returns whether it was removed."""
+    import shutil
+
+    directory = Path(directory)
+    if not (directory / LOCK_FILE).is_file():
+        pid = directory.name.rpartition("-")[2]
+        if not pid.isdigit() or _pid_alive(int(pid)):
+            return False
+        shutil.rmtree(directory, ignore_errors=True)
+        return True
+    try:
+        with dir_lock(directory, "fitrain scratch cleanup", note=False):
+            shutil.rmtree(directory, ignore_errors=True)
+    except LockedError:
+        return False
+    return True

@@ -30,7 +30,7 @@ from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.data.readers import json_lines, json_list, starts_with_list
-from fitrain.data.records import Document, expand_paths, iter_rows
+from fitrain.data.records import Document, expand_paths, iter_rows, lone_surrogate, utf8_safe
 
 FORMATS = ("auto", "jsonl", "json", "parquet")
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -134,10 +134,14 @@ def iter_corpus(paths: Iterable[str], reader: ReaderConfig, rejects: Rejects) ->
             if isinstance(texts, str):
                 rejects.add(texts, where)
                 continue
-            base = str(rec[reader.id_column]) if reader.id_column and isinstance(rec, dict) else where
+            base = utf8_safe(str(rec[reader.id_column]) if reader.id_column and isinstance(rec, dict) else where)
             for k, text in enumerate(texts):
                 if not text.strip():
                     rejects.add("empty_document", where)
+                    continue
+                bad = lone_surrogate(text)
+                if bad is not None:  # not text: a tokenizer or a parquet writer would refuse it later
+                    rejects.add("lone_surrogate", where, bad)
                     continue
                 yield Document(base if len(texts) == 1 else f"{base}.{k}", text)
 

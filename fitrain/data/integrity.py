@@ -11,8 +11,8 @@ sha256 of files whose modification time changed). :func:`verify_prepared` checks
 * the fingerprint recomputed from the shards and the totals against ``counts``;
 * the tokenizer the manifest names, when it is still there, against the recorded identity.
 
-A manifest written before checksums existed passes with a note (its shards are still checked against the
-array hashes).
+A manifest without its checksum (edited, or written before checksums existed) is refused
+(fitrain.data.manifest).
 """
 from __future__ import annotations
 
@@ -60,8 +60,6 @@ def verify_prepared(directory: str | Path) -> Verified:
     except FitrainError as e:
         out.problems.append(_problem(e, directory))
         return out
-    if not m.checksum:
-        out.notes.append("written by an older fitrain without checksums: only the array hashes were checked")
     try:
         check_files(directory, m, full=True)
     except FitrainError as e:
@@ -106,6 +104,8 @@ def _array_problems(m: Manifest, entry, arrays: list[np.ndarray]) -> list[str]:
     stats = shard_stats(tokens, mask, seg)
     bad = [f"{k} is {stats[k]} but the manifest recorded {getattr(entry, k)}" for k in COUNTED
            if stats[k] != getattr(entry, k)]
+    if entry.max_token_id is not None and stats["max_token_id"] != entry.max_token_id:
+        bad.append(f"the largest token id is {stats['max_token_id']} but the manifest recorded {entry.max_token_id}")
     nonpad = seg > 0
     if m.vocab_size and tokens.size and int(tokens[nonpad].max(initial=0)) >= m.vocab_size:
         bad.append(f"token id {int(tokens[nonpad].max())} is outside the {m.vocab_size}-token vocabulary")

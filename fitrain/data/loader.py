@@ -247,6 +247,19 @@ class PackedLoader:
             return
         from torch.utils.data import DataLoader
 
-        yield from DataLoader(self.dataset, batch_size=None, sampler=keys, num_workers=self.num_workers,
-                              prefetch_factor=self.prefetch_factor, pin_memory=self.pin_memory,
-                              persistent_workers=False)
+        try:
+            yield from DataLoader(self.dataset, batch_size=None, sampler=keys, num_workers=self.num_workers,
+                                  prefetch_factor=self.prefetch_factor, pin_memory=self.pin_memory,
+                                  persistent_workers=False)
+        except FitrainError as e:  # raised in a worker: torch re-raises it with the worker's traceback as text
+            raise FitrainError(_worker_message(str(e))) from None
+
+
+def _worker_message(text: str) -> str:
+    """The message of an error a loader worker raised, without the traceback torch wraps it in (its last line
+    is ``fitrain.core.errors.FitrainError: <message>``)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2 or not lines[0].startswith("Caught "):
+        return text
+    last = lines[-1]
+    return last.split(": ", 1)[1] if last.split(": ", 1)[0].endswith("Error") else last

@@ -11,8 +11,9 @@ check and a training checkpoint compare.
 
 The manifest carries its own ``checksum`` (sha256 of its canonical JSON without that field), and each
 shard entry the size, sha256 and mtime of its three files: a hand-edited manifest is refused when read, and
-opening the data checks the shard files cheaply (fitrain.data.integrity). Manifests written before these
-fields existed have none and are read as before.
+opening the data checks the shard files cheaply (fitrain.data.integrity). A manifest without its checksum
+(hand-edited, or written before checksums existed) is refused too, never trusted: a rerun of the same
+``fitrain prepare`` rebuilds the directory and says so.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ class ShardEntry:
     segments: int = 0
     sha256: str = ""                                     # of the arrays (dtype, shape, bytes): the fingerprint's
     files: dict = field(default_factory=dict)            # part -> {bytes, sha256, mtime_ns} of each .npy file
+    max_token_id: int | None = None                      # the largest non-padding id (None: an older manifest)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ShardEntry":
@@ -86,6 +88,7 @@ class Manifest:
     min_judge_score: float | None = None
     shards: list[ShardEntry] = field(default_factory=list)
     settings: str = ""                                   # hash of the settings and inputs (resume check)
+    config: dict = field(default_factory=dict)          # the settings hashed (fitrain.core.overwrite names changes)
     timing: dict = field(default_factory=dict)
     matched_budget: dict | None = None                   # a documents arm checked against an FI arm's budget
     duplicates: dict = field(default_factory=dict)       # {rows: repeated input rows, files: files matched twice}
@@ -161,6 +164,9 @@ class Manifest:
             data = read_json(d / MANIFEST)
         except ValueError as e:
             raise FitrainError(f"{prefix}{d / MANIFEST} is not valid JSON: {e}; {REBUILD}") from None
+        if isinstance(data, dict) and "format_version" in data and not data.get("checksum"):
+            raise FitrainError(f"{prefix}{d / MANIFEST} has no checksum (it was edited, or written by a fitrain "
+                               f"older than checksums), so its counts and budget cannot be trusted; {REBUILD}")
         if isinstance(data, dict) and data.get("checksum") and data["checksum"] != checksum(data):
             raise FitrainError(f"{prefix}{d / MANIFEST} was changed after prepare wrote it (its checksum does not "
                                f"match), so its counts and budget cannot be trusted; {REBUILD}, or see "

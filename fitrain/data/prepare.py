@@ -34,6 +34,7 @@ from fitrain.core.accounting import Rejects, TokenCounts
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import clean_stale_temps, read_json, write_json
 from fitrain.core.lock import dir_lock
+from fitrain.core.stop import check_stop
 from fitrain.data.budget import TokenBudget
 from fitrain.data.formatting import FormatConfig, Formatter
 from fitrain.data.manifest import MANIFEST, Manifest, ShardEntry, TokenizerInfo
@@ -41,6 +42,7 @@ from fitrain.data.packing import PackConfig, Packer, ShardWriter
 from fitrain.data.records import (DocumentPairs, DuplicateCounter, InputConfig, expand_paths, iter_document_pairs,
                                   iter_documents)
 from fitrain.data.resume import PROGRESS, load_state, read_progress, remove_states, save_state
+from fitrain.data.reuse import finished_manifest
 from fitrain.data.shards import file_entries, fingerprint, open_prepared, shard_file
 
 
@@ -62,6 +64,7 @@ class PrepareConfig:
     budget_from: str = ""                # documents: the FI arm's prepared dir whose budget this arm matches
     encode_batch: int = 1024             # items per encode_batch call
     progress: bool = True
+    overwrite: bool = False              # replace a finished directory prepared with other settings (--overwrite)
 
     FIELD_CHECKS = {"encode_batch": ">= 1"}
 
@@ -74,12 +77,19 @@ def _kind(cfg: PrepareConfig) -> str:
     return "documents" if cfg.input.kind == "documents" or cfg.documents_from_pairs else "pairs"
 
 
-def _settings_hash(cfg: PrepareConfig, tok_hash: str, files: list[str]) -> str:
+def _recorded_config(cfg: PrepareConfig, tok_hash: str) -> dict:
+    """The settings that decide what prepare makes (not where or how it reports), as the manifest records
+    them; the tokenizer by its hash (the same tokenizer may move)."""
     from fitrain.core.config import to_dict
+    from fitrain.core.overwrite import IGNORED
 
-    d = to_dict(cfg)
-    for k in ("progress", "out", "tokenizer"):
-        d.pop(k, None)
+    d = {k: v for k, v in to_dict(cfg).items() if k not in IGNORED and k != "tokenizer"}
+    return {**d, "tokenizer_hash": tok_hash}
+
+
+def _settings_hash(cfg: PrepareConfig, tok_hash: str, files: list[str]) -> str:
+    d = _recorded_config(cfg, tok_hash)
+    d.pop("tokenizer_hash")
     stats = []
     for f in files:
         p = Path(f)
@@ -248,7 +258,7 @@ def prepare(cfg: PrepareConfig) -> Manifest:
     out = Path(cfg.out)
     with dir_lock(out, "fitrain prepare"):
         settings = _settings_hash(cfg, tok_hash, files + list(cfg.input.judge_score_paths))
-        finished = _finished(out, settings)
+        finished = finished_manifest(out, settings, _recorded_config(cfg, tok_hash), cfg.overwrite)
         if finished is not None:
             return finished
         t0 = time.perf_counter()
@@ -288,26 +298,6 @@ def _check(cfg: PrepareConfig) -> tuple[str, str]:
     return kind, policy
 
 
-def _finished(out: Path, settings: str) -> Manifest | None:
-    """The manifest of a finished, undamaged directory with these settings; a stale or damaged directory's
-    manifest is removed first (and the directory rebuilt)."""
-    if not (out / MANIFEST).is_file():
-        return None
-    try:
-        old = read_json(out / MANIFEST)
-    except ValueError:
-        old = {}
-    if isinstance(old, dict) and old.get("settings") == settings:
-        try:
-            data = open_prepared(out)
-            data.validate()
-            return data.manifest
-        except FitrainError as e:
-            print(f"prepare: rebuilding {out}, which is damaged: {e}", file=sys.stderr)
-    (out / MANIFEST).unlink()  # stale: no reader may pair it with the shards about to be written
-    return None
-
-
 @dataclass
 class _Pipeline:
     run: _Run
@@ -344,6 +334,7 @@ def _pipeline(cfg: PrepareConfig, out: Path, settings: str, tok: Any, kind: str,
         if len(writer.shards) > saved[0]:  # save only at batch boundaries that finished a shard
             save_state(out, progress, batches, components)
             saved[0] = len(writer.shards)
+        check_stop(f"in prepare {out}")  # a safe point (fitrain.core.stop): a rerun resumes from the saved state
 
     return _Pipeline(run, packer, writer, skip, after_batch)
 
@@ -374,7 +365,7 @@ def _manifest(cfg: PrepareConfig, p: _Pipeline, shards: list[ShardEntry], files:
         sources=[{"path": str(Path(f).resolve()) if Path(f).exists() else f,
                   "bytes": Path(f).stat().st_size if Path(f).exists() else None} for f in files],
         judge_score_sources=list(cfg.input.judge_score_paths), min_judge_score=cfg.input.min_judge_score,
-        shards=shards, settings=settings,
+        shards=shards, settings=settings, config=_recorded_config(cfg, tok_hash),
         timing={"seconds": round(seconds, 3), "shards_reused": writer.reused, "resumed_after_batches": p.skip,
                 "tokens_per_second": round(counts.total_tokens / seconds, 1) if seconds else None})
     if cfg.budget_from:

@@ -116,7 +116,31 @@ def _text(v: Any, field: str = "text") -> str | None:
             raise BadValue("invalid_utf8", str(e)) from None
     if not isinstance(v, str):
         raise BadValue(f"non_string_{field}", f"{field} is a {type(v).__name__}: {str(v)[:60]}")
+    bad = lone_surrogate(v)
+    if bad is not None:
+        raise BadValue("lone_surrogate", f"{field} holds a lone UTF-16 surrogate {bad} (not text; e.g. a JSON "
+                       "\\ud83d without its pair)")
     return v
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate code point of ``text`` as ``U+D83D`` (a JSON ``\\ud83d`` without its pair,
+    or a ``surrogateescape``d byte), or None. Such a string cannot be encoded as UTF-8: tokenizers, parquet
+    and model servers refuse it, so a row holding one is rejected (counted), not passed on."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return f"U+{ord(text[e.start]):04X}"
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with each lone surrogate written as its escape (a file name that is not UTF-8, read with
+    ``surrogateescape``: ``docs\\xff.jsonl``), so that it can be stored as a string (parquet, UTF-8 JSON)."""
+    if lone_surrogate(text) is None:
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        if all(not 0xD800 <= ord(c) < 0xDC80 for c in text) else text.encode("utf-8", "backslashreplace").decode()
 
 
 def _doc_id(v: Any) -> str | None:
@@ -284,7 +308,7 @@ def iter_documents(cfg: InputConfig, rejects: Rejects) -> Iterator[Document]:
                                    "row an id, or set input.id_column='' to use file:line ids")
             try:
                 text = _text(rec.get(cfg.text_column), "text")
-                doc_id = _doc_id(rec[cfg.id_column]) if cfg.id_column else where
+                doc_id = _doc_id(rec[cfg.id_column]) if cfg.id_column else utf8_safe(where)
             except BadValue as e:
                 rejects.add(e.reason, where, e.detail)
                 continue

@@ -54,7 +54,8 @@ def shard_stats(tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray) -> dict:
         h.update(np.ascontiguousarray(a).data)
     return {"rows": int(tokens.shape[0]), "total_tokens": int(nonpad.sum()),
             "supervised_tokens": int(mask[nonpad].sum()), "padding_tokens": int((~nonpad).sum()),
-            "segments": int(starts.sum()), "sha256": h.hexdigest()}
+            "segments": int(starts.sum()), "sha256": h.hexdigest(),
+            "max_token_id": int(tokens[nonpad].max(initial=0)) if tokens.size else 0}
 
 
 def write_shard(directory: str | Path, index: int, tokens: np.ndarray, mask: np.ndarray, seg: np.ndarray,
@@ -160,12 +161,27 @@ class PreparedData:
         return self._maps
 
     def validate(self) -> None:
-        """The cheap checks (sizes, changed files' checksums, shapes), once per directory and process."""
+        """The cheap checks (sizes, changed files' checksums, shapes, the recorded largest token id against
+        the vocabulary), once per directory and process."""
         key = (str(self.directory.resolve()), self.manifest.checksum or self.manifest.fingerprint)
         if key not in _CHECKED:
             check_files(self.directory, self.manifest)
+            self.check_token_ids()
             _CHECKED.add(key)
         self._open()
+
+    def check_token_ids(self, embedding_rows: int | None = None) -> None:
+        """Every shard's recorded largest token id must index the vocabulary it was prepared with (and
+        ``embedding_rows``, a model's embedding, when given): FitrainError naming the shard, never an
+        IndexError inside the model. :meth:`rows` checks the ids it reads as well."""
+        limits = [v for v in (self.manifest.vocab_size, embedding_rows) if v]
+        for s in self.manifest.shards:
+            if limits and s.max_token_id is not None and s.max_token_id >= min(limits):
+                raise FitrainError(self._past_vocab(f"{s.name}.tokens.npy", s.max_token_id, min(limits)))
+
+    def _past_vocab(self, where: str, token: int, limit: int) -> str:
+        return (f"prepared data {self.directory}: {where} holds token id {token}, past the {limit}-token "
+                f"vocabulary (the model's embedding has no row for it); {REBUILD}")
 
     def row_counts(self, unit: str = "tokens", chunk_rows: int = 1 << 14) -> np.ndarray:
         """Non-padding tokens (``unit='tokens'``) or supervised targets of every row, in global row order, as
@@ -197,6 +213,12 @@ class PreparedData:
             local = g - int(self.offsets[s])
             for k in range(3):
                 out[k][j] = maps[s][k][local]
+        vocab = self.manifest.vocab_size
+        if vocab and n and int(out[0].max()) >= vocab:  # a shard changed behind the manifest's back
+            j = int(np.nonzero((out[0] >= vocab).any(axis=1))[0][0])
+            s = int(shard_of[j])
+            raise FitrainError(self._past_vocab(f"shard_{s:05d}.tokens.npy row {int(idx[j]) - int(self.offsets[s])}",
+                                                int(out[0][j].max()), vocab))
         return out
 
 

@@ -41,6 +41,7 @@ class TokenizerConfig:
     bos_token: str = ""                # '' = no BOS token
     max_chars: int = 0                 # stop reading training text after this many characters (0 = all)
     model_max_length: int = 1_000_000
+    overwrite: bool = False            # replace a tokenizer trained with other settings at `out` (--overwrite)
 
     FIELD_CHECKS = {"vocab_size": ">= 259", "min_frequency": ">= 0", "max_chars": ">= 0", "model_max_length": ">= 1"}
 
@@ -109,6 +110,7 @@ def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig,
         raise FitrainError("tokenizer needs an eos_token and a pad_token")
     if len(set(specials)) != len(specials):
         raise FitrainError(f"special tokens must be distinct, got {specials}")
+    settings = _check_replace(cfg)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -142,7 +144,32 @@ def train_tokenizer_from_texts(texts: Any, cfg: TokenizerConfig,
         if extra_files is not None:
             for name, text in extra_files().items():
                 (tmp / name).write_text(text)
+        (tmp / SETTINGS).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
     return out
+
+
+SETTINGS = "fitrain_tokenizer.json"   # the settings a tokenizer was trained with (not part of its hash)
+
+
+def _check_replace(cfg: TokenizerConfig) -> dict:
+    """The settings to record; refuses to replace a tokenizer at ``cfg.out`` trained with other settings (or
+    one fitrain did not record) unless ``cfg.overwrite`` (fitrain.core.overwrite)."""
+    from fitrain.core.config import to_dict
+    from fitrain.core.overwrite import IGNORED, refuse_other_config
+
+    settings = json.loads(json.dumps({k: v for k, v in to_dict(cfg).items() if k not in IGNORED}, default=str))
+    out = Path(cfg.out)
+    if cfg.overwrite or not (out / "tokenizer.json").is_file():
+        return settings
+    try:
+        recorded = json.loads((out / SETTINGS).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise FitrainError(f"{out} holds a tokenizer whose settings were not recorded (not trained by this "
+                           "fitrain); pass --overwrite to replace it, or write to a new directory")
+    refuse_other_config("tokenizer", out, recorded, settings)
+    return settings
 
 
 def train_tokenizer(cfg: TokenizerConfig) -> Path:

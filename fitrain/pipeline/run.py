@@ -16,6 +16,7 @@ from typing import Callable
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json
+from fitrain.core.stop import check_stop
 from fitrain.pipeline import runners as _r
 from fitrain.pipeline import sources as _s
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
@@ -216,6 +217,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
             if step_done(layout, s, shard):
                 log(f"[{i}/{len(steps)}] {tag}: finished earlier, skipped")
                 continue
+            check_stop(f"before {tag}")  # SIGINT/SIGTERM: stop between steps (fitrain.core.stop)
             log(f"[{i}/{len(steps)}] {tag}: {s.describe} ...")
             run_step(cfg, s, shard, runners=runners, log=log)
         result["steps"][s.name] = "done" if status[s.name] == "todo" else "skipped"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import atomic_path, write_json
+from fitrain.core.io import as_os_error, atomic_path, write_json
 from fitrain.train.checkpoint import TrainState
 
 
@@ -70,9 +70,13 @@ def export_state(weights: dict, state: TrainState, out_dir: str | Path, tokenize
                            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                            do_sample=False)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "_SUCCESS").unlink(missing_ok=True)  # an export overwritten halfway is not a finished one
     model.generation_config = gen
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tok.save_pretrained(out_dir)
+    try:
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tok.save_pretrained(out_dir)
+    except Exception as e:  # safetensors reports a full disk as its own error type
+        raise as_os_error(e, out_dir) from None
     write_json(out_dir / "fitrain_export.json",
                {"source": source, "step": state.step, "tokens": state.tokens,
                 "supervised_tokens": state.supervised_tokens, "arm": state.arm,

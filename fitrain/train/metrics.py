@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fitrain.core.errors import FitrainError
+from fitrain.core.wandb_mode import start_run
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",
            "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
@@ -118,10 +119,10 @@ class MetricsLog:
         import wandb
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.wandb = wandb.init(project=cfg.project, group=cfg.group or default_group or None,
-                                name=cfg.name or default_name, entity=cfg.entity or None, id=run_id,
-                                resume="allow", mode=mode, dir=str(run_dir), config=config,
-                                tags=list(cfg.tags) or None)
+        self.wandb = start_run(wandb.init, project=cfg.project, group=cfg.group or default_group or None,
+                               name=cfg.name or default_name, entity=cfg.entity or None, id=run_id,
+                               resume="allow", mode=mode, dir=str(run_dir), config=config,
+                               tags=list(cfg.tags) or None)  # online may fall back to offline (fitrain.core.wandb_mode)
 
     def log(self, row: dict[str, Any]) -> None:
         self._w.writerow({k: _fmt(v) for k, v in row.items()})

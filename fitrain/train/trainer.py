@@ -306,8 +306,10 @@ def finish(cfg: TrainConfig, built: Built, outcome: Outcome, elapsed: float) -> 
     if built.trainer.is_global_zero:
         if exported and outcome.checkpoint is not None:
             from fitrain.train.export import export
+            from fitrain.train.export_failure import recording
 
-            export(outcome.checkpoint, run_dir.hf, tokenizer=state.tokenizer or None)
+            with recording(run_dir.hf, run_dir.summary, summary):  # a failed export still leaves the summary
+                export(outcome.checkpoint, run_dir.hf, tokenizer=state.tokenizer or None)
         write_json(run_dir.summary, summary)
         if outcome.log is not None:
             outcome.log.close(summary)

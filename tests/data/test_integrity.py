@@ -84,22 +84,15 @@ def test_verify_says_its_advice_once(data, kind):
     assert all("re-run" not in p for p in v.problems)
 
 
-def test_verify_recounts_the_arrays_of_a_manifest_without_checksums(data):
+def test_a_manifest_without_its_checksum_is_refused(data):
     d = json.loads((data / "manifest.json").read_text())
-    for k in ("checksum",):
-        d.pop(k)
-    for s in d["shards"]:
-        s.pop("files")
-    (data / "manifest.json").write_text(json.dumps(d))  # as an older fitrain wrote it: still readable
+    d.pop("checksum")
+    d["counts"]["total_tokens"] += 2651  # the edit the checksum would have caught
+    (data / "manifest.json").write_text(json.dumps(d))  # hand-edited, or as an older fitrain wrote it
     v = verify_prepared(data)
-    assert v.ok and "older fitrain" in v.line()
-    seg = np.load(data / "shard_00000.seg.npy")
-    r = int(np.nonzero(seg[:, -1] == 0)[0][0])
-    seg[r, -1] = 1  # a segment after padding, same size and shape
-    np.save(data / "shard_00000.seg.npy", seg)
-    v = verify_prepared(data)
-    assert not v.ok and any("padding in the middle of a row" in p for p in v.problems)
-    assert any("sha256 is" in p and "the manifest recorded" in p for p in v.problems)
+    assert not v.ok and "has no checksum" in v.line() and v.line().endswith(REBUILD)
+    with pytest.raises(FitrainError, match="has no checksum"):
+        Manifest.read(data, "budget_from")
 
 
 def test_verify_checks_the_tokenizer_and_finds_prepared_dirs(data, tmp_path, corpus_texts):

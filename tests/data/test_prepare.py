@@ -115,11 +115,14 @@ def test_judge_filter_and_rejects_recorded(tmp_path, tokenizer_dir):
     assert dict(m.rejects.counts) == {"empty_instruction": 1} and m.min_judge_score == 4.0
 
 
-def test_finished_directory_is_reused_and_changed_settings_rebuild(tmp_path, tokenizer_dir, dolly_pairs_file):
+def test_finished_directory_is_reused_and_changed_settings_rebuild_only_with_overwrite(tmp_path, tokenizer_dir,
+                                                                                      dolly_pairs_file):
     a = run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], seq_len=512)
     b = run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], seq_len=512)
     assert a == b
-    c = run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], seq_len=256)
+    with pytest.raises(FitrainError, match=r"another configuration \(pack.seq_len: 512 -> 256\)"):
+        run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], seq_len=256)
+    c = run_prepare(tmp_path / "o", tokenizer_dir, [dolly_pairs_file], seq_len=256, overwrite=True)
     assert c.fingerprint != a.fingerprint
     assert sorted(p.name for p in (tmp_path / "o").glob("shard_*.tokens.npy")) == \
         [f"shard_{i:05d}.tokens.npy" for i in range(len(c.shards))]
