@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.config import NON_NEGATIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, Request
 
@@ -27,6 +28,9 @@ class JudgeConfig:
     llm: LLMConfig = field(default_factory=_judge_llm)
     max_parse_retries: int = 2       # an unparsable reply is asked again this many times, then counted
     cache: bool = True               # judgments cached in <eval dir>/judge_cache.jsonl (unless llm.cache is set)
+
+    def __post_init__(self) -> None:
+        check_fields(self, max_parse_retries=NON_NEGATIVE)
 
 
 @dataclass

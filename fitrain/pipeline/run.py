@@ -172,7 +172,6 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
                    only: list[str] | None = None, runners: dict[str, Runner] | None = None,
                    log: Log = print) -> dict:
     """Run (or, with Slurm, submit) every unfinished step; ``dry_run`` prints the plan and does nothing."""
-    cfg.validate()
     use_slurm = cfg.slurm.enabled if slurm is None else slurm
     layout = cfg.layout
     steps = experiment_steps(cfg)

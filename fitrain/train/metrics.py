@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fitrain.core.config import check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",
@@ -70,6 +71,9 @@ class WandbConfig:
     entity: str = ""
     mode: str = "auto"           # auto (online with credentials, else offline) | online | offline | disabled
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_fields(self, mode=one_of("auto", "online", "offline", "disabled"))
 
 
 def wandb_mode(requested: str) -> str:

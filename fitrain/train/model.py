@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from fitrain.core.config import NON_NEGATIVE, POSITIVE, above, check_fields, interval, one_of, seq_len
 from fitrain.core.errors import ConfigError, FitrainError
 
 # name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a
@@ -62,9 +63,10 @@ class ModelConfig:
     attention: str = "auto"          # auto | sdpa | flash_attention_2 | torch_varlen (ATTENTION)
     activation_checkpointing: bool = False
 
-    FIELD_CHECKS = {"dim": ">= 1", "n_layers": ">= 1", "n_heads": ">= 1", "n_kv_heads": ">= 1", "ffn_dim": ">= 1",
-                    "vocab_size": ">= 0", "vocab_multiple": ">= 1", "max_seq_len": ">= 2", "rope_theta": "> 0",
-                    "norm_eps": "> 0", "init_std": "(0, 1]", "attention": ATTENTION}  # fitrain.core.config
+    def __post_init__(self) -> None:
+        check_fields(self, dim=POSITIVE, n_layers=POSITIVE, n_heads=POSITIVE, n_kv_heads=POSITIVE, ffn_dim=POSITIVE,
+                     vocab_size=NON_NEGATIVE, vocab_multiple=POSITIVE, max_seq_len=seq_len, rope_theta=above(0),
+                     norm_eps=above(0), init_std=interval("(0, 1]"), attention=one_of(*ATTENTION))
 
 
 def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
