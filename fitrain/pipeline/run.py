@@ -69,6 +69,8 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
 def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
     """The frozen, fully merged config every step (and every Slurm job) reads. Once steps have finished it
     may change only by new arms (nothing else, and no existing arm's settings)."""
+    import dataclasses
+
     from fitrain.core.config import load_config, to_yaml
 
     path = cfg.layout.config
@@ -77,6 +79,8 @@ def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
         old = path.read_text()
         if old != text:
             before = load_config(ExperimentConfig, path)
+            if to_yaml(dataclasses.replace(before, run_dir=cfg.run_dir)) == text:
+                return path  # the same settings, run_dir spelled otherwise (relative, trailing slash): same directory
             added = added_arms(before, cfg)
             if added is None:
                 raise FitrainError(f"{path} holds a different config and some steps are finished; a rerun must use "
