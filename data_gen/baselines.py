@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
 from data_gen.shards import StageStats, row_sink, run_shards
-from fitrain.core.config import FRACTION, POSITIVE, check_fields
+from fitrain.core.checks import FRACTION, POSITIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Backend, LLMConfig, Request, make_backend, stream_parsed
 from fitrain.core.rng import item_rng

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fitrain.core.config import (FRACTION, NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, finite,
-                                 integer, interval, one_of, regex, fail)
+from fitrain.core.checks import (FRACTION, NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, fail, finite,
+                                 integer, interval, one_of, regex)
 from fitrain.core.llm import LLMConfig
 
 # requests in flight per LLM stage: vLLM schedules up to 256 sequences at once by default (max_num_seqs),

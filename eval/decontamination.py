@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import FRACTION, NON_NEGATIVE, POSITIVE, check_fields, one_of
+from fitrain.core.checks import FRACTION, NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.records import InputConfig
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import POSITIVE, check_fields, integer, interval, one_of
+from fitrain.core.checks import POSITIVE, ConfigValueError, check_fields, integer, interval, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.formatting import FormatConfig
 from fitrain.core.llm import LLMConfig, Request
@@ -214,7 +214,10 @@ def training_format(model_dir: str | Path | None, fallback: FormatConfig) -> For
         return fallback
     rec = (json.loads(p.read_text()) or {}).get("format") or {}
     known = {k: rec[k] for k in ("template", "loss_mask", "use_chat_template", "add_bos") if k in rec}
-    return FormatConfig(**known) if known else fallback
+    try:
+        return FormatConfig(**known) if known else fallback
+    except ConfigValueError as e:
+        raise e.under(f"{p}: format.") from None
 
 
 def strip_answer_cue(text: str, fmt: FormatConfig) -> str:

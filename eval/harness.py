@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, SEED, at_least, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, SEED, at_least, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.formatting import FormatConfig
 

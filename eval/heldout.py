@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 METRIC = "heldout/answer_loss"

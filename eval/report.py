@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import POSITIVE, SEED, check_fields, fail, interval, one_of
+from fitrain.core.checks import POSITIVE, SEED, check_fields, fail, interval, one_of
 from fitrain.core.errors import FitrainError
 from fitrain_eval import comparisons as cmp
 from fitrain_eval.report_data import Run, by_arm, contaminated_ids, data_gen_table, discover, load_run

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import NON_NEGATIVE, check_fields
+from fitrain.core.checks import NON_NEGATIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, Request
 

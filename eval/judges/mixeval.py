@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import NON_NEGATIVE, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
 from fitrain_eval.judges import official, paraphrased

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, above, at_least, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, at_least, check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 

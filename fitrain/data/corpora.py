@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import check_fields, fail, one_of
+from fitrain.core.checks import check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.data.readers import json_lines, json_list, starts_with_list

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, fail, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, write_json
 

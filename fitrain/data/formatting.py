@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fitrain.core.config import check_fields, fail, one_of
+from fitrain.core.checks import check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 
 LOSS_MASKS = ("response", "all")

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, one_of, seq_len
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of, seq_len
 from fitrain.core.errors import FitrainError
 from fitrain.data.manifest import ShardEntry
 from fitrain.data.shards import MAX_SEGMENTS, shard_file, shard_stats, token_dtype, write_shard

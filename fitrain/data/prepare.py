@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fitrain.core.accounting import Rejects, TokenCounts
-from fitrain.core.config import POSITIVE, SEED, check_fields, fail
+from fitrain.core.checks import POSITIVE, SEED, check_fields, fail
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import clean_stale_temps, read_json, write_json
 from fitrain.core.lock import dir_lock

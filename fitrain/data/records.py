@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import check_fields, finite, one_of
+from fitrain.core.checks import check_fields, finite, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path
 from fitrain.data.readers import check_columns, expand_paths, iter_rows

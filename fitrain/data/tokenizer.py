@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, integer, interval
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, integer, interval
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_dir
 from fitrain.data.records import InputConfig, expand_paths

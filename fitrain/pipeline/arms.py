@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from data_gen.baselines import METHODS, GenerateOptions
-from fitrain.core.config import above, check_fields, finite
+from fitrain.core.checks import above, check_fields, finite
 from fitrain.core.errors import ConfigError, FitrainError
 from fitrain.core.layout import run_id
 from fitrain.core.llm import LLMConfig

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.config import DataGenConfig
-from fitrain.core.config import NON_NEGATIVE, SEED, check_fields, fail
+from fitrain.core.checks import NON_NEGATIVE, SEED, check_fields, fail
 from fitrain.core.errors import FitrainError
 from fitrain.core.layout import RunLayout
 from fitrain.data.corpus import CorpusConfig

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, fail, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 
 ARRAY_TASK_ID = "${SLURM_ARRAY_TASK_ID}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, one_of
 from fitrain.train.loss import LossConfig
 from fitrain.train.metrics import WandbConfig
 from fitrain.train.model import ModelConfig

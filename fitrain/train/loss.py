@@ -21,7 +21,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.data.loader import IGNORE_INDEX
 
 LOSS_KINDS = ("auto", "chunked", "plain")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fitrain.core.config import check_fields, one_of
+from fitrain.core.checks import check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from fitrain.core.config import NON_NEGATIVE, POSITIVE, above, check_fields, interval, one_of, seq_len
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, check_fields, interval, one_of, seq_len
 from fitrain.core.errors import ConfigError, FitrainError
 
 # name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from fitrain.core.config import FRACTION, above, at_least, check_fields, integer, interval, one_of
+from fitrain.core.checks import FRACTION, above, at_least, check_fields, integer, interval, one_of
 from fitrain.core.errors import ConfigError
 
 SCHEDULES = ("cosine", "wsd", "constant", "linear")

@@ -3,7 +3,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fitrain.core.config import above, at_least, check_fields, interval, load_config, one_of, redact, regex, to_yaml
+from fitrain.core.config import load_config, redact, to_yaml
+from fitrain.core.checks import above, at_least, check_fields, interval, one_of, regex
 from fitrain.core.errors import ConfigError
 
 
