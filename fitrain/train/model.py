@@ -24,8 +24,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, check_fields, interval, one_of, seq_len
-from fitrain.core.errors import ConfigError, FitrainError
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, check_fields, fail, interval, one_of, seq_len
+from fitrain.core.errors import FitrainError
 
 # name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a
 # 32k vocabulary (60m..300m) or the 128,256-token Llama-3 vocabulary (1.8b, 7b).
@@ -64,26 +64,30 @@ class ModelConfig:
     activation_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        if self.attention == "eager":
+            fail("attention", f"eager leaks across packed documents, so it is not offered; one of {list(ATTENTION)}")
         check_fields(self, dim=POSITIVE, n_layers=POSITIVE, n_heads=POSITIVE, n_kv_heads=POSITIVE, ffn_dim=POSITIVE,
                      vocab_size=NON_NEGATIVE, vocab_multiple=POSITIVE, max_seq_len=seq_len, rope_theta=above(0),
                      norm_eps=above(0), init_std=interval("(0, 1]"), attention=one_of(*ATTENTION))
+        if self.preset not in PRESETS:
+            close = difflib.get_close_matches(self.preset, PRESETS, n=1, cutoff=0.3)
+            fail("preset", f"'{self.preset}' is unknown" + (f"; did you mean '{close[0]}'?" if close else "")
+                 + f" Known presets: {', '.join(PRESETS)}")
+        s = resolve_shape(self)
+        if s["dim"] % s["n_heads"]:
+            fail("dim", f"({s['dim']}) is not divisible by n_heads ({s['n_heads']})")
+        if s["n_heads"] % s["n_kv_heads"]:
+            fail("n_heads", f"({s['n_heads']}) is not divisible by n_kv_heads ({s['n_kv_heads']})")
 
 
 def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
-    """The preset's shape with the config's overrides applied; unknown preset -> nearest name."""
-    if cfg.preset not in PRESETS:
-        close = difflib.get_close_matches(cfg.preset, PRESETS, n=1, cutoff=0.3)
-        raise ConfigError(f"unknown model preset '{cfg.preset}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                          + f" Known presets: {', '.join(PRESETS)}")
+    """The preset's shape with the config's overrides applied (the preset and the divisibility of the heads
+    are checked when the ModelConfig is built)."""
     shape = dict(PRESETS[cfg.preset])
     for k in shape:
         v = getattr(cfg, k)
         if v is not None:
             shape[k] = v
-    if shape["dim"] % shape["n_heads"]:
-        raise ConfigError(f"model.dim={shape['dim']} is not divisible by model.n_heads={shape['n_heads']}")
-    if shape["n_heads"] % shape["n_kv_heads"]:
-        raise ConfigError(f"model.n_heads={shape['n_heads']} is not divisible by model.n_kv_heads={shape['n_kv_heads']}")
     return shape
 
 
@@ -106,9 +110,6 @@ def select_attention(requested: str = "auto", device_type: str | None = None) ->
     import torch
     from transformers.utils import is_flash_attn_2_available
 
-    if requested not in ATTENTION:
-        raise ConfigError(f"model.attention must be one of {ATTENTION}, got '{requested}' (eager attention "
-                          "leaks across packed documents, so it is not offered)")
     on_gpu = (device_type or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
     if requested == "auto":
         return "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
