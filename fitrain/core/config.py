@@ -181,8 +181,9 @@ def load_config(schema: type[T], recipe: str | Path | None = None, overrides: li
     return cfg  # type: ignore[return-value]
 
 
-def from_dict(schema: type[T], data: dict) -> T:
-    """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``."""
+def from_dict(schema: type[T] | T, data: dict) -> T:
+    """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``, a config dataclass
+    or an instance of one to merge the mapping over; built and checked as :func:`load_config` does."""
     try:
         cfg = _build(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
     except OmegaConfBaseException as e:

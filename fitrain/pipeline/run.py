@@ -229,8 +229,13 @@ def load_experiment(recipe: str, overrides: list[str] | None = None) -> Experime
     """Load an experiment recipe (a path, or a name under recipes/experiments/ or recipes/) with overrides."""
     from fitrain.core.config import load_config
     from fitrain.core.recipes import resolve_recipe
+    from fitrain.pipeline.configs import prepare_config
 
-    return load_config(ExperimentConfig, resolve_recipe(recipe, folder="experiments"), overrides)
+    cfg = load_config(ExperimentConfig, resolve_recipe(recipe, folder="experiments"), overrides)
+    for a in cfg.arm_set().specs:  # an arm's own prepare settings, merged now as its prepare step will merge them
+        if a.prepare:
+            prepare_config(cfg, a.name, check=False)
+    return cfg
 
 
 def _num(v) -> str:

@@ -61,6 +61,9 @@ CLI_CASES = {  # name: (argv, what the one error line must hold)
     "pack-seq-len-two-billion": (lambda t: prepare(t, "pack.seq_len=2000000000"), "pack.seq_len must be in [2, 2**20]"),
     "experiment-seq-len-millions": (lambda t: experiment(t, "prepare.pack.seq_len=5000000"),
                                     "prepare.pack.seq_len must be in [2, 2**20]"),
+    "arm-prepare-setting-out-of-range": (  # before any step runs (was: at the prepare step, after data_gen)
+        lambda t: experiment(t, "arms=[{name: fi, kind: fi, prepare: {pack: {seq_len: 0}}},standard]"),
+        "arm 'fi': prepare: pack.seq_len must be in [2, 2**20], got 0"),
     # their numeric siblings
     "lr-inf": (lambda t: train(t, "optim.lr=.inf"), "optim.lr must be > 0, got inf"),
     "max-tokens-nan": (lambda t: train(t, "max_tokens=.nan"), "max_tokens must be >= 0, got nan"),
