@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 from data_gen.config import DataGenConfig
 from data_gen.prompting import load_prompt
 from data_gen.shards import StageStats, row_sink, run_shards
+from fitrain.core.checks import FRACTION, POSITIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Backend, LLMConfig, Request, make_backend, stream_parsed
 from fitrain.core.rng import item_rng
@@ -55,11 +56,9 @@ class GenerateOptions:
     min_rephrase_ratio: float = 0.3    # rephrase: shorter rewrites (in words) are rejected
     batch_size: int = 256              # output rows per write (requests stream: llm.max_concurrency in flight)
 
-    def validate(self, what: str = "generate") -> None:
-        if self.max_pairs < 1 or self.words_per_pair < 1 or self.batch_size < 1 or self.max_document_chars < 1:
-            raise FitrainError(f"{what}: max_pairs, words_per_pair, batch_size and max_document_chars must be >= 1")
-        if not 0 <= self.min_rephrase_ratio <= 1:
-            raise FitrainError(f"{what}.min_rephrase_ratio must be in [0, 1], got {self.min_rephrase_ratio}")
+    def __post_init__(self) -> None:
+        check_fields(self, max_new_tokens=POSITIVE, max_document_chars=POSITIVE, max_pairs=POSITIVE,
+                     words_per_pair=POSITIVE, min_rephrase_ratio=FRACTION, batch_size=POSITIVE)
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -217,7 +216,6 @@ def run(method: str, llm: LLMConfig, opts: GenerateOptions, dg: DataGenConfig, o
 
     if method not in METHODS:
         raise FitrainError(f"unknown baseline method '{method}'; one of {list(METHODS)}")
-    opts.validate()
     prompt = load_prompt(opts.prompt or PROMPTS[method], {"document"})
     parse = parse_qa if method == "qa_appended" else parse_rephrase
     stage = f"generate-{method}"

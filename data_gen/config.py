@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fitrain.core.checks import (FRACTION, NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, fail, finite,
+                                 integer, interval, one_of, regex)
 from fitrain.core.llm import LLMConfig
 
 # requests in flight per LLM stage: vLLM schedules up to 256 sequences at once by default (max_num_seqs),
@@ -37,6 +39,11 @@ class EncoderConfig:
     device: str = "auto"               # auto | cpu | cuda
     dtype: str = "float32"             # float32 | bfloat16 | float16
 
+    def __post_init__(self) -> None:
+        check_fields(self, max_length=POSITIVE, truncation=one_of("truncate", "reject"), max_chars=POSITIVE,
+                     batch_size=POSITIVE, device=one_of("auto", "cpu", "cuda"),
+                     dtype=one_of("float32", "bfloat16", "float16"))
+
 
 @dataclass
 class PoolingConfig:
@@ -45,6 +52,9 @@ class PoolingConfig:
     k: int = 5
     sigma: float = 0.05
     alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_fields(self, k=NON_NEGATIVE, sigma=above(0), alpha=finite)
 
 
 @dataclass
@@ -67,7 +77,9 @@ class TemplatizeConfig:
     max_new_tokens: int = 384
     llm: LLMConfig = field(default_factory=stage_llm)
 
-    FIELD_CHECKS = {"query_pattern": "regex"}   # fitrain.core.config.validate_config
+    def __post_init__(self) -> None:
+        check_fields(self, source=one_of("queries", "bank"), query_pattern=regex, max_queries=NON_NEGATIVE,
+                     max_slots=POSITIVE, max_new_tokens=POSITIVE)
 
 
 @dataclass
@@ -80,6 +92,10 @@ class IndexConfig:
     ef_search: int = 128
     train_size: int = 262_144          # IVF training sample
     shard_size: int = 200_000          # templates embedded per shard (resumable for millions)
+
+    def __post_init__(self) -> None:
+        check_fields(self, kind=one_of("auto", "flat", "ivf", "hnsw"), flat_max=NON_NEGATIVE, nlist=NON_NEGATIVE,
+                     nprobe=POSITIVE, hnsw_m=POSITIVE, ef_search=POSITIVE, train_size=POSITIVE, shard_size=POSITIVE)
 
 
 @dataclass
@@ -98,6 +114,15 @@ class MatchConfig:
     slot_count_target: dict[int, float] = field(default_factory=dict)
     batch_documents: int = 64                          # documents embedded per step (streaming)
 
+    def __post_init__(self) -> None:
+        check_fields(self, max_documents=NON_NEGATIVE, threshold=FRACTION, templates_per_document=POSITIVE,
+                     top_k=POSITIVE, batch_documents=POSITIVE)
+        for slots, weight in self.slot_count_target.items():
+            if at_least(0)(weight):
+                fail(f"slot_count_target.{slots}", f"{at_least(0)(weight)}, got {weight!r}")
+        if self.slot_count_target and not sum(self.slot_count_target.values()) > 0:
+            fail("slot_count_target", f"needs a positive sum of weights, got {self.slot_count_target}")
+
 
 @dataclass
 class InstantiateConfig:
@@ -107,6 +132,9 @@ class InstantiateConfig:
     max_new_tokens: int = 768
     llm: LLMConfig = field(default_factory=stage_llm)
 
+    def __post_init__(self) -> None:
+        check_fields(self, min_excerpt_fraction=FRACTION, max_document_chars=POSITIVE, max_new_tokens=POSITIVE)
+
 
 @dataclass
 class JudgeConfig:
@@ -114,6 +142,9 @@ class JudgeConfig:
     min_score: float = 4.0
     max_new_tokens: int = 512
     llm: LLMConfig = field(default_factory=stage_llm)
+
+    def __post_init__(self) -> None:
+        check_fields(self, min_score=finite, max_new_tokens=POSITIVE)
 
 
 @dataclass
@@ -141,6 +172,10 @@ class ServeConfig:
     stop_timeout_s: float = 60.0       # SIGTERM, then SIGKILL after this long
     log: str = ""                      # '' = <run_dir>/data_gen/vllm-<stage>[.shard-N].log
 
+    def __post_init__(self) -> None:
+        check_fields(self, port=integer(interval("[0, 65535]")), health_timeout_s=above(0), poll_s=above(0),
+                     stop_timeout_s=at_least(0))
+
 
 @dataclass
 class DataGenConfig:
@@ -165,4 +200,6 @@ class DataGenConfig:
     write: WriteConfig = field(default_factory=WriteConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
 
-    FIELD_CHECKS = {"max_failed_share": "[0, 1]"}   # fitrain.core.config.validate_config
+    def __post_init__(self) -> None:
+        check_fields(self, seed=SEED, num_shards=POSITIVE, shards_per_task=POSITIVE, query_shards=POSITIVE,
+                     progress_every_s=above(0), max_failed_share=FRACTION)

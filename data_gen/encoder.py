@@ -47,8 +47,6 @@ class Encoder:
             self.model = AutoModel.from_pretrained(path, dtype=dtype)
         except (OSError, ValueError) as e:
             raise FitrainError(f"cannot load encoder '{path}': {e}") from None
-        except KeyError:
-            raise FitrainError(f"encoder.dtype must be float32, bfloat16 or float16, got '{cfg.dtype}'") from None
         self.device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.path = path
@@ -119,8 +117,6 @@ class Encoder:
                 if self.cfg.truncation == "reject":
                     rejected[i] = "document_too_long_for_encoder"
                     continue
-                if self.cfg.truncation != "truncate":
-                    raise FitrainError(f"encoder.truncation must be 'truncate' or 'reject', got '{self.cfg.truncation}'")
                 truncated.append(i)
             ok.append(i)
             final_ids.append(self._truncate(x))

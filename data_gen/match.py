@@ -185,8 +185,6 @@ def run(cfg: DataGenConfig, stage_dir: Path, index_dir: Path, encoder, shard: in
     from data_gen.index import TemplateIndex
 
     m = cfg.match
-    if not 0.0 <= m.threshold <= 1.0 or m.templates_per_document < 1:
-        raise FitrainError("match.threshold must be in [0, 1] and match.templates_per_document >= 1")
     tindex = TemplateIndex.load(index_dir, cfg.index.nprobe)
     target = target_distribution(m, tindex.meta)
 

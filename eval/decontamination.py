@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import FRACTION, NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.records import InputConfig
 
@@ -31,6 +32,9 @@ class DecontaminationConfig:
     include_documents: bool = True    # pairs: also scan each pair's source document text
     benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
     max_examples: int = 10            # contaminated item ids listed per benchmark in decontamination.json
+
+    def __post_init__(self) -> None:
+        check_fields(self, ngram=POSITIVE, threshold=FRACTION, benchmarks=one_of(*BENCHMARKS), max_examples=NON_NEGATIVE)
 
 
 def words(text: str) -> list[str]:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import POSITIVE, ConfigValueError, check_fields, integer, interval, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.formatting import FormatConfig
 from fitrain.core.llm import LLMConfig, Request
@@ -57,6 +58,10 @@ class GenerationConfig:
     format_from_model: bool = True     # use the training format recorded in the model's export
     max_context: int = 0               # prompt + generation limit in tokens; 0 = the model's max_position_embeddings
 
+    def __post_init__(self) -> None:
+        check_fields(self, prompt_format=one_of(*PROMPT_FORMATS), max_new_tokens=POSITIVE,
+                     max_context=integer(interval("[0, 2**20]")))
+
 
 @dataclass
 class Generation:
@@ -75,14 +80,11 @@ class Generator:
     def __init__(self, cfg: GenerationConfig, backend=None):
         from fitrain.core.llm import check_reachable, make_backend
 
-        if cfg.prompt_format not in PROMPT_FORMATS:
-            raise FitrainError(f"generation.prompt_format must be one of {PROMPT_FORMATS}, got '{cfg.prompt_format}'")
         self.cfg = cfg
         self.fmt = cfg.format
         if cfg.prompt_format == "instruction":
             if self.fmt.use_chat_template:
                 raise FitrainError("generation.format.use_chat_template is set: use generation.prompt_format=chat")
-            self.fmt.validate()
         if backend is None:
             llm = cfg.llm
             if llm.backend == "transformers":
@@ -212,7 +214,10 @@ def training_format(model_dir: str | Path | None, fallback: FormatConfig) -> For
         return fallback
     rec = (json.loads(p.read_text()) or {}).get("format") or {}
     known = {k: rec[k] for k in ("template", "loss_mask", "use_chat_template", "add_bos") if k in rec}
-    return FormatConfig(**known) if known else fallback
+    try:
+        return FormatConfig(**known) if known else fallback
+    except ConfigValueError as e:
+        raise e.under(f"{p}: format.") from None
 
 
 def strip_answer_cue(text: str, fmt: FormatConfig) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, SEED, at_least, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.data.formatting import FormatConfig
 
@@ -49,6 +50,10 @@ class HarnessConfig:
     seed: int = 1234
     save_samples: bool = False     # also write per-example requests/results: lm_eval/<format>_samples.jsonl
     item_scores: bool = True       # per-item scores of every per-sample metric (items/), for paired statistics
+
+    def __post_init__(self) -> None:
+        check_fields(self, formats=one_of(*FORMATS), num_fewshot=NON_NEGATIVE, limit=at_least(0), batch_size=POSITIVE,
+                     device=one_of("auto", "cpu", "cuda"), bootstrap_iters=NON_NEGATIVE, seed=SEED)
 
 
 # ---------------------------------------------------------------------------------------- task resolving

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 METRIC = "heldout/answer_loss"
@@ -27,6 +28,9 @@ class HeldoutConfig:
     batch_size: int = 8     # rows per forward
     max_rows: int = 0       # first N rows; 0 = all
     device: str = "auto"    # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        check_fields(self, batch_size=POSITIVE, max_rows=NON_NEGATIVE, device=one_of("auto", "cpu", "cuda"))
 
 
 def resolve_path(cfg: HeldoutConfig, model_path: str | Path | None) -> Path:

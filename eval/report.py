@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import POSITIVE, SEED, check_fields, fail, interval, one_of
+from fitrain.core.errors import FitrainError
 from fitrain_eval import comparisons as cmp
 from fitrain_eval.report_data import Run, by_arm, contaminated_ids, data_gen_table, discover, load_run
 
@@ -51,6 +53,15 @@ class ReportConfig:
     wandb: bool = False             # log the tables and the images to W&B
     wandb_project: str = "fitrain"
     wandb_mode: str = ""            # '' = W&B's default (WANDB_MODE); online | offline | disabled
+
+    def __post_init__(self) -> None:
+        check_fields(self, bootstrap=POSITIVE, confidence=interval("(0, 1)"), seed=SEED,
+                     wandb_mode=one_of("", "online", "offline", "disabled"))
+        seen: dict[Path, str] = {}
+        for d in self.run_dirs:
+            same = seen.setdefault(Path(d).resolve(), d)
+            if same is not d:
+                fail("run_dirs", f"name one directory twice ('{same}' and '{d}'): each run counts once")
 
 
 # --------------------------------------------------------------------------------------- formatting
@@ -216,6 +227,13 @@ def render(title: str, blocks: list[tuple]) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ the report
+def _nearest(name: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, cfg: ReportConfig | None = None
                 ) -> Path:
     """Write report.md, report.html, comparisons.json and the PNGs into ``out_dir``; returns report.md."""
@@ -225,11 +243,19 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
     cfg = cfg or ReportConfig()
     rejects = Rejects()
     runs = [load_run(r, rejects) for r in discover(run_dirs)]
+    arms = by_arm(runs, cfg.reference)
+    if cfg.reference not in arms:
+        raise FitrainError(f"report: the reference arm '{cfg.reference}' is not among the arms {list(arms)}"
+                           f"{_nearest(cfg.reference, arms)}; set reference=<arm>")
+    headline = cmp.headline_metrics(arms, cfg.headline)
+    unknown = [m for m in cfg.headline if m not in headline]
+    if unknown:
+        known = cmp.headline_metrics(arms, [])
+        raise FitrainError(f"report: headline metric '{unknown[0]}' is in no run{_nearest(unknown[0], known)}; the runs' "
+                           f"headline metrics are {known}")
     out = Path(out_dir or cfg.out or Path(run_dirs[0]) / "report")
     out.mkdir(parents=True, exist_ok=True)
-    arms = by_arm(runs, cfg.reference)
     flagged = contaminated_ids(runs)
-    headline = cmp.headline_metrics(arms, cfg.headline)
     results, h2h = cmp.all_results(runs, arms, cfg.reference, flagged, cfg.exclude_contaminated, cfg.bootstrap,
                                    cfg.seed, cfg.confidence, headline)
     colors = plots.arm_colors(list(arms))
@@ -249,10 +275,7 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
         if ok(out / fname):
             images[fname] = caption
 
-    ref_note = "" if cfg.reference in arms else f" (the reference arm '{cfg.reference}' is not among the arms: " \
-                                                 "no differences are shown)"
-    blocks: list[tuple] = [("p", "Arms: " + "; ".join(f"{a}: {', '.join(r.name for r in rs)}" for a, rs in arms.items())
-                            + ref_note)]
+    blocks: list[tuple] = [("p", "Arms: " + "; ".join(f"{a}: {', '.join(r.name for r in rs)}" for a, rs in arms.items()))]
     head, rows = headline_table(results, h2h, arms, headline, cfg.reference)
     if len(head) > 1:
         blocks += [("h2", "Headline"), ("table", head, rows),

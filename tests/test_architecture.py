@@ -36,13 +36,23 @@ def home(module: str) -> str:
     return parts[0]
 
 
-def source_graph() -> dict[str, set[str]]:
+def from_module(node: ast.ImportFrom, mod: str, is_package: bool) -> str:
+    """The absolute module a ``from ... import`` reads: ``from . import x`` in ``a.b.c`` is ``a.b``, ``from
+    ..m import y`` is ``a.m`` (in a package's ``__init__``, ``.`` is the package itself)."""
+    if node.level == 0:
+        return node.module or ""
+    package = mod.split(".") if is_package else mod.split(".")[:-1]
+    base = package[:len(package) - (node.level - 1)] if node.level - 1 <= len(package) else []
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def source_graph(root: Path = REPO, roots: dict[str, str] = ROOTS) -> dict[str, set[str]]:
     """Module -> the project modules it imports (a ``from pkg import name`` counts as pkg.name when that is
-    a module). Package ``__init__`` files are modules named after the package."""
+    a module; relative imports are resolved). Package ``__init__`` files are modules named after the package."""
     files: dict[str, Path] = {}
-    for folder, name in ROOTS.items():
-        for f in (REPO / folder).rglob("*.py"):
-            rel = f.relative_to(REPO / folder).with_suffix("")
+    for folder, name in roots.items():
+        for f in (root / folder).rglob("*.py"):
+            rel = f.relative_to(root / folder).with_suffix("")
             parts = [name, *rel.parts]
             if parts[-1] == "__init__":
                 parts = parts[:-1]
@@ -53,9 +63,9 @@ def source_graph() -> dict[str, set[str]]:
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in files else node.module
-                           for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = from_module(node, mod, f.name == "__init__.py")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
             graph[mod] |= {t for t in targets if t in files and t != mod}
     return graph
 
@@ -114,6 +124,23 @@ def test_the_checker_catches_an_upward_import_and_a_cycle():
         "data_gen.match -> fitrain_eval.run: data_gen may not import fitrain_eval"]
     assert violations({"fitrain.train.a": {"fitrain.train.b"}, "fitrain.train.b": {"fitrain.train.a"}}) == [
         "import cycle: fitrain.train.a <-> fitrain.train.b"]
+
+
+def test_relative_imports_are_resolved(tmp_path):
+    pkg = tmp_path / "fitrain"
+    for rel, text in {"__init__.py": "", "core/__init__.py": "from . import io\n", "core/io.py": "",
+                      "core/config.py": "from .io import x\nfrom ..train import model\n",
+                      "train/__init__.py": "", "train/model.py": "def f():\n    from ..core.io import y\n",
+                      "data/__init__.py": "", "data/records.py": "from .. import train\n"}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text)
+    graph = source_graph(tmp_path, {"fitrain": "fitrain"})
+    assert graph["fitrain.core"] == {"fitrain.core.io"}                                # `from . import io` in __init__
+    assert graph["fitrain.core.config"] == {"fitrain.core.io", "fitrain.train.model"}  # `.io`, `..train import model`
+    assert graph["fitrain.train.model"] == {"fitrain.core.io"}                         # inside a function too
+    assert graph["fitrain.data.records"] == {"fitrain.train"}
+    assert violations(graph) == ["fitrain.core.config -> fitrain.train.model: fitrain.core may not import fitrain.train",
+                                 "fitrain.data.records -> fitrain.train: fitrain.data may not import fitrain.train"]
 
 
 def test_core_imports_nothing_heavy():

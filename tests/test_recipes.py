@@ -48,8 +48,6 @@ def test_recipe_validates(rel):
     schema = _schema(rel)
     assert schema is not None, f"no schema known for recipes/{rel}; add it to this test"
     cfg = load_config(schema, RECIPES / rel)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
     if schema.__name__ == "ExperimentConfig":
         from fitrain.pipeline.graph import experiment_steps as plan
         from fitrain.pipeline.submit import render_all

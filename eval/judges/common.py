@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import FRACTION, NON_NEGATIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, Request
 
@@ -31,7 +32,8 @@ class JudgeConfig:
     # (exit 2, nothing written for it); below it they are counted (fitrain.core.server_failures)
     max_failed_share: float = 0.1
 
-    FIELD_CHECKS = {"max_failed_share": "[0, 1]"}   # fitrain.core.config.validate_config
+    def __post_init__(self) -> None:
+        check_fields(self, max_parse_retries=NON_NEGATIVE, max_failed_share=FRACTION)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import NON_NEGATIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
 from fitrain_eval.judges import official, paraphrased
@@ -56,6 +57,9 @@ class MixEvalConfig:
     limit: int = 0             # first N items (by id) of each file; 0 = all
     prompts: str = "official"  # official | paraphrased
     five_shot: bool = False    # MixEval's base-model five-shot prefix before each question
+
+    def __post_init__(self) -> None:
+        check_fields(self, splits=one_of(*SPLITS), limit=NON_NEGATIVE, prompts=one_of(*PROMPT_SETS))
 
 
 @dataclass
@@ -302,8 +306,6 @@ def evaluate_mixeval(cfg: MixEvalConfig, generator, judge: Judge, out_dir: str |
     from fitrain_eval.items import ItemScores
     from fitrain_eval.judges.common import save_records
 
-    if cfg.prompts not in PROMPT_SETS:
-        raise FitrainError(f"mixeval.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
     fmt = getattr(getattr(generator, "cfg", None), "prompt_format", "instruction")
     metrics: dict = {}
     for split in cfg.splits:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import NON_NEGATIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Request
 from fitrain_eval.judges import official, paraphrased
@@ -55,6 +56,9 @@ class MTBench101Config:
     limit_per_task: int = 0     # first N dialogues of each task; 0 = all
     tasks: list[str] | None = None  # None = all 13
     prompts: str = "official"   # official | paraphrased
+
+    def __post_init__(self) -> None:
+        check_fields(self, limit_per_task=NON_NEGATIVE, prompts=one_of(*PROMPT_SETS))
 
 
 @dataclass
@@ -239,8 +243,6 @@ def evaluate_mtbench101(cfg: MTBench101Config, generator, judge: Judge, out_dir:
     from fitrain_eval.items import ItemScores
     from fitrain_eval.judges.common import save_records
 
-    if cfg.prompts not in PROMPT_SETS:
-        raise FitrainError(f"mtbench101.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
     dialogues = load(cfg.path, rejects, cfg.limit_per_task, cfg.tasks)
     turns = [(d, t) for d in dialogues for t in d.scored_turns()]
     gens = generator.generate([(f"{d.key}#{t}", d.turn_messages(t)) for d, t in turns], rejects,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import NON_NEGATIVE, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Completion, Request
 from fitrain_eval.judges import official, paraphrased
@@ -67,6 +68,9 @@ class PairwiseConfig:
     # generated again ('' = generate them); an experiment's head-to-head steps judge the eval step's outputs
     model_outputs: str = ""
     prompts: str = "official"       # official (AlpacaEval 2 annotator) | paraphrased
+
+    def __post_init__(self) -> None:
+        check_fields(self, limit=NON_NEGATIVE, prompts=one_of(*PROMPT_SETS))
     seed: int = 0                   # AlpacaEval's annotator seed for the order of the two outputs
     logprobs: int = 5               # top log-probabilities asked for (0: use the reply token only)
     lc: LCConfig = field(default_factory=LCConfig)
@@ -220,8 +224,6 @@ def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[s
     cfg = cfg or PairwiseConfig()
     if not (len(instructions) == len(ours) == len(theirs)):
         raise FitrainError(f"pairwise: {len(instructions)} instructions but {len(ours)} and {len(theirs)} outputs")
-    if cfg.prompts not in PROMPT_SETS:
-        raise FitrainError(f"pairwise.prompts must be one of {PROMPT_SETS}, got '{cfg.prompts}'")
     idx = []
     for i, (a, b) in enumerate(zip(ours, theirs)):
         if a is None or b is None:

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from fitrain.core.config import load_config, to_yaml
     from fitrain.core.errors import FitrainError
     from fitrain_eval.report import ReportConfig, make_report
@@ -111,9 +113,7 @@ def _report(args: argparse.Namespace) -> int:
     clash = sorted({a.split("=", 1)[0] for a in settings} & set(fixed))
     if clash:
         raise FitrainError(f"report: set {', '.join(clash)} with the positional directories or --options, not key=value")
-    cfg = load_config(ReportConfig, overrides=settings)
-    for key, value in fixed.items():
-        setattr(cfg, key, value)
+    cfg = dataclasses.replace(load_config(ReportConfig, overrides=settings), **fixed)  # checks the directories too
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0

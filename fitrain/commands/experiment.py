@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
             raise FitrainError(f"step '{args.step[0]}' is not an array step")
         if not str(args.shard).isdigit() or int(args.shard) >= step.shards:
             raise FitrainError(f"--shard must be 0..{step.shards - 1}, got {args.shard}")
-        cfg.validate()
         print(f"{step.name} shard {args.shard}: {run_step(cfg, step, int(args.shard))}", flush=True)
         return 0
     # --step runs here (that is what a Slurm job does), even when the recipe says slurm.enabled
@@ -80,5 +79,4 @@ def experiment_lock(cfg, skip: bool = False):
 
     if skip:
         return contextlib.nullcontext()
-    cfg.validate()
     return dir_lock(cfg.root, "fitrain experiment")

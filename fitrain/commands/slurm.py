@@ -73,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         with experiment_lock(cfg, args.dry_run):
             run_experiment(cfg, dry_run=args.dry_run, slurm=True, only=args.step)
         return 0
-    cfg.validate()
     out = Path(args.out)
     for step, script in render_all(cfg):
         if args.step and step.name not in args.step:

@@ -3,7 +3,8 @@
 * ``errors``     -- FitrainError / ConfigError: the messages users see instead of tracebacks; one-line
   descriptions of operating-system errors (full disk, read-only, permissions).
 * ``config``     -- dataclass schemas, YAML recipes merged over them, ``key=value`` overrides, nearest-key
-  hints, value checks (``FIELD_CHECKS``) that name the full key.
+  hints; errors of nested value checks carry the full dotted key.
+* ``checks``     -- the value checks a config dataclass runs on construction (``__post_init__``).
 * ``recipes``    -- named recipes (``train/fi-300m``) -> files of the shipped recipes/ folder.
 * ``io``         -- atomic writes (files and directories), JSON, ``_SUCCESS`` markers, file checksums.
 * ``lock``       -- one writer per output directory (flock with stale-lock take-over after a kill).

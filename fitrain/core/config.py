@@ -13,12 +13,12 @@ type; an override that is not valid YAML fails naming the override. The merged r
 the schema (real dataclasses, not DictConfig), so downstream code gets plain attribute access and type
 checkers help.
 
-**Value checks.** A config dataclass may declare ``FIELD_CHECKS`` (a class attribute, not a field): a
-mapping of field name to a range (``"> 0"``, ``">= 1"``, ``"[0, 1)"``), a tuple of allowed values, or
-``"regex"``. :func:`validate_config` walks the whole tree and fails on the first value out of range,
-naming its full key (``train.optim.beta1 must be in [0, 1), got 1.5``); :func:`load_config` and
-:func:`from_dict` call it, and the entry points (``train``, ``prepare``) call it again for configs built in
-Python. ``None`` passes every check (an unset optional value).
+**Value checks.** Every config dataclass checks itself on construction: its ``__post_init__`` calls
+:mod:`fitrain.core.checks` (``check_fields`` with a check per field, ``fail`` for checks across fields).
+The error is a ``ConfigValueError`` whose key is relative to the dataclass; :func:`load_config` and
+:func:`from_dict` build nested dataclasses themselves and prefix the path, so a user sees the full key (``train.optim.beta1 must be in [0, 1), got 1.5``). A config built in
+Python is checked the same way when it is constructed (``dataclasses.replace`` too);
+:func:`validate_config` re-runs the checks of a tree whose fields were assigned after construction.
 """
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from fitrain.core.checks import ConfigValueError
 from fitrain.core.errors import ConfigError
 
 T = TypeVar("T")
@@ -169,7 +170,7 @@ def load_config(schema: type[T], recipe: str | Path | None = None, overrides: li
     try:
         merged = OmegaConf.merge(base, *layers, *([dotlist] if dotlist is not None else []))
         OmegaConf.resolve(merged)
-        cfg = OmegaConf.to_object(merged)
+        cfg = _build(merged)
     except OmegaConfBaseException as e:
         err = _translate(e, schema)
         if not getattr(e, "full_key", None) and overrides:
@@ -177,67 +178,59 @@ def load_config(schema: type[T], recipe: str | Path | None = None, overrides: li
             if culprit:
                 err = ConfigError(f"override '{culprit}': {str(e).splitlines()[0]}")
         raise err from None
-    validate_config(cfg)
     return cfg  # type: ignore[return-value]
 
 
-def from_dict(schema: type[T], data: dict) -> T:
-    """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``."""
+def from_dict(schema: type[T] | T, data: dict) -> T:
+    """Validate a plain mapping (e.g. one section of an experiment recipe) against ``schema``, a config dataclass
+    or an instance of one to merge the mapping over; built and checked as :func:`load_config` does."""
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
+        cfg = _build(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
     except OmegaConfBaseException as e:
         raise _translate(e, schema) from None
-    validate_config(cfg)
     return cfg  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------------------ value checks
-_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*$")
-_BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*(\S+)\s*$")
-
-
-def _check(spec: Any) -> Callable[[Any], str]:
-    """A check from its spec: returns '' when a value passes, else what it must be."""
-    if isinstance(spec, (tuple, list)):
-        allowed = tuple(spec)
-        return lambda v: "" if v in allowed else f"must be one of {list(allowed)}"
-    if spec == "regex":
-        def regex(v: Any) -> str:
-            try:
-                re.compile(v)
-            except (re.error, TypeError) as e:
-                return f"must be a valid regular expression ({e})"
-            return ""
-        return regex
-    m = _BOUND.match(spec)
-    if m:
-        op, bound = m.group(1), float(m.group(2))
-        ok = {">": bound.__lt__, ">=": bound.__le__, "<": bound.__gt__, "<=": bound.__ge__}[op]
-        return lambda v: "" if ok(float(v)) else f"must be {op} {m.group(2)}"
-    m = _INTERVAL.match(spec)
-    if not m:
-        raise ValueError(f"bad FIELD_CHECKS spec {spec!r}")
-    lo, hi = float(m.group(2)), float(m.group(3))
-    lo_ok = (lambda v: v >= lo) if m.group(1) == "[" else (lambda v: v > lo)
-    hi_ok = (lambda v: v <= hi) if m.group(4) == "]" else (lambda v: v < hi)
-    return lambda v: "" if lo_ok(float(v)) and hi_ok(float(v)) else f"must be in {spec.strip()}"
+def _build(node: Any, prefix: str = "") -> Any:
+    """``OmegaConf.to_object`` that constructs nested dataclasses itself, so that a ConfigValueError raised in a
+    nested ``__post_init__`` names its full dotted key."""
+    if isinstance(node, ListConfig):
+        return [_build(c, f"{prefix.rstrip('.')}[{i}].") for i, c in enumerate(node)]
+    if not isinstance(node, DictConfig):
+        return node
+    schema = OmegaConf.get_type(node)
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return {k: _build(node[k], f"{prefix}{k}.") for k in node}
+    init = {f.name for f in dataclasses.fields(schema) if f.init}
+    kwargs, late = {}, {}
+    for k in node:
+        value = _build(node[k], f"{prefix}{k}.")
+        (kwargs if k in init else late)[k] = value
+    try:
+        obj = schema(**kwargs)
+    except ConfigValueError as e:
+        raise e.under(prefix) from None
+    for k, v in late.items():
+        setattr(obj, k, v)
+    return obj
 
 
 def validate_config(cfg: Any, prefix: str = "") -> None:
-    """Check every value of a config tree against its dataclass's ``FIELD_CHECKS``; ConfigError naming the
-    full key of the first that fails."""
+    """Re-run the construction checks (``__post_init__``) of every dataclass of a tree, e.g. after a setting was
+    changed in Python; ConfigValueError naming the full key of the first that fails."""
     if not dataclasses.is_dataclass(cfg):
         return
-    checks = getattr(type(cfg), "FIELD_CHECKS", {})
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        key = f"{prefix}{f.name}"
-        if f.name in checks and value is not None:
-            problem = _check(checks[f.name])(value)
-            if problem:
-                raise ConfigError(f"{key} {problem}, got {value!r}")
         if dataclasses.is_dataclass(value):
-            validate_config(value, key + ".")
+            validate_config(value, f"{prefix}{f.name}.")
+    post = getattr(cfg, "__post_init__", None)
+    if post is not None:
+        try:
+            post()
+        except ConfigValueError as e:
+            raise e.under(prefix) from None
 
 
 def to_dict(cfg: Any) -> dict:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, at_least, check_fields, one_of
 from fitrain.core.errors import FitrainError
 
 
@@ -25,6 +26,11 @@ class LLMConfig:
     device: str = "auto"               # transformers backend: auto | cpu | cuda
     dtype: str = "auto"                # transformers backend: auto | float32 | bfloat16
     cache: str = ""                    # path of a JSONL response cache ('' = none)
+
+    def __post_init__(self) -> None:
+        check_fields(self, backend=one_of("openai", "transformers", "extractive"), max_concurrency=POSITIVE,
+                     max_retries=NON_NEGATIVE, backoff_s=at_least(0), timeout_s=above(0), temperature=at_least(0),
+                     max_new_tokens=POSITIVE, batch_size=POSITIVE, device=one_of("auto", "cpu", "cuda"))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.data.readers import json_lines, json_list, starts_with_list
@@ -49,11 +50,10 @@ class ReaderConfig:
     join_columns: list[str] = field(default_factory=list)  # text = these columns in order, joined by separator
     separator: str = "\n\n"
 
-    def validate(self, what: str = "reader") -> None:
-        if self.format not in FORMATS:
-            raise FitrainError(f"{what}.format must be one of {list(FORMATS)}, got '{self.format}'")
+    def __post_init__(self) -> None:
+        check_fields(self, format=one_of(*FORMATS))
         if not self.join_columns and not self.text_column:
-            raise FitrainError(f"{what}: set text_column (or join_columns)")
+            fail("text_column", "is empty: set text_column (or join_columns)")
 
     @property
     def columns(self) -> list[str]:
@@ -123,7 +123,6 @@ def row_texts(rec: Any, reader: ReaderConfig) -> list[str] | str:
 
 def iter_corpus(paths: Iterable[str], reader: ReaderConfig, rejects: Rejects) -> Iterator[Document]:
     """Every document of the files (globs expanded in order); empty texts and bad rows are counted."""
-    reader.validate()
     for path in expand_paths(list(paths)):
         checked = False
         for where, rec in iter_corpus_rows(path, reader, rejects):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, write_json
 
@@ -48,17 +49,16 @@ class CorpusConfig:
     max_chars: int = 4000       # split longer texts at paragraph boundaries
     min_chars: int = 200        # drop fragments shorter than this (after splitting)
 
-    def validate(self) -> None:
-        unknown = [s for s in self.sources if s not in SOURCES]
-        if unknown:
-            raise FitrainError(f"corpus.sources: unknown source(s) {unknown}; choose from {list(SOURCES)}")
+    def __post_init__(self) -> None:
+        check_fields(self, sources=one_of(*SOURCES), max_documents=NON_NEGATIVE, min_chars=POSITIVE,
+                     max_chars=POSITIVE)
         if self.builtin and not self.sources:
-            raise FitrainError("corpus.sources is empty: the built-in corpus needs 'topics' and/or 'modules'")
+            fail("sources", "is empty: the built-in corpus needs 'topics' and/or 'modules'")
         if not self.builtin and not self.paths:
-            raise FitrainError("corpus: builtin is false but no corpus.paths are given; name jsonl/parquet "
-                               "document files, or set corpus.builtin=true for the Python documentation corpus")
-        if self.max_chars < self.min_chars or self.min_chars < 1:
-            raise FitrainError(f"corpus: need 1 <= min_chars ({self.min_chars}) <= max_chars ({self.max_chars})")
+            fail("paths", "is empty and builtin is false: name jsonl/parquet document files, or set builtin=true for "
+                 "the Python documentation corpus")
+        if self.max_chars < self.min_chars:
+            fail("min_chars", f"({self.min_chars}) must be <= max_chars ({self.max_chars})")
 
 
 def _split(text: str, max_chars: int) -> list[str]:
@@ -173,7 +173,6 @@ def iter_builtin_documents(cfg: CorpusConfig) -> Iterator[dict]:
 
 def write_builtin_corpus(cfg: CorpusConfig, out_dir: str | Path) -> dict:
     """Write ``documents.jsonl`` and ``stats.json`` under ``out_dir``; returns the stats."""
-    cfg.validate()
     if not cfg.builtin:
         raise FitrainError("write_builtin_corpus called with corpus.builtin=false")
     out_dir = Path(out_dir)

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fitrain.core.checks import check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 
 LOSS_MASKS = ("response", "all")
@@ -43,17 +44,14 @@ class FormatConfig:
     use_chat_template: bool = False    # render with the tokenizer's chat template instead of `template`
     add_bos: bool = False              # prepend the tokenizer's BOS token to every pair and document
 
-    FIELD_CHECKS = {"loss_mask": LOSS_MASKS}
-
-    def validate(self) -> None:
-        if self.loss_mask not in LOSS_MASKS:
-            raise FitrainError(f"format.loss_mask must be one of {LOSS_MASKS}, got '{self.loss_mask}'")
+    def __post_init__(self) -> None:
+        check_fields(self, loss_mask=one_of(*LOSS_MASKS))
         if not self.use_chat_template:
             for ph in ("{instruction}", "{answer}"):
                 if self.template.count(ph) != 1:
-                    raise FitrainError(f"format.template must contain {ph} exactly once: {self.template!r}")
+                    fail("template", f"must contain {ph} exactly once: {self.template!r}")
             if self.template.index("{instruction}") > self.template.index("{answer}"):
-                raise FitrainError("format.template must put {instruction} before {answer}")
+                fail("template", "must put {instruction} before {answer}")
 
     def pieces(self, instruction: str) -> tuple[str, str]:
         """(prefix, suffix) of the plain template for one instruction."""
@@ -95,7 +93,6 @@ class Formatter:
     """Tokenizes pairs and documents for one tokenizer + format (batched ``encode_batch``)."""
 
     def __init__(self, tokenizer: Any, cfg: FormatConfig):
-        cfg.validate()
         self.tok = tokenizer
         self.cfg = cfg
         self.eos_id = tokenizer.eos_token_id

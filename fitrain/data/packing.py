@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of, seq_len
 from fitrain.core.errors import FitrainError
 from fitrain.data.manifest import ShardEntry
 from fitrain.data.shards import MAX_SEGMENTS, shard_file, shard_stats, token_dtype, write_shard
@@ -44,23 +45,16 @@ class PackConfig:
     max_open_rows: int = 64      # partly filled rows carried into the next round
     rows_per_shard: int = 0      # 0 = about 2**24 tokens per shard
 
-    FIELD_CHECKS = {"seq_len": ">= 2", "window": ">= 1", "max_open_rows": ">= 0", "rows_per_shard": ">= 0",
-                    "overlong": ("auto",) + POLICIES}
+    def __post_init__(self) -> None:
+        check_fields(self, seq_len=seq_len, window=POSITIVE, max_open_rows=NON_NEGATIVE, rows_per_shard=NON_NEGATIVE,
+                     overlong=one_of("auto", *POLICIES))
 
     def policy(self, kind: str) -> str:
         p = self.overlong if self.overlong != "auto" else ("split" if kind == "documents" else "truncate")
-        if p not in POLICIES:
-            raise FitrainError(f"pack.overlong must be one of {('auto',) + POLICIES}, got '{self.overlong}'")
         if p == "split" and kind != "documents":
             raise FitrainError("pack.overlong=split is for raw documents only; pairs are never split across "
                                "rows (use truncate or drop)")
         return p
-
-    def validate(self) -> None:
-        if self.seq_len < 2:
-            raise FitrainError(f"pack.seq_len must be >= 2, got {self.seq_len}")
-        if self.window < 1 or self.max_open_rows < 0 or self.rows_per_shard < 0:
-            raise FitrainError("pack.window must be >= 1, pack.max_open_rows and pack.rows_per_shard >= 0")
 
     def shard_rows(self) -> int:
         return self.rows_per_shard or max(1, (1 << 24) // self.seq_len)

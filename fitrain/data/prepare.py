@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fitrain.core.accounting import Rejects, TokenCounts
+from fitrain.core.checks import POSITIVE, SEED, check_fields, fail
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import clean_stale_temps, read_json, write_json
 from fitrain.core.lock import dir_lock
@@ -51,6 +52,9 @@ class BudgetConfig:
     enabled: bool = False   # pairs: select pairs token-for-token against their source documents
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_fields(self, seed=SEED)
+
 
 @dataclass
 class PrepareConfig:
@@ -66,15 +70,19 @@ class PrepareConfig:
     progress: bool = True
     overwrite: bool = False              # replace a finished directory prepared with other settings (--overwrite)
 
-    FIELD_CHECKS = {"encode_batch": ">= 1"}
+    def __post_init__(self) -> None:
+        check_fields(self, encode_batch=POSITIVE)
+        if self.documents_from_pairs and self.input.kind != "pairs":
+            fail("documents_from_pairs", "needs input.kind=pairs")
+        if self.budget.enabled and self.kind != "pairs":
+            fail("budget.enabled", "selects pairs and applies to a pairs input; a documents arm matches a budgeted FI "
+                 "arm with budget_from=<FI prepared dir>")
+        if self.budget_from and self.kind != "documents":
+            fail("budget_from", "is for a documents arm (documents_from_pairs=true or input.kind=documents)")
 
-
-def _kind(cfg: PrepareConfig) -> str:
-    if cfg.input.kind not in ("pairs", "documents"):
-        raise FitrainError(f"input.kind must be 'pairs' or 'documents', got '{cfg.input.kind}'")
-    if cfg.documents_from_pairs and cfg.input.kind != "pairs":
-        raise FitrainError("documents_from_pairs needs input.kind=pairs")
-    return "documents" if cfg.input.kind == "documents" or cfg.documents_from_pairs else "pairs"
+    @property
+    def kind(self) -> str:
+        return "documents" if self.input.kind == "documents" or self.documents_from_pairs else "pairs"
 
 
 def _recorded_config(cfg: PrepareConfig, tok_hash: str) -> dict:
@@ -278,21 +286,12 @@ def prepare(cfg: PrepareConfig) -> Manifest:
 
 
 def _check(cfg: PrepareConfig) -> tuple[str, str]:
-    """The input kind and over-long policy; every setting that can be wrong fails here, before any work."""
-    from fitrain.core.config import validate_config
-
-    validate_config(cfg)
-    kind = _kind(cfg)
-    cfg.format.validate()
-    cfg.pack.validate()
+    """The input kind and over-long policy; the settings checked themselves on construction (PrepareConfig's
+    ``__post_init__``), what a run needs besides is checked here, before any work."""
+    kind = cfg.kind
     policy = cfg.pack.policy(kind)
     if not cfg.out:
         raise FitrainError("prepare: set `out` (the output directory)")
-    if cfg.budget.enabled and kind != "pairs":
-        raise FitrainError("budget.enabled selects pairs and applies to a pairs input; a documents arm matches a "
-                           "budgeted FI arm with budget_from=<FI prepared dir>")
-    if cfg.budget_from and kind != "documents":
-        raise FitrainError("budget_from is for a documents arm (documents_from_pairs=true or input.kind=documents)")
     if not cfg.input.paths:
         raise FitrainError("prepare: no input (set input.paths)")
     return kind, policy

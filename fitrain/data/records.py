@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import check_fields, finite, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path
 from fitrain.data.readers import check_columns, expand_paths, iter_rows
@@ -93,7 +94,8 @@ class InputConfig:
     hub_split: str = "train"
     dedupe_files: bool = True          # a file matched by several patterns is read once (false: upsample)
 
-    FIELD_CHECKS = {"kind": ("pairs", "documents")}
+    def __post_init__(self) -> None:
+        check_fields(self, kind=one_of("pairs", "documents"), min_judge_score=finite)
 
 
 class BadValue(ValueError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, integer, interval
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_dir
 from fitrain.data.records import InputConfig, expand_paths
@@ -43,7 +44,9 @@ class TokenizerConfig:
     model_max_length: int = 1_000_000
     overwrite: bool = False            # replace a tokenizer trained with other settings at `out` (--overwrite)
 
-    FIELD_CHECKS = {"vocab_size": ">= 259", "min_frequency": ">= 0", "max_chars": ">= 0", "model_max_length": ">= 1"}
+    def __post_init__(self) -> None:
+        check_fields(self, vocab_size=integer(interval("[259, 2**31)")), min_frequency=NON_NEGATIVE,
+                     max_chars=NON_NEGATIVE, model_max_length=POSITIVE)
 
 
 def _text_files(cfg: TokenizerConfig, rejects: Rejects) -> Iterator[str]:
@@ -65,8 +68,6 @@ def _records(cfg: TokenizerConfig, rejects: Rejects) -> Iterator[str]:
     if cfg.input.kind == "documents":
         yield from (d.text for d in iter_documents(cfg.input, rejects) if d.text)
         return
-    if cfg.input.kind != "pairs":
-        raise FitrainError(f"input.kind must be 'pairs' or 'documents', got '{cfg.input.kind}'")
     for g in iter_document_pairs(cfg.input, rejects):
         if g.document.text:
             yield g.document.text

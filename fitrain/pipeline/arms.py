@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from data_gen.baselines import METHODS, GenerateOptions
+from fitrain.core.checks import above, check_fields, finite
 from fitrain.core.errors import ConfigError, FitrainError
 from fitrain.core.layout import run_id
 from fitrain.core.llm import LLMConfig
@@ -64,6 +65,9 @@ class MixtureSource:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        check_fields(self, weight=above(0))
+
 
 @dataclass
 class ArmSpec:
@@ -86,6 +90,9 @@ class ArmSpec:
     # every kind
     prepare: dict[str, Any] = field(default_factory=dict)   # more prepare settings of this arm, merged last
     budget: ArmBudget = field(default_factory=ArmBudget)
+
+    def __post_init__(self) -> None:
+        check_fields(self, min_judge_score=finite)
 
 
 def parse_arm(raw: Any, i: int) -> ArmSpec:
@@ -205,7 +212,6 @@ def _check_spec(a: ArmSpec, by_name: dict[str, ArmSpec]) -> None:
     if a.kind == "corpus":
         if not a.paths:
             raise FitrainError(f"{who}: a corpus arm needs paths (the files of the corpus)")
-        a.reader.validate(f"{who}: reader")
     if a.kind == "mixture":
         _check_sources(a, by_name)
     if a.kind == "generated":
@@ -214,7 +220,6 @@ def _check_spec(a: ArmSpec, by_name: dict[str, ArmSpec]) -> None:
         if a.llm.backend == "openai" and not a.llm.model:
             raise FitrainError(f"{who}: llm.model is empty; name the served model, or use llm.backend=extractive "
                                "(the offline fallback)")
-        a.generate.validate(f"{who}: generate")
 
 
 def _check_sources(a: ArmSpec, by_name: dict[str, ArmSpec]) -> None:
@@ -224,8 +229,6 @@ def _check_sources(a: ArmSpec, by_name: dict[str, ArmSpec]) -> None:
     for j, s in enumerate(a.sources):
         if bool(s.arm) == bool(s.paths):
             raise FitrainError(f"{who}: sources[{j}] must name either an arm or paths")
-        if s.weight <= 0:
-            raise FitrainError(f"{who}: sources[{j}].weight must be positive, got {s.weight}")
         if s.arm:
             if s.arm not in by_name:
                 raise FitrainError(f"{who}: sources[{j}] names unknown arm '{s.arm}'; the arms are {list(by_name)}")
@@ -234,8 +237,6 @@ def _check_sources(a: ArmSpec, by_name: dict[str, ArmSpec]) -> None:
             if by_name[s.arm].kind == "fi":
                 raise FitrainError(f"{who}: sources[{j}] '{s.arm}' is an fi arm (response-masked pairs); a mixture "
                                    "draws documents: name a documents, corpus, generated or mixture arm")
-        else:
-            s.reader.validate(f"{who}: sources[{j}].reader")
 
 
 # ------------------------------------------------------------------------------------------------ runs

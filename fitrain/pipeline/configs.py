@@ -142,14 +142,15 @@ def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
 
 
 def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
-    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys refused)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys refused, values
+    checked, errors naming the full key)."""
+    from fitrain.core.config import from_dict
+    from fitrain.core.errors import ConfigError
 
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(obj), OmegaConf.create(overrides)))
-    except OmegaConfBaseException as e:
-        raise FitrainError(f"{what}: {str(e).splitlines()[0]}") from None
+        return from_dict(obj, overrides)
+    except ConfigError as e:
+        raise FitrainError(f"{what}: {e}") from None
 
 
 def _run(cfg: ExperimentConfig, arm: str, run: Run | None) -> Run:

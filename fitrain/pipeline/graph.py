@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data_gen.config import DataGenConfig
+from fitrain.core.checks import NON_NEGATIVE, SEED, check_fields, fail
 from fitrain.core.errors import FitrainError
 from fitrain.core.layout import RunLayout
 from fitrain.data.corpus import CorpusConfig
@@ -89,27 +90,25 @@ class ExperimentConfig:
         names = self.arm_set().names if arm is None else [arm]
         return runs_of(names, self.seeds, self.seed)
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         arms = self.arm_set()
         if not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise FitrainError(f"experiment name '{self.name}' may only hold letters, digits and -_.")
+            fail("name", f"'{self.name}' may only hold letters, digits and -_.")
+        check_fields(self, seed=SEED, seeds=SEED, heldout_shards=NON_NEGATIVE)
         if len(set(self.seeds)) != len(self.seeds):
-            raise FitrainError(f"seeds must be distinct, got {self.seeds}")
-        if not 0 <= self.heldout_shards < max(1, self.data_gen.num_shards):
-            raise FitrainError(f"heldout_shards ({self.heldout_shards}) must be below data_gen.num_shards "
-                               f"({self.data_gen.num_shards}): some shards must remain for training")
+            fail("seeds", f"must be distinct, got {self.seeds}")
+        if not self.heldout_shards < max(1, self.data_gen.num_shards):
+            fail("heldout_shards", f"({self.heldout_shards}) must be below data_gen.num_shards "
+                 f"({self.data_gen.num_shards}): some shards must remain for training")
         if self.eval.heldout.enabled and not self.eval.heldout.path and not self.heldout_shards:
-            raise FitrainError("eval.heldout.enabled scores the held-out pairs (prepared/heldout), but heldout_shards "
-                               "is 0: set heldout_shards >= 1 or eval.heldout.enabled=false")
+            fail("eval.heldout.enabled", "scores the held-out pairs (prepared/heldout), but heldout_shards is 0: set "
+                 "heldout_shards >= 1 or eval.heldout.enabled=false")
         if not self.explicit_budget and self.train.budget_from_epochs > 1:
             for a in arms.specs:
                 if arms.root(a.name) == a.name and not a.budget.epochs_allowed:
                     raise FitrainError(f"arm '{a.name}': the budget cannot be met: every arm trains "
                                        f"train.budget_from_epochs={self.train.budget_from_epochs} x this arm's "
                                        "tokens, but its budget.epochs_allowed=false allows one pass")
-        self.corpus.validate()
-        for s in (self.slurm.train, self.slurm.data_gen, self.slurm.steps):
-            s.validate()
 
 
 @dataclass

@@ -70,6 +70,8 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
 def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
     """The frozen, fully merged config every step (and every Slurm job) reads. Once steps have finished it
     may change only by new arms (nothing else, and no existing arm's settings)."""
+    import dataclasses
+
     from fitrain.core.config import load_config, to_yaml
 
     path = cfg.layout.config
@@ -78,6 +80,8 @@ def save_config(cfg: ExperimentConfig, log: Log = print) -> Path:
         old = path.read_text()
         if old != text:
             before = load_config(ExperimentConfig, path)
+            if to_yaml(dataclasses.replace(before, run_dir=cfg.run_dir)) == text:
+                return path  # the same settings, run_dir spelled otherwise (relative, trailing slash): same directory
             added = added_arms(before, cfg)
             if added is None:
                 raise FitrainError(f"{path} holds a different config and some steps are finished; a rerun must use "
@@ -173,7 +177,6 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
                    only: list[str] | None = None, runners: dict[str, Runner] | None = None,
                    log: Log = print) -> dict:
     """Run (or, with Slurm, submit) every unfinished step; ``dry_run`` prints the plan and does nothing."""
-    cfg.validate()
     use_slurm = cfg.slurm.enabled if slurm is None else slurm
     layout = cfg.layout
     steps = experiment_steps(cfg)
@@ -228,8 +231,13 @@ def load_experiment(recipe: str, overrides: list[str] | None = None) -> Experime
     """Load an experiment recipe (a path, or a name under recipes/experiments/ or recipes/) with overrides."""
     from fitrain.core.config import load_config
     from fitrain.core.recipes import resolve_recipe
+    from fitrain.pipeline.configs import prepare_config
 
-    return load_config(ExperimentConfig, resolve_recipe(recipe, folder="experiments"), overrides)
+    cfg = load_config(ExperimentConfig, resolve_recipe(recipe, folder="experiments"), overrides)
+    for a in cfg.arm_set().specs:  # an arm's own prepare settings, merged now as its prepare step will merge them
+        if a.prepare:
+            prepare_config(cfg, a.name, check=False)
+    return cfg
 
 
 def _num(v) -> str:

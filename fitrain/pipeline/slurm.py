@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, at_least, check_fields, fail, one_of
 from fitrain.core.errors import FitrainError
 
 ARRAY_TASK_ID = "${SLURM_ARRAY_TASK_ID}"
@@ -77,26 +78,17 @@ class SlurmConfig:
     def world_size(self) -> int:
         return self.nodes * self.ntasks_per_node
 
-    def validate(self) -> None:
-        for name in ("nodes", "tasks_per_node", "cpus_per_task"):
-            if getattr(self, name) < 1:
-                raise FitrainError(f"slurm.{name} must be >= 1, got {getattr(self, name)}")
-        if self.gpus_per_node < 0 or self.signal_base_s < 0 or self.array_parallelism < 0:
-            raise FitrainError("slurm.gpus_per_node, signal_base_s and array_parallelism must be >= 0")
-        if self.signal_lead_s < -1:
-            raise FitrainError(f"slurm.signal_lead_s must be -1 (sized from the checkpoint), 0 (no signal) or "
-                               f"seconds, got {self.signal_lead_s}")
-        if self.checkpoint_write_mb_s <= 0:
-            raise FitrainError(f"slurm.checkpoint_write_mb_s must be > 0, got {self.checkpoint_write_mb_s}")
+    def __post_init__(self) -> None:
+        check_fields(self, nodes=POSITIVE, tasks_per_node=POSITIVE, cpus_per_task=POSITIVE, gpus_per_node=NON_NEGATIVE,
+                     signal_lead_s=at_least(-1), signal_base_s=NON_NEGATIVE, checkpoint_write_mb_s=above(0),
+                     array_parallelism=NON_NEGATIVE, signal=one_of(*_SIGNALS))
         if self.time and not _TIME.match(self.time):
-            raise FitrainError(f"slurm.time '{self.time}' is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)")
+            fail("time", f"'{self.time}' is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)")
         if self.mem and not _MEM.match(self.mem):
-            raise FitrainError(f"slurm.mem '{self.mem}' is not a Slurm size like 64G")
-        if self.signal not in _SIGNALS:
-            raise FitrainError(f"slurm.signal '{self.signal}' must be one of {list(_SIGNALS)}")
+            fail("mem", f"'{self.mem}' is not a Slurm size like 64G")
         for line in self.extra_sbatch:
             if not line.startswith("--"):
-                raise FitrainError(f"slurm.extra_sbatch lines look like '--key=value', got '{line}'")
+                fail("extra_sbatch", f"lines look like '--key=value', got '{line}'")
 
 
 def signal_lead(cfg: SlurmConfig, checkpoint_bytes: int = 0) -> int:
@@ -123,7 +115,6 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     otherwise the job is one task. ``array``: > 0 makes a job array of that many tasks.
     ``checkpoint_bytes``: what a checkpoint of the job writes, for the warning's lead (:func:`signal_lead`).
     """
-    cfg.validate()
     if not re.match(r"^[A-Za-z0-9_.+-]+$", job_name):
         raise FitrainError(f"job name '{job_name}' may only hold letters, digits and _.+-")
     if array < 0:

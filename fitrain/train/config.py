@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, one_of
 from fitrain.train.loss import LossConfig
 from fitrain.train.metrics import WandbConfig
 from fitrain.train.model import ModelConfig
@@ -29,8 +30,9 @@ class DataConfig:
     num_workers: int = 0           # loader worker processes (each reads its mmap'd shards)
     val_rows: int = 0              # validate on the first N held-out rows (0 = all)
 
-    FIELD_CHECKS = {"micro_batch_size": ">= 1", "grad_accum": ">= 1", "max_epochs": ">= 0", "num_workers": ">= 0",
-                    "val_rows": ">= 0", "remainder": ("wrap", "drop")}
+    def __post_init__(self) -> None:
+        check_fields(self, micro_batch_size=POSITIVE, grad_accum=POSITIVE, max_epochs=NON_NEGATIVE,
+                     num_workers=NON_NEGATIVE, val_rows=NON_NEGATIVE, remainder=one_of("wrap", "drop"))
 
 
 @dataclass
@@ -71,7 +73,8 @@ class TrainConfig:
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
-    FIELD_CHECKS = {"max_tokens": ">= 0", "max_supervised_tokens": ">= 0", "max_steps": ">= 0",
-                    "budget_from_epochs": "> 0", "devices": ">= 0", "num_nodes": ">= 1", "strategy": STRATEGIES,
-                    "precision": PRECISIONS, "log_every": ">= 0", "val_every": ">= 0", "checkpoint_every": ">= 0",
-                    "keep_checkpoints": ">= 0"}
+    def __post_init__(self) -> None:
+        check_fields(self, seed=SEED, max_tokens=at_least(0), max_supervised_tokens=at_least(0), max_steps=NON_NEGATIVE,
+                     budget_from_epochs=above(0), devices=NON_NEGATIVE, num_nodes=POSITIVE, strategy=one_of(*STRATEGIES),
+                     precision=one_of(*PRECISIONS), log_every=NON_NEGATIVE, val_every=NON_NEGATIVE,
+                     checkpoint_every=NON_NEGATIVE, keep_checkpoints=NON_NEGATIVE)

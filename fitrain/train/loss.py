@@ -21,7 +21,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from fitrain.core.errors import ConfigError
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, check_fields, one_of
 from fitrain.data.loader import IGNORE_INDEX
 
 LOSS_KINDS = ("auto", "chunked", "plain")
@@ -33,11 +33,10 @@ class LossConfig:
     chunk_tokens: int = 1024       # targets per chunk of the chunked head + cross-entropy
     auto_min_vocab: int = 32768    # auto: chunked for vocabularies at least this large
 
+    def __post_init__(self) -> None:
+        check_fields(self, kind=one_of(*LOSS_KINDS), chunk_tokens=POSITIVE, auto_min_vocab=NON_NEGATIVE)
+
     def chunked(self, vocab_size: int) -> bool:
-        if self.kind not in LOSS_KINDS:
-            raise ConfigError(f"loss.kind must be one of {LOSS_KINDS}, got '{self.kind}'")
-        if self.chunk_tokens < 1:
-            raise ConfigError(f"loss.chunk_tokens must be >= 1, got {self.chunk_tokens}")
         return self.kind == "chunked" or (self.kind == "auto" and vocab_size >= self.auto_min_vocab)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.wandb_mode import start_run
+from fitrain.core.checks import check_fields, one_of
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",
            "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
@@ -72,10 +73,12 @@ class WandbConfig:
     mode: str = "auto"           # auto (online with credentials, else offline) | online | offline | disabled
     tags: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        check_fields(self, mode=one_of("auto", "online", "offline", "disabled"))
+
 
 def wandb_mode(requested: str) -> str:
-    if requested not in ("auto", "online", "offline", "disabled"):
-        raise FitrainError(f"wandb.mode must be auto, online, offline or disabled, got '{requested}'")
+    """The mode to run W&B in (``requested`` is a checked WandbConfig.mode)."""
     if requested != "auto":
         return requested
     env = os.environ.get("WANDB_MODE")  # auto: the environment decides first (e.g. a cluster-wide offline)

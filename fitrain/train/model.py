@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from fitrain.core.checks import NON_NEGATIVE, POSITIVE, above, check_fields, fail, interval, one_of, seq_len
 from fitrain.core.errors import ConfigError, FitrainError
 # re-exported: the trainer and benchmarks select attention and count FLOPs through fitrain.train.model
 from fitrain.train.attention import (ATTENTION, VARLEN, attention_kernel, attention_kwargs,  # noqa: F401
@@ -57,26 +58,31 @@ class ModelConfig:
     attention: str = "auto"          # auto | sdpa | flash_attention_2 | torch_varlen (ATTENTION)
     activation_checkpointing: bool = False
 
-    FIELD_CHECKS = {"dim": ">= 1", "n_layers": ">= 1", "n_heads": ">= 1", "n_kv_heads": ">= 1", "ffn_dim": ">= 1",
-                    "vocab_size": ">= 0", "vocab_multiple": ">= 1", "max_seq_len": ">= 2", "rope_theta": "> 0",
-                    "norm_eps": "> 0", "init_std": "(0, 1]", "attention": ATTENTION}  # fitrain.core.config
+    def __post_init__(self) -> None:
+        if self.attention == "eager":
+            fail("attention", f"eager leaks across packed documents, so it is not offered; one of {list(ATTENTION)}")
+        check_fields(self, dim=POSITIVE, n_layers=POSITIVE, n_heads=POSITIVE, n_kv_heads=POSITIVE, ffn_dim=POSITIVE,
+                     vocab_size=NON_NEGATIVE, vocab_multiple=POSITIVE, max_seq_len=seq_len, rope_theta=above(0),
+                     norm_eps=above(0), init_std=interval("(0, 1]"), attention=one_of(*ATTENTION))
+        if self.preset not in PRESETS:
+            close = difflib.get_close_matches(self.preset, PRESETS, n=1, cutoff=0.3)
+            fail("preset", f"'{self.preset}' is unknown" + (f"; did you mean '{close[0]}'?" if close else "")
+                 + f" Known presets: {', '.join(PRESETS)}")
+        s = resolve_shape(self)
+        if s["dim"] % s["n_heads"]:
+            fail("dim", f"({s['dim']}) is not divisible by n_heads ({s['n_heads']})")
+        if s["n_heads"] % s["n_kv_heads"]:
+            fail("n_heads", f"({s['n_heads']}) is not divisible by n_kv_heads ({s['n_kv_heads']})")
 
 
 def resolve_shape(cfg: ModelConfig) -> dict[str, Any]:
-    """The preset's shape with the config's overrides applied; unknown preset -> nearest name."""
-    if cfg.preset not in PRESETS:
-        close = difflib.get_close_matches(cfg.preset, PRESETS, n=1, cutoff=0.3)
-        raise ConfigError(f"unknown model preset '{cfg.preset}'" + (f"; did you mean '{close[0]}'?" if close else "")
-                          + f" Known presets: {', '.join(PRESETS)}")
+    """The preset's shape with the config's overrides applied (the preset and the divisibility of the heads
+    are checked when the ModelConfig is built)."""
     shape = dict(PRESETS[cfg.preset])
     for k in shape:
         v = getattr(cfg, k)
         if v is not None:
             shape[k] = v
-    if shape["dim"] % shape["n_heads"]:
-        raise ConfigError(f"model.dim={shape['dim']} is not divisible by model.n_heads={shape['n_heads']}")
-    if shape["n_heads"] % shape["n_kv_heads"]:
-        raise ConfigError(f"model.n_heads={shape['n_heads']} is not divisible by model.n_kv_heads={shape['n_kv_heads']}")
     return shape
 
 

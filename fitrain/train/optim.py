@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from fitrain.core.checks import FRACTION, above, at_least, check_fields, integer, interval, one_of
 from fitrain.core.errors import ConfigError
 
 SCHEDULES = ("cosine", "wsd", "constant", "linear")
@@ -32,17 +33,16 @@ class OptimConfig:
     clip_grad_norm: float = 1.0            # 0 = no clipping (the norm is still logged)
     fused: bool = False                    # torch's fused AdamW (GPU)
 
-    FIELD_CHECKS = {"lr": "> 0", "beta1": "[0, 1)", "beta2": "[0, 1)", "eps": "> 0", "weight_decay": ">= 0",
-                    "schedule": SCHEDULES, "warmup_steps": ">= 0", "min_lr_ratio": "[0, 1]",
-                    "decay_fraction": "[0, 1]", "clip_grad_norm": ">= 0"}
+    def __post_init__(self) -> None:
+        check_fields(self, lr=above(0), beta1=interval("[0, 1)"), beta2=interval("[0, 1)"), eps=above(0),
+                     weight_decay=at_least(0), schedule=one_of(*SCHEDULES), warmup_steps=integer(at_least(0)),
+                     min_lr_ratio=FRACTION, decay_fraction=FRACTION, clip_grad_norm=at_least(0))
 
 
 class LRSchedule:
     """lr multiplier as a function of the optimizer step (a picklable callable for LambdaLR)."""
 
     def __init__(self, cfg: OptimConfig, total_steps: int):
-        if cfg.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule must be one of {SCHEDULES}, got '{cfg.schedule}'")
         if total_steps < 1:
             raise ConfigError(f"the schedule needs at least one step, got total_steps={total_steps}")
         self.schedule, self.total = cfg.schedule, int(total_steps)

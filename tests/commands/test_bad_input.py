@@ -71,7 +71,7 @@ def _(c): return c.prepare("pack.seq_lenn=5")
 def _(c): return c.prepare("pack.seq_len=abc")
 
 
-@case("seq-len-too-small", "pack.seq_len must be >= 2")
+@case("seq-len-too-small", "pack.seq_len must be in [2, 2**20], got 1")
 def _(c): return c.prepare("pack.seq_len=1")
 
 
@@ -126,7 +126,7 @@ def _(c): return ["data-gen", "templatize", "data_gen/quickstart", f"run_dir={c.
 def _(c): return ["experiment", "tiny-cpu", f"run_dir={c.tmp / 'run'}", "train.optim.beta2=2"]
 
 
-@case("experiment-bad-slurm-time", "slurm.time 'soon'", left=no_run)
+@case("experiment-bad-slurm-time", "slurm.train.time 'soon' is not a Slurm time", left=no_run)
 def _(c): return ["experiment", "tiny-cpu", f"run_dir={c.tmp / 'run'}", "slurm.train.time=soon"]
 
 

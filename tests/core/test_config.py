@@ -1,8 +1,10 @@
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
 
 from fitrain.core.config import load_config, redact, to_yaml
+from fitrain.core.checks import above, at_least, check_fields, interval, one_of, regex
 from fitrain.core.errors import ConfigError
 
 
@@ -79,8 +81,9 @@ class Checked:
     pattern: str = ""
     cap: float | None = None
 
-    FIELD_CHECKS = {"lr": "> 0", "beta": "[0, 1)", "batch": ">= 1", "mode": ("a", "b"), "pattern": "regex",
-                    "cap": "(0, 10]"}
+    def __post_init__(self) -> None:
+        check_fields(self, lr=above(0), beta=interval("[0, 1)"), batch=at_least(1), mode=one_of("a", "b"), pattern=regex,
+                     cap=interval("(0, 10]"))
 
 
 @dataclass
@@ -114,7 +117,11 @@ def test_field_checks_pass_good_values_and_unset_optionals():
     assert load_config(Outer).inner.cap is None
     with pytest.raises(ConfigError, match="inner.beta must be"):
         from_dict(Outer, {"inner": {"beta": 2}})
-    cfg.inner.batch = -3  # a config changed in Python is checked by the entry point's validate_config
+    with pytest.raises(ConfigError, match="^batch must be >= 1, got -3$"):  # built in Python: checked on construction
+        Checked(batch=-3)
+    with pytest.raises(ConfigError, match="^batch must be >= 1, got 0$"):
+        dataclasses.replace(cfg.inner, batch=0)
+    cfg.inner.batch = -3  # a field assigned after construction: validate_config re-runs the construction checks
     with pytest.raises(ConfigError, match="inner.batch must be >= 1, got -3"):
         validate_config(cfg)
 

@@ -83,8 +83,8 @@ def test_bad_corpora_are_clear_errors(tmp_path):
         list(iter_corpus([str(tmp_path / "cut.jsonl.gz")], ReaderConfig(), Rejects()))
     with pytest.raises(FitrainError, match="matches no file"):
         list(iter_corpus([str(tmp_path / "none" / "*.txt")], ReaderConfig(), Rejects()))
-    with pytest.raises(FitrainError, match="reader.format must be one of"):
-        ReaderConfig(format="csv").validate()
+    with pytest.raises(FitrainError, match="format must be one of"):
+        ReaderConfig(format="csv")
 
 
 def test_normalise_writes_one_part_per_file_and_keeps_finished_parts(tmp_path):

@@ -44,9 +44,9 @@ def test_split_keeps_all_text_within_limit():
 
 
 def test_bad_corpus_settings_are_clear(tmp_path):
-    with pytest.raises(FitrainError, match="unknown source"):
+    with pytest.raises(FitrainError, match=r"sources\[0\] must be one of \['topics', 'modules'\], got 'wiki'"):
         write_builtin_corpus(CorpusConfig(sources=["wiki"]), tmp_path)
-    with pytest.raises(FitrainError, match="no corpus.paths"):
-        CorpusConfig(builtin=False).validate()
+    with pytest.raises(FitrainError, match="paths is empty and builtin is false"):
+        CorpusConfig(builtin=False)
     with pytest.raises(FitrainError, match="not found"):
         corpus_paths(CorpusConfig(builtin=False, paths=[str(tmp_path / "missing/*.jsonl")]), tmp_path)

@@ -66,12 +66,13 @@ def test_chat_template_option(tok):
 
 
 def test_bad_format_config(tok):
-    for cfg, msg in [(FormatConfig(loss_mask="answers"), "loss_mask"),
-                     (FormatConfig(template="Q: {instruction}"), r"\{answer\} exactly once"),
-                     (FormatConfig(template="{answer} {instruction}"), "before"),
-                     (FormatConfig(add_bos=True), "no bos_token")]:
-        with pytest.raises(FitrainError, match=msg):
-            Formatter(tok, cfg)
+    for settings, msg in [({"loss_mask": "answers"}, "loss_mask must be one of"),
+                          ({"template": "Q: {instruction}"}, r"template must contain \{answer\} exactly once"),
+                          ({"template": "{answer} {instruction}"}, "before")]:
+        with pytest.raises(FitrainError, match=msg):  # on construction, before any tokenizer is involved
+            FormatConfig(**settings)
+    with pytest.raises(FitrainError, match="no bos_token"):
+        Formatter(tok, FormatConfig(add_bos=True))
 
 
 def test_add_bos_everywhere(tmp_path, corpus_texts):

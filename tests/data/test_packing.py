@@ -90,4 +90,4 @@ def test_pack_config_validation():
     with pytest.raises(FitrainError, match="must be one of"):
         PackConfig(overlong="squash").policy("pairs")
     with pytest.raises(FitrainError, match="seq_len"):
-        PackConfig(seq_len=1).validate()
+        PackConfig(seq_len=1)

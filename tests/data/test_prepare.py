@@ -7,6 +7,7 @@ import pytest
 
 from fitrain.core.errors import FitrainError
 from fitrain.data.loader import IGNORE_INDEX, PackedLoader
+from fitrain.data.packing import PackConfig
 from fitrain.data.prepare import PrepareConfig, prepare
 from fitrain.data.records import InputConfig
 from fitrain.data.shards import open_prepared, recount
@@ -15,16 +16,17 @@ from tests.helpers.dolly import dolly_records
 
 
 def run_prepare(out, tokenizer_dir, paths, seq_len=1024, **kw):
-    cfg = PrepareConfig(input=InputConfig(paths=[str(p) for p in paths]), tokenizer=str(tokenizer_dir),
-                        out=str(out), progress=False)
-    cfg.pack.seq_len = seq_len
+    """``input_*`` / ``pack_*`` keywords go to those sections; the config is built (and checked) at once."""
+    section = {"input": {"paths": [str(p) for p in paths]}, "pack": {"seq_len": seq_len}}
+    top = {}
     for k, v in kw.items():
-        if k.startswith("input_"):
-            setattr(cfg.input, k[6:], v)
-        elif k.startswith("pack_"):
-            setattr(cfg.pack, k[5:], v)
+        name, _, rest = k.partition("_")
+        if name in section:
+            section[name][rest] = v
         else:
-            setattr(cfg, k, v)
+            top[k] = v
+    cfg = PrepareConfig(input=InputConfig(**section["input"]), pack=PackConfig(**section["pack"]),
+                        tokenizer=str(tokenizer_dir), out=str(out), progress=False, **top)
     return prepare(cfg)
 
 

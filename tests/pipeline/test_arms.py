@@ -45,7 +45,7 @@ def _cfg(tmp_path, arms, **kw) -> ExperimentConfig:
 ])
 def test_arm_spec_errors_name_the_arm(tmp_path, arms, message):
     with pytest.raises(FitrainError) as e:
-        _cfg(tmp_path, arms).validate()
+        _cfg(tmp_path, arms)
     assert message in str(e.value)
 
 
@@ -95,7 +95,7 @@ def test_seeds_are_runs_named_by_run_id():
     assert [r.id for r in runs_of(["fi", "qa"], [], 3)] == ["fi", "qa"]
     assert [(r.id, r.seed) for r in runs_of(["fi"], [0, 1, 2], 0)] == [("fi.seed0", 0), ("fi.seed1", 1), ("fi.seed2", 2)]
     with pytest.raises(FitrainError, match="seeds must be distinct"):
-        ExperimentConfig(seeds=[1, 1]).validate()
+        ExperimentConfig(seeds=[1, 1])
 
 
 def test_each_kind_adds_its_data_step_with_dependencies(tmp_path):

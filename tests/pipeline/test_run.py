@@ -94,7 +94,7 @@ def test_changed_settings_after_finished_steps_are_refused(tmp_path):
 def test_bad_arms_and_unknown_steps(tmp_path):
     with pytest.raises(FitrainError, match="arm 'standard': a documents arm trains on the source documents of an "
                                            "fi arm's pairs; add an fi arm"):
-        _cfg(tmp_path, arms=["standard"]).validate()
+        _cfg(tmp_path, arms=["standard"])
     with pytest.raises(FitrainError, match="unknown step"):
         run_experiment(_cfg(tmp_path), only=["train-gpt"], runners=_runners(Recorder()))
 

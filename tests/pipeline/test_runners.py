@@ -68,9 +68,9 @@ def test_prepare_inputs_for_each_arm(tmp_path):
 
 def test_heldout_needs_training_shards(tmp_path):
     with pytest.raises(FitrainError, match="heldout_shards"):
-        _cfg(tmp_path, **{"data_gen.num_shards": 1, "heldout_shards": 1}).validate()
+        _cfg(tmp_path, **{"data_gen.num_shards": 1, "heldout_shards": 1})
     with pytest.raises(FitrainError, match="eval.heldout.enabled scores the held-out pairs .* but heldout_shards is 0"):
-        _cfg(tmp_path, **{"heldout_shards": 0, "eval.heldout.enabled": True}).validate()
+        _cfg(tmp_path, **{"heldout_shards": 0, "eval.heldout.enabled": True})
 
 
 def test_missing_corpus_is_a_clear_error(tmp_path):
@@ -110,13 +110,13 @@ def test_a_budget_the_data_cannot_meet_is_refused(tmp_path, tokenizer_dir, pairs
     # up front, before any step runs: the reference arm itself may read its data only once
     with pytest.raises(FitrainError, match="arm 'fi': the budget cannot be met"):
         _cfg(tmp_path, **{"train.budget_from_epochs": 8,
-                          "arms": "[{name: fi, kind: fi, budget: {epochs_allowed: false}}, standard]"}).validate()
+                          "arms": "[{name: fi, kind: fi, budget: {epochs_allowed: false}}, standard]"})
     # and when the prepared data turns out too small for an explicit budget
     from fitrain.pipeline.run import RUNNERS, run_step
     from fitrain.core.io import mark_done
     import shutil
 
-    cfg = _cfg(tmp_path, **{"train.max_tokens": 10**9, "heldout_shards": 0, "train.wandb.mode": "disabled"})
+    cfg = _cfg(tmp_path, **{"train.max_tokens": 10**9, "heldout_shards": 0, "eval.heldout.enabled": False, "train.wandb.mode": "disabled"})
     shutil.copytree(tokenizer_dir, cfg.root / "tokenizer")
     shutil.copytree(pairs_shards, cfg.root / "prepared" / "fi")
     mark_done(cfg.layout.step_marker_dir("prepare-fi"))

@@ -50,10 +50,10 @@ def test_model_config_is_cache_free_and_counts_params(capsys):
 def test_presets_shapes_and_bad_names():
     assert resolve_shape(ModelConfig(preset="1.8b")) == dict(dim=2048, n_layers=25, n_heads=16, n_kv_heads=16,
                                                              ffn_dim=5632, tie_embeddings=False)
-    with pytest.raises(ConfigError, match="did you mean '1.8b'"):
-        resolve_shape(ModelConfig(preset="1.8B"))
-    with pytest.raises(ConfigError, match="not divisible"):
-        resolve_shape(ModelConfig(preset="tiny", n_heads=5))
+    with pytest.raises(ConfigError, match="^preset '1.8B' is unknown; did you mean '1.8b'"):
+        ModelConfig(preset="1.8B")
+    with pytest.raises(ConfigError, match=r"^dim \(\d+\) is not divisible by n_heads \(5\)$"):
+        ModelConfig(preset="tiny", n_heads=5)
     with pytest.raises(FitrainError, match="tokenizer has 500 tokens"):
         build_model(ModelConfig(preset="tiny", vocab_size=256), 500, verbose=False)
 
