@@ -56,10 +56,14 @@ def shipped_tasks() -> dict[str, Path]:
     """Task name -> YAML path for the offline tasks under eval/tasks/."""
     import yaml
 
+    class _Loader(yaml.SafeLoader):  # lm-eval's `!function` tags read as plain strings (only the name is needed)
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
     out = {}
     for p in sorted(TASKS_DIR.glob("*.yaml")):
         try:
-            name = (yaml.safe_load(p.read_text()) or {}).get("task")
+            name = (yaml.load(p.read_text(), Loader=_Loader) or {}).get("task")
         except yaml.YAMLError:
             continue
         if isinstance(name, str):
