@@ -13,6 +13,7 @@ from fitrain_eval.report_data import Run
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 ERR_COLOR = "#4a1486"      # error bars: a colour no arm and no text uses
+CHANCE_COLOR = "#808000"   # chance levels (dashed): another colour of its own
 LINESTYLES = ["-", "--", ":", "-."]
 
 
@@ -82,7 +83,7 @@ def plot_scores(results: list[MetricResult], colors: dict[str, str], path: Path,
         ax.grid(axis="y", alpha=0.3)
         c = chances.get(res.metric)
         if c is not None:
-            ax.axhline(c * k, color="gray", linestyle="--", linewidth=1.2, label=f"chance {c * k:.1f}")
+            ax.axhline(c * k, color=CHANCE_COLOR, linestyle="--", linewidth=1.2, label=f"chance {c * k:.1f}")
             ax.legend(fontsize=7, loc="upper right")
         highs = [(a.hi if a.hi is not None else a.value) * k for a in res.arms]
         ax.set_ylim(0, 100) if k == 100 else ax.set_ylim(min(0.0, *highs), max(highs) * 1.15 or 1.0)

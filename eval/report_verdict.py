@@ -161,7 +161,5 @@ def prepared_tokens(run: Run) -> int | None:
         man = json.loads(m.read_text())
     except (OSError, ValueError):
         return None
-    for key in ("total_tokens", "tokens", "n_tokens"):
-        if isinstance(man.get(key), (int, float)):
-            return int(man[key])
-    return None
+    n = (man.get("counts") or {}).get("total_tokens") if isinstance(man, dict) else None
+    return int(n) if isinstance(n, (int, float)) and n > 0 else None
