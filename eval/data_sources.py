@@ -41,6 +41,8 @@ SOURCES: dict[str, list[Source]] = {
     ],
 }
 
+SETTING = {"mixeval": "mixeval.root", "mtbench101": "mtbench101.path", "alpaca_eval": "pairwise.instructions"}
+
 
 def _fetch_all(name: str, setting: str, rels: tuple[str, ...] = ()) -> list[Path]:
     return [fetch(s, setting) for s in SOURCES[name] if not rels or s.rel in rels]
@@ -72,4 +74,4 @@ def fetch_benchmarks(names: list[str]) -> list[Path]:
     if unknown:
         raise FitrainError(f"fitrain eval fetch: unknown benchmark {', '.join(unknown)}; "
                            f"choose from {', '.join(SOURCES)}")
-    return [p for n in (names or list(SOURCES)) for p in _fetch_all(n, f"(fitrain eval fetch {n})")]
+    return [p for n in (names or list(SOURCES)) for p in _fetch_all(n, SETTING[n])]

@@ -56,19 +56,26 @@ def shipped_tasks() -> dict[str, Path]:
     """Task name -> YAML path for the offline tasks under eval/tasks/."""
     import yaml
 
-    class _Loader(yaml.SafeLoader):  # lm-eval's `!function` tags read as plain strings (only the name is needed)
-        pass
-
-    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
     out = {}
     for p in sorted(TASKS_DIR.glob("*.yaml")):
         try:
-            name = (yaml.load(p.read_text(), Loader=_Loader) or {}).get("task")
+            name = read_task_yaml(p).get("task")
         except yaml.YAMLError:
             continue
         if isinstance(name, str):
             out[name] = p
     return out
+
+
+def read_task_yaml(path: Path) -> dict:
+    """A task YAML's keys, lm-eval's ``!function`` tags read as plain strings (nothing imported)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    return yaml.load(path.read_text(), Loader=_Loader) or {}
 
 
 def _local_config(path: Path) -> dict:

@@ -14,12 +14,10 @@ overfitting, and the final training loss as a token-weighted mean of the last st
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from fitrain_eval import comparisons as cmp
 from fitrain_eval.report_data import Run
 
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 LAST_FRACTION = 0.1      # final loss: the last 10% of the logged steps ...
 LAST_MIN_ROWS = 5        # ... and at least 5 of them
 RISE_TOLERANCE = 0.005   # a final held-out loss more than 0.5% above the best counts as a rise
@@ -87,14 +85,12 @@ def seeds_note(arms: dict[str, list[Run]]) -> str | None:
 # --------------------------------------------------------------------------------------------- chance
 def _task_choices(task: str) -> list[int] | None:
     """Number of options per item of a shipped task (eval/tasks/<task>.yaml's data file), by item index."""
-    import yaml
+    from fitrain_eval.harness import TASKS_DIR, read_task_yaml
 
     p = TASKS_DIR / f"{task}.yaml"
     if not p.is_file():
         return None
-    loader = type("L", (yaml.SafeLoader,), {})
-    loader.add_constructor("!function", lambda ld, node: ld.construct_scalar(node))
-    data_file = ((yaml.load(p.read_text(), Loader=loader) or {}).get("dataset_kwargs") or {}).get("data_file")
+    data_file = (read_task_yaml(p).get("dataset_kwargs") or {}).get("data_file")
     if not data_file or not (TASKS_DIR / data_file).is_file():
         return None
     return [len(json.loads(x)["choices"]) for x in (TASKS_DIR / data_file).read_text().splitlines() if x.strip()]
