@@ -14,6 +14,7 @@ overfitting, and the final training loss as a token-weighted mean of the last st
 from __future__ import annotations
 
 import json
+import math
 
 from fitrain_eval import comparisons as cmp
 from fitrain_eval.report_data import Run
@@ -115,25 +116,29 @@ def chance_level(metric: str, arms: dict[str, list[Run]]) -> float | None:
 
 # ----------------------------------------------------------------------------------- training curves
 def final_loss(curve: list[dict]) -> tuple[float, int] | None:
-    """The token-weighted mean training loss of the last steps (``LAST_FRACTION``, at least ``LAST_MIN_ROWS``
-    rows of metrics.csv), each row weighted by the tokens since the previous row; and the rows used."""
-    rows = [r for r in curve if r.get("loss") is not None and r.get("tokens") is not None]
+    """The token-weighted mean training loss of the last steps (``LAST_FRACTION`` of the logged steps, at least
+    ``LAST_MIN_ROWS``), each row weighted by the loss tokens since the previous row (``supervised_tokens``
+    where logged, else ``tokens``); a row without a finite loss (a step with no loss tokens) is left out.
+    Returns (mean, rows used)."""
+    key = "supervised_tokens" if any(r.get("supervised_tokens") is not None for r in curve) else "tokens"
+    rows, prev = [], 0.0
+    for r in curve:
+        if r.get(key) is None:
+            continue
+        w, prev = r[key] - prev, r[key]
+        if r.get("loss") is not None and math.isfinite(r["loss"]) and w > 0:
+            rows.append((r["loss"], w))
     if not rows:
         return None
-    k = min(len(rows), max(LAST_MIN_ROWS, round(LAST_FRACTION * len(rows))))
-    start = len(rows) - k
-    num = den = 0.0
-    for i in range(start, len(rows)):
-        w = rows[i]["tokens"] - (rows[i - 1]["tokens"] if i > 0 else 0.0)
-        w = w if w > 0 else 1.0
-        num, den = num + w * rows[i]["loss"], den + w
-    return num / den, k
+    last = rows[-min(len(rows), max(LAST_MIN_ROWS, round(LAST_FRACTION * len(rows)))):]
+    return sum(v * w for v, w in last) / sum(w for _, w in last), len(last)
 
 
 def heldout_rise(curve: list[dict]) -> tuple[float, float, float, float] | None:
     """(best, tokens at best, final, final tokens) when the held-out loss rose over the last half of its
     evaluations; None when it did not (or with fewer than 3 evaluations)."""
-    pts = [(r["tokens"], r["val_loss"]) for r in curve if r.get("val_loss") is not None and r.get("tokens") is not None]
+    pts = [(r["tokens"], r["val_loss"]) for r in curve if r.get("val_loss") is not None and r.get("tokens") is not None
+           and math.isfinite(r["val_loss"])]
     if len(pts) < 3:
         return None
     tail = pts[len(pts) // 2:]

@@ -89,4 +89,9 @@ def test_final_loss_is_the_token_weighted_mean_of_the_last_steps():
     rows.append({"step": 96, "tokens": 95025.0, "loss": 9.0})  # a budget-cut last step of 25 tokens
     mean, k = v.final_loss(rows)
     assert k == 10 and mean == pytest.approx((9 * 1000 * 5.0 + 25 * 9.0) / (9 * 1000 + 25))
+    # weighted by the loss (supervised) tokens where logged; a step with none (loss nan) is left out
+    rows = [{"tokens": 100.0 * s, "supervised_tokens": 40.0 * s, "loss": 6.0 + (s == 7)} for s in range(1, 10)]
+    rows.append({"tokens": 911.0, "supervised_tokens": 360.0, "loss": float("nan")})
+    mean, k = v.final_loss(rows)
+    assert k == 5 and mean == pytest.approx((4 * 40 * 6.0 + 40 * 7.0) / 200)
     assert v.final_loss([]) is None
