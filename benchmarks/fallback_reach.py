@@ -64,13 +64,22 @@ def run(corpus: str, docs: list[dict], tmp: Path) -> dict:
     pairs = [r for p in sorted((out / "data_gen" / "final").glob("shard-*/pairs.parquet"))
              for r in pq.read_table(p).to_pylist()]
     stages = {k: (v.get("in"), v.get("out")) for k, v in rep.items() if isinstance(v, dict) and "in" in v}
+    templates = {r["template_id"]: r["template"] for p in (out / "data_gen" / "templates").glob("shard-*/templates.parquet")
+                 for r in pq.read_table(p).to_pylist()}
+    best: dict[str, dict] = {}  # each matched document's most similar template: what instantiate was offered
+    for p in sorted((out / "data_gen" / "matches").glob("shard-*/matches.parquet")):
+        for m in pq.read_table(p).to_pylist():
+            if m["doc_id"] not in best or m["similarity"] > best[m["doc_id"]]["similarity"]:
+                best[m["doc_id"]] = {**m, "template": templates.get(m["template_id"], "")}
     return {"corpus": corpus, "documents": len(docs), "final_pairs": len(pairs),
-            "documents_with_pairs": len({p["doc_id"] for p in pairs}), "stages": stages, "pairs": pairs}
+            "documents_with_pairs": len({p["doc_id"] for p in pairs}), "stages": stages, "pairs": pairs,
+            "candidates": list(best.values())}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sample", type=Path, required=True, help="write up to 10 final pairs per corpus here")
+    ap.add_argument("--sample", type=Path, required=True,
+                    help="write up to 10 final pairs and 10 matched (document, best template) per corpus here")
     args = ap.parse_args()
     rng = random.Random(0)
     lines = []
@@ -81,10 +90,16 @@ def main() -> None:
                   f"{r['documents_with_pairs']} documents; stages (in, out): {r['stages']}", flush=True)
             texts = {d["id"]: d["text"] for d in docs}
             for p in rng.sample(r["pairs"], min(10, len(r["pairs"]))):
-                lines.append({"corpus": corpus, "doc_id": p["doc_id"], "instruction": p["instruction"],
-                              "answer": p["answer"], "document": texts.get(p["doc_id"], "")[:600], "label": None})
+                lines.append({"corpus": corpus, "kind": "final_pair", "doc_id": p["doc_id"],
+                              "instruction": p["instruction"], "answer": p["answer"],
+                              "document": texts.get(p["doc_id"], "")[:600], "label": None})
+            # the declined side: each sampled matched document's best template (could it have been filled?)
+            for c in rng.sample(r["candidates"], min(10, len(r["candidates"]))):
+                lines.append({"corpus": corpus, "kind": "best_match", "doc_id": c["doc_id"],
+                              "similarity": round(c["similarity"], 3), "template": c["template"],
+                              "document": texts.get(c["doc_id"], "")[:600], "label": None})
     args.sample.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
-    print(f"{len(lines)} pairs to label in {args.sample}")
+    print(f"{len(lines)} rows to label in {args.sample}")
 
 
 if __name__ == "__main__":
