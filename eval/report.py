@@ -4,8 +4,8 @@
 * **Verdict** first (fitrain_eval.report_verdict): one sentence per metric and arm, direction-aware, "no
   detectable difference" when the interval covers 0; arms at chance flagged; a warning per arm whose held-out
   loss rose at the end; a note when one seed per arm leaves only the items' sampling in the intervals.
-* **Arms** (fitrain_eval.report_arms): what each arm trains on, tokens trained, passes over its own data, the
-  final training loss as the token-weighted mean of the last steps.
+* **What each run trained on** (fitrain_eval.report_arms): what each arm trains on, tokens trained, passes
+  over its own data, the final training loss as the token-weighted mean of the last steps.
 * **Headline** (the layout of the paper's Table 1): arms as rows, benchmarks as columns; each cell the arm's
   score (mean ± sd over seeds when there are several) with its 95% interval and, for every arm but the
   reference (``reference``, default ``fi``), its difference to the reference with a 95% paired-bootstrap
@@ -282,7 +282,8 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
     blocks: list[tuple] = [("h2", "Verdict"), ("ul", (lines or ["No paired comparison to make (one arm, or no "
                                                                "per-item scores)."]) + warnings
                                                + ([note] if note else []))]
-    blocks += [("h2", "Arms"), ("table", arm_head, arm_rows)] + ([("p", ref_note.strip(" ()"))] if ref_note else [])
+    blocks += [("h2", "What each run trained on"), ("table", arm_head, arm_rows)]
+    blocks += [("p", ref_note.strip(" ()"))] if ref_note else []
     head, rows = headline_table(results, h2h, arms, headline, cfg.reference, chances)
     if len(head) > 1:
         blocks += [("h2", "Headline"), ("table", head, rows),

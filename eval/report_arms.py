@@ -1,9 +1,9 @@
-"""The report's Arms section (README "The report"): one line per arm saying what it trains on, its tokens
-trained and its passes over its own data, the final training loss as a token-weighted mean of the last steps
-(fitrain_eval.report_verdict.final_loss, from ``metrics.csv``), and a warning when an arm's held-out answer loss
-rose over the last part of its training. What an arm trains on is read from the experiment's
-``experiment.yaml`` (its ``arms:``; fitrain.pipeline.arms describes the kinds), else from the prepared data's
-manifest."""
+"""The report's "What each run trained on" section (README "Evaluation", Report): one line per run saying what its
+arm trains on, its tokens trained and its passes over its own data, the final training loss as a token-weighted
+mean of the last steps (fitrain_eval.report_verdict.final_loss, from ``metrics.csv``), and a warning when an
+arm's held-out answer loss rose over the last part of its training. What an arm trains on is read from the
+experiment's ``experiment.yaml`` (its ``arms:``; fitrain.pipeline.arms describes the kinds), else from the
+prepared data's manifest."""
 from __future__ import annotations
 
 import json

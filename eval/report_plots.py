@@ -1,8 +1,9 @@
-"""The report's plots. Each metric has its own axis (a perplexity never shares a scale with accuracies);
-scores are dots with their 95% intervals as whiskers drawn in :data:`ERR_COLOR`, on axes from 0 (percentages
-0-100) so a small gap is not magnified, with the chance level of multiple-choice metrics as a dashed line;
-differences sit on a symmetric axis around 0 of a minimum span; each arm keeps one colour in every plot; the loss plot puts the held-out answer loss of every arm (the same held-out pairs) on one axis and
-each arm's training loss (its own objective, not comparable across arms) on another."""
+"""The report's plots. Each metric has its own axis (a perplexity never shares a scale with accuracies); scores are
+dots with their 95% intervals as whiskers drawn in :data:`ERR_COLOR`, on axes from 0 (percentages 0-100) so a
+small gap is not magnified, with the chance level of multiple-choice metrics as a dashed line; differences sit
+on a symmetric axis around 0 of a minimum span; each arm keeps one colour in every plot; the loss plot puts the
+held-out answer loss of every arm (the same held-out pairs) on one axis and each arm's training loss (its own
+objective, not comparable across arms) on another."""
 from __future__ import annotations
 
 import math

@@ -32,7 +32,7 @@ def test_passes_what_each_arm_trains_on_and_the_overfitting_warning(tmp_path):
     _arm(lay, "fi", 5002, [7.9, 7.46, 7.5, 7.6, 7.78])         # 12 passes; held-out loss rising at the end
     _arm(lay, "standard", 17150, [7.9, 7.6, 7.45, 7.4, 7.34])   # 3.5 passes; falling
     md = make_report([lay.root], tmp_path / "r", ReportConfig(bootstrap=200)).read_text()
-    arms = section(md, "Arms")
+    arms = section(md, "What each run trained on")
     fi = next(x for x in arms.splitlines() if x.startswith("| fi |")).split(" | ")
     std = next(x for x in arms.splitlines() if x.startswith("| standard |")).split(" | ")
     assert fi[1].startswith("FineInstructions pairs") and std[1].startswith("standard pre-training on the source "
@@ -44,4 +44,4 @@ def test_passes_what_each_arm_trains_on_and_the_overfitting_warning(tmp_path):
             "7.780 (at 60,000 tokens), after 12.0 passes over its data") in verdict
     assert "standard's held-out answer loss rose" not in verdict
     assert "Each arm has one seed: the intervals cover the sampling of evaluation items only" in verdict
-    assert md.index("## Verdict") < md.index("## Arms") < md.index("## Loss vs tokens")
+    assert md.index("## Verdict") < md.index("## What each run trained on") < md.index("## Loss vs tokens")
