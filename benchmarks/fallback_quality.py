@@ -2,7 +2,7 @@
 
 Two corpora: the quickstart's (the built-in Python documentation corpus with the shipped template bank,
 recipes/quickstart.yaml) and the Dolly contexts as documents with the Dolly instructions as queries
-(../shared/data/dolly, templatized by the fallback itself).
+(tests/fixtures/dolly, templatized by the fallback itself).
 
     .venv/bin/python benchmarks/fallback_quality.py --sample OUT.jsonl    # run both, draw pairs to label
     .venv/bin/python benchmarks/fallback_quality.py                       # figures on the committed labels
@@ -49,9 +49,9 @@ def run_quickstart(tmp: Path) -> Path:
 
 
 def dolly_inputs(tmp: Path) -> tuple[Path, Path]:
-    from tests.helpers.paths import SHARED_DATA
+    from tests.helpers.paths import FIXTURES
 
-    d = SHARED_DATA / "dolly"
+    d = FIXTURES / "dolly"
     docs, queries = [], []
     for i, rec in enumerate(json.loads((d / "litgpt_fixture_dolly.json").read_text())):
         queries.append(rec["instruction"])

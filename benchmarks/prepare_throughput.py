@@ -6,7 +6,7 @@
    memory maps;
 3. packing efficiency (non-padding fraction; aim >= 0.99) on the Dolly pairs formatted as pairs.
 
-Text: the 163 Dolly records in ../shared/data (real), repeated ``--repeat`` times with distinct document
+Text: the 163 Dolly records in tests/fixtures/dolly (real), repeated ``--repeat`` times with distinct document
 ids for the throughput figures (Dolly alone is ~50k tokens, too little to time); packing efficiency uses
 Dolly once. The tokenizer is a byte-level BPE (vocab ``--vocab``) trained here on pydoc topics.
 

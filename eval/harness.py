@@ -64,12 +64,23 @@ def shipped_tasks() -> dict[str, Path]:
     out = {}
     for p in sorted(TASKS_DIR.glob("*.yaml")):
         try:
-            name = (yaml.safe_load(p.read_text()) or {}).get("task")
+            name = read_task_yaml(p).get("task")
         except yaml.YAMLError:
             continue
         if isinstance(name, str):
             out[name] = p
     return out
+
+
+def read_task_yaml(path: Path) -> dict:
+    """A task YAML's keys, lm-eval's ``!function`` tags read as plain strings (nothing imported)."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    return yaml.load(path.read_text(), Loader=_Loader) or {}
 
 
 def _local_config(path: Path) -> dict:

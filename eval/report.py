@@ -1,6 +1,11 @@
 """The report: did the FineInstructions arm win, by how much, and how sure -- as ``report.md`` +
 ``report.html`` + PNGs + ``comparisons.json`` (and to W&B when enabled).
 
+* **Verdict** first (fitrain_eval.report_verdict): one sentence per metric and arm, direction-aware, "no
+  detectable difference" when the interval covers 0; arms at chance flagged; a warning per arm whose held-out
+  loss rose at the end; a note when one seed per arm leaves only the items' sampling in the intervals.
+* **What each run trained on** (fitrain_eval.report_arms): what each arm trains on, tokens trained, passes
+  over its own data, the final training loss as the token-weighted mean of the last steps.
 * **Headline** (the layout of the paper's Table 1): arms as rows, benchmarks as columns; each cell the arm's
   score (mean ± sd over seeds when there are several) with its 95% interval and, for every arm but the
   reference (``reference``, default ``fi``), its difference to the reference with a 95% paired-bootstrap
@@ -28,7 +33,8 @@ from pathlib import Path
 from fitrain.core.accounting import Rejects
 from fitrain.core.checks import POSITIVE, SEED, check_fields, fail, interval, one_of
 from fitrain.core.errors import FitrainError
-from fitrain_eval import comparisons as cmp
+from fitrain_eval import comparisons as cmp, report_verdict as verdict
+from fitrain_eval.report_arms import arms_section
 from fitrain_eval.report_data import Run, by_arm, contaminated_ids, data_gen_table, discover, load_run
 
 METHOD = ("Intervals are 95% percentile intervals of a paired bootstrap over items ({B} replicates, seed {seed}): "
@@ -98,12 +104,15 @@ def _count(v) -> str:
 
 # ------------------------------------------------------------------------------------------ blocks
 def headline_table(results: list[cmp.MetricResult], h2h: list[cmp.HeadToHead], arms: dict[str, list[Run]],
-                   headline: list[str], ref: str) -> tuple[list[str], list[list[str]]]:
+                   headline: list[str], ref: str, chances: dict[str, float] | None = None
+                   ) -> tuple[list[str], list[list[str]]]:
     by_metric = {r.metric: r for r in results}
+    chances = chances or {}
     cols = [m for m in headline if m in by_metric]
     wins = {h.baseline: h for h in h2h if h.model_arm == ref}
     head = ["arm"] + [f"{cmp.label(m)}{' (%)' if cmp.scale(m) == 100 else ''}"
-                      + ("" if by_metric[m].higher_is_better else " ↓") for m in cols]
+                      + ("" if by_metric[m].higher_is_better else " ↓")
+                      + (f" (chance {fmt_value(chances[m], cmp.scale(m))})" if m in chances else "") for m in cols]
     if wins:
         head.append(f"{ref}'s win rate vs this arm (%)")
     rows = []
@@ -115,6 +124,9 @@ def headline_table(results: list[cmp.MetricResult], h2h: list[cmp.HeadToHead], a
                 row.append("–")
                 continue
             cell = _value(a, k) + (f" {_interval(a.lo, a.hi, k)}" if a.lo is not None else "")
+            if m in chances and (a.lo if a.lo is not None else a.value) <= chances[m] <= (
+                    a.hi if a.hi is not None else a.value):
+                cell += " ⚠ at chance"
             if a.diff is not None:
                 cell += f"<br>Δ {fmt_value(a.diff.value, k, True)} {_interval(a.diff.lo, a.diff.hi, k, True)}, " \
                         f"{fmt_p(a.diff.p, 'p')}"
@@ -128,8 +140,11 @@ def headline_table(results: list[cmp.MetricResult], h2h: list[cmp.HeadToHead], a
     return head, rows
 
 
-def comparison_table(results: list[cmp.MetricResult], ref: str) -> tuple[list[str], list[list[str]]]:
-    head = ["metric", "arm", "seeds", "value", "95% CI", f"Δ vs {ref}", "95% CI of Δ", "p", "items", "excluded"]
+def comparison_table(results: list[cmp.MetricResult], ref: str, chances: dict[str, float] | None = None
+                     ) -> tuple[list[str], list[list[str]]]:
+    chances = chances or {}
+    head = ["metric", "arm", "seeds", "value", "95% CI", f"Δ vs {ref}", "95% CI of Δ", "p", "items", "excluded",
+            "chance"]
     rows = []
     for r in results:  # headline metrics first (all_results' order), then the others by name
         if not r.paired:
@@ -139,7 +154,8 @@ def comparison_table(results: list[cmp.MetricResult], ref: str) -> tuple[list[st
             d = a.diff
             rows.append([r.label, a.arm, str(len(a.runs)), _value(a, k), _interval(a.lo, a.hi, k),
                          fmt_value(d.value, k, True) if d else "–", _interval(d.lo, d.hi, k, True) if d else "–",
-                         fmt_p(d.p) if d else "–", f"{r.n_items:,}", _excluded(r)])
+                         fmt_p(d.p) if d else "–", f"{r.n_items:,}", _excluded(r),
+                         fmt_value(chances[r.metric], k) if r.metric in chances else "–"])
     return head, rows
 
 
@@ -213,6 +229,9 @@ def render(title: str, blocks: list[tuple]) -> tuple[str, str]:
         elif kind == "p":
             md += [b[1], ""]
             parts.append(f"<p>{html.escape(b[1])}</p>")
+        elif kind == "ul":
+            md += [f"- {x}" for x in b[1]] + [""]
+            parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in b[1]) + "</ul>")
         elif kind == "table":
             md += _md_table(b[1], b[2])
             parts.append(_html_table(b[1], b[2]))
@@ -253,6 +272,10 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
         known = cmp.headline_metrics(arms, [])
         raise FitrainError(f"report: headline metric '{unknown[0]}' is in no run{_nearest(unknown[0], known)}; the runs' "
                            f"headline metrics are {known}")
+    for r in runs:  # the last step alone is noise (a budget-cut step may hold a few tokens): the last steps' mean
+        fl = verdict.final_loss(r.curve)
+        if fl is not None:
+            r.metrics["train/final_loss"] = fl[0]
     out = Path(out_dir or cfg.out or Path(run_dirs[0]) / "report")
     out.mkdir(parents=True, exist_ok=True)
     flagged = contaminated_ids(runs)
@@ -260,10 +283,12 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
                                    cfg.seed, cfg.confidence, headline)
     colors = plots.arm_colors(list(arms))
     by_metric = {r.metric: r for r in results}
+    chances = {m: c for m in by_metric if (c := verdict.chance_level(m, arms)) is not None}
     ck_keys, ck_table = checkpoint_table(arms)
     images = {}
     for fname, ok, caption in (
-            ("scores.png", lambda p: plots.plot_scores([by_metric[m] for m in headline if m in by_metric], colors, p),
+            ("scores.png", lambda p: plots.plot_scores([by_metric[m] for m in headline if m in by_metric], colors, p,
+                                                        chances),
              "Headline scores with 95% intervals"),
             ("differences.png", lambda p: plots.plot_differences([by_metric[m] for m in headline if m in by_metric],
                                                                  cfg.reference, colors, p),
@@ -275,15 +300,21 @@ def make_report(run_dirs: list[str | Path], out_dir: str | Path | None = None, c
         if ok(out / fname):
             images[fname] = caption
 
-    blocks: list[tuple] = [("p", "Arms: " + "; ".join(f"{a}: {', '.join(r.name for r in rs)}" for a, rs in arms.items()))]
-    head, rows = headline_table(results, h2h, arms, headline, cfg.reference)
+    lines = verdict.verdict(results, cfg.reference, chances)
+    arm_head, arm_rows, warnings = arms_section(arms)
+    note = verdict.seeds_note(arms)
+    blocks: list[tuple] = [("h2", "Verdict"), ("ul", (lines or ["No paired comparison to make (one arm, or no "
+                                                               "per-item scores)."]) + warnings
+                                               + ([note] if note else []))]
+    blocks += [("h2", "What each run trained on"), ("table", arm_head, arm_rows)]
+    head, rows = headline_table(results, h2h, arms, headline, cfg.reference, chances)
     if len(head) > 1:
         blocks += [("h2", "Headline"), ("table", head, rows),
                    ("p", METHOD.format(B=cfg.bootstrap, seed=cfg.seed, ref=cfg.reference)
                     + (" Items flagged by decontamination are left out." if cfg.exclude_contaminated else ""))]
     if h2h:
         blocks += [("h2", "Head-to-head"), ("table", *h2h_table(h2h))]
-    head, rows = comparison_table(results, cfg.reference)
+    head, rows = comparison_table(results, cfg.reference, chances)
     if rows:
         blocks += [("h2", "Paired comparisons"), ("table", head, rows), ("h2", "Benchmarks"),
                    ("table", *benchmarks_table(results, flagged))]

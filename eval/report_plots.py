@@ -1,7 +1,9 @@
-"""The report's plots. Each metric has its own axis (a perplexity never shares a scale with accuracies);
-bars carry their 95% intervals as error bars drawn in :data:`ERR_COLOR`; each arm keeps one colour in every
-plot; the loss plot puts the held-out answer loss of every arm (the same held-out pairs) on one axis and
-each arm's training loss (its own objective, not comparable across arms) on another."""
+"""The report's plots. Each metric has its own axis (a perplexity never shares a scale with accuracies); scores are
+dots with their 95% intervals as whiskers drawn in :data:`ERR_COLOR`, on axes from 0 (percentages 0-100) so a
+small gap is not magnified, with the chance level of multiple-choice metrics as a dashed line; differences sit
+on a symmetric axis around 0 of a minimum span; each arm keeps one colour in every plot; the loss plot puts the
+held-out answer loss of every arm (the same held-out pairs) on one axis and each arm's training loss (its own
+objective, not comparable across arms) on another."""
 from __future__ import annotations
 
 import math
@@ -12,6 +14,7 @@ from fitrain_eval.report_data import Run
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 ERR_COLOR = "#4a1486"      # error bars: a colour no arm and no text uses
+CHANCE_COLOR = "#808000"   # chance levels (dashed): another colour of its own
 LINESTYLES = ["-", "--", ":", "-."]
 
 
@@ -55,28 +58,36 @@ def _yerr(v, lo, hi, k):
     return [[max(0.0, (v - lo) * k)], [max(0.0, (hi - v) * k)]]
 
 
-def plot_scores(results: list[MetricResult], colors: dict[str, str], path: Path) -> int:
-    """One axis per metric: a bar per arm at its value with its 95% interval. Returns the number of axes."""
+def plot_scores(results: list[MetricResult], colors: dict[str, str], path: Path,
+                chances: dict[str, float] | None = None) -> int:
+    """One axis per metric: a dot per arm at its value with its 95% interval as whiskers, on an axis that does
+    not magnify differences (percentages 0-100, other scores from 0), and the chance level of a
+    multiple-choice metric as a dashed line. Returns the number of axes."""
     results = [r for r in results if r.arms]
     if not results:
         return 0
+    chances = chances or {}
     plt, fig, axes = _grid(len(results))
     for ax, res in zip(axes, results):
         k = scale(res.metric)
         for j, a in enumerate(res.arms):
-            ax.bar(j, a.value * k, 0.6, color=colors.get(a.arm, COLORS[0]),
-                   yerr=_yerr(a.value, a.lo, a.hi, k), ecolor=ERR_COLOR, error_kw={"elinewidth": 2.2, "capsize": 6,
-                                                                                  "capthick": 2.2})
+            ax.plot(j, a.value * k, "o", color=colors.get(a.arm, COLORS[0]), markersize=9, zorder=2)
+            err = _yerr(a.value, a.lo, a.hi, k)
+            if err is not None:  # above the dot: a narrow interval still shows (its caps)
+                ax.errorbar(j, a.value * k, yerr=err, fmt="none", ecolor=ERR_COLOR, elinewidth=2.2, capsize=6,
+                            capthick=2.2, zorder=3)
         ax.set_xticks(range(len(res.arms)))
         ax.set_xticklabels([a.arm for a in res.arms], fontsize=9)
+        ax.set_xlim(-0.6, len(res.arms) - 0.4)
         unit = " (%)" if k == 100 else ""
         ax.set_title(_wrap(f"{res.label}{unit}") + ("" if res.higher_is_better else "\n(lower is better)"), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-        lows = [(a.lo if a.lo is not None else a.value) * k for a in res.arms]
-        if k == 1 and min(lows) > 0:
-            highs = [(a.hi if a.hi is not None else a.value) * k for a in res.arms]
-            pad = (max(highs) - min(lows)) * 0.5 or abs(max(highs)) * 0.05 or 1.0
-            ax.set_ylim(max(0.0, min(lows) - pad), max(highs) + pad)
+        c = chances.get(res.metric)
+        if c is not None:
+            ax.axhline(c * k, color=CHANCE_COLOR, linestyle="--", linewidth=1.2, label=f"chance {c * k:.1f}")
+            ax.legend(fontsize=7, loc="upper right")
+        highs = [(a.hi if a.hi is not None else a.value) * k for a in res.arms]
+        ax.set_ylim(0, 100) if k == 100 else ax.set_ylim(min(0.0, *highs), max(highs) * 1.15 or 1.0)
     fig.suptitle("Scores with 95% intervals (paired bootstrap over items; seeds resampled)", fontsize=10)
     _save(plt, fig, path)
     return len(results)
@@ -97,6 +108,11 @@ def plot_differences(results: list[MetricResult], reference: str, colors: dict[s
             ax.errorbar(d.value * k, j, xerr=[[(d.value - d.lo) * k], [(d.hi - d.value) * k]], fmt="none",
                         ecolor=ERR_COLOR, elinewidth=2.2, capsize=6, capthick=2.2, zorder=3)
         ax.axvline(0, color="black", linestyle=":", linewidth=1)
+        # a span that neither hides nor magnifies: at least 10 points (percentages) or 5% of the reference's value
+        ref_v = next((a.value for a in res.arms if a.diff is None), 0.0)
+        span = max([abs(x) * k for a in rows for x in (a.diff.lo, a.diff.hi)]
+                   + [5.0 if k == 100 else 0.05 * abs(ref_v) or 0.05])
+        ax.set_xlim(-1.15 * span, 1.15 * span)
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels([a.arm for a in rows], fontsize=9)
         ax.set_ylim(-0.8, len(rows) - 0.2)

@@ -252,10 +252,19 @@ def check_data(cfg: EvalConfig) -> None:
     from fitrain_eval.decontamination import check_benchmarks
     from fitrain_eval.judges import mixeval, mtbench101, pairwise
 
+    from fitrain_eval import data_sources
+
     decon = set(cfg.decontamination.benchmarks) if cfg.decontamination.enabled else set()
     check_benchmarks(list(decon))
     mix_splits = list(dict.fromkeys((cfg.mixeval.splits if cfg.mixeval.enabled else [])
                                     + [b for b in ("mixeval", "mixeval_hard") if b in decon]))
+    # `official` settings: fetched once into the cache and verified (README "Benchmark data")
+    if mix_splits:
+        cfg.mixeval.root = data_sources.mixeval_root(cfg.mixeval.root, mix_splits)
+    if cfg.mtbench101.enabled or "mtbench101" in decon:
+        cfg.mtbench101.path = data_sources.mtbench101_path(cfg.mtbench101.path)
+    if cfg.pairwise.enabled or "alpaca_eval" in decon:
+        cfg.pairwise.instructions = data_sources.alpaca_instructions(cfg.pairwise.instructions)
     if mix_splits:
         mixeval.check_data(cfg.mixeval.root, mix_splits)
     if cfg.mtbench101.enabled or "mtbench101" in decon:

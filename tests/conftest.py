@@ -22,6 +22,11 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# benchmark data: never downloaded in tests (an `official` setting is a clear offline error; the tests read
+# tests/fixtures, and the fetch tests serve their own local mirror)
+os.environ["FITRAIN_OFFLINE"] = "1"
+os.environ["FITRAIN_DATA_CACHE"] = os.path.join(__import__("tempfile").gettempdir(), f"fitrain-test-data-{os.getpid()}")
+os.environ.pop("FITRAIN_DATA_MIRROR", None)
 
 
 def _stdlib_docstrings(limit_chars: int) -> list[str]:

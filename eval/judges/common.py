@@ -150,8 +150,8 @@ def save_records(path: str | Path, records: list[dict]) -> None:
 
 def require_data(path: str | Path, benchmark: str, setting: str, source: str) -> None:
     """A benchmark file (or folder) that is not there is a one-line error naming the recipe setting to change
-    and where the data comes from (relative defaults such as ``../shared/...`` resolve against the directory
-    the job runs in)."""
+    and where the data comes from (a relative path resolves against the directory the job runs in; the default,
+    ``official``, is fetched and verified by fitrain_eval.data_sources before this check)."""
     p = Path(path)
     if not p.exists():
         raise FitrainError(f"{benchmark} data not found: {p} (resolved {p.resolve()}); set {setting} (eval.{setting} "

@@ -52,7 +52,7 @@ COT_INSTRUCTION = {"BBH": "FREE_FORM_PROMPT_BBH", "GSM8k": "FREE_FORM_PROMPT_GSM
 @dataclass
 class MixEvalConfig:
     enabled: bool = False
-    root: str = "../shared/data/mixeval/mixeval-2024-08-11"
+    root: str = "official"     # official: fetched (pinned, sha256-verified; fitrain_eval.data_sources) | a local folder
     splits: list[str] = field(default_factory=lambda: ["mixeval", "mixeval_hard"])
     limit: int = 0             # first N items (by id) of each file; 0 = all
     prompts: str = "official"  # official | paraphrased

@@ -52,7 +52,7 @@ PROMPT_SETS = ("official", "paraphrased")
 @dataclass
 class MTBench101Config:
     enabled: bool = False
-    path: str = "../shared/data/mt_bench_101/mtbench101.jsonl"
+    path: str = "official"     # official: fetched (pinned, sha256-verified; fitrain_eval.data_sources) | a local file
     limit_per_task: int = 0     # first N dialogues of each task; 0 = all
     tasks: list[str] | None = None  # None = all 13
     prompts: str = "official"   # official | paraphrased

@@ -59,7 +59,7 @@ class LCConfig:
 @dataclass
 class PairwiseConfig:
     enabled: bool = False
-    instructions: str = "../shared/data/alpaca_eval/example_outputs.json"  # AlpacaEval list (its outputs ignored)
+    instructions: str = "official"  # AlpacaEval list (its outputs ignored); official: fetched and verified | a file
     limit: int = 0                  # first N instructions; 0 = all
     baseline_outputs: str = ""      # one baseline: model_outputs.json or its eval dir ('' = none)
     baselines: list[str] = field(default_factory=list)  # several baselines (eval dirs or files), each judged

@@ -1,4 +1,5 @@
-"""Rebuild the offline cloze tasks' data from the MixEval files (python eval/tasks/build_mixeval_mc.py [ROOT]).
+"""Rebuild the offline cloze tasks' data from the MixEval files (python eval/tasks/build_mixeval_mc.py [ROOT]; without
+ROOT, the official files, fetched and verified by fitrain_eval.data_sources).
 
 Keeps multiple-choice items without a context passage, with one correct option, a question of at most
 300 characters and options of at most 120 characters; the first 200 by id of each split. Source: MixEval
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_ROOT = HERE.parents[1].parent / "shared" / "data" / "mixeval" / "mixeval-2024-08-11"
 N = 200
 
 
@@ -37,4 +37,9 @@ def build(root: Path) -> dict:
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_ROOT))
+    if len(sys.argv) > 1:
+        print(build(Path(sys.argv[1])))
+    else:
+        from fitrain_eval.data_sources import OFFICIAL, mixeval_root
+
+        print(build(Path(mixeval_root(OFFICIAL, ["mixeval", "mixeval_hard"]))))

@@ -31,6 +31,11 @@ fitrain eval RECIPE [key=value ...]
   serve`); the judge is an OpenAI-compatible endpoint (judge.llm.*) or a local transformers model.
   RECIPE is a YAML file or a name under recipes/ (eval/local, eval/cloze, eval/judged, ...).
 
+fitrain eval fetch [mixeval mtbench101 alpaca_eval]
+  Download the judged benchmarks' official files (pinned revisions) into the cache once and verify their
+  sha256 (FITRAIN_DATA_CACHE, default ~/.cache/fitrain/data); the recipes' `official` settings then read
+  them offline. FITRAIN_DATA_MIRROR=URL reads from a mirror instead.
+
 {REPORT_USAGE}
 {REPORT_TEXT}  `fitrain eval report --help` lists the report's options alone.
 
@@ -87,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.recipe == "report":
         return _report(args)
+    if args.recipe == "fetch":
+        from fitrain_eval.data_sources import fetch_benchmarks
+
+        for p in fetch_benchmarks(args.overrides):
+            print(p)
+        return 0
     from fitrain.commands.common import load
     from fitrain_eval.run import EvalConfig, evaluate
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers.paths import SHARED_DATA
+from tests.helpers.paths import FIXTURES
 
-DOLLY = SHARED_DATA / "dolly"
+DOLLY = FIXTURES / "dolly"
 
 
 @pytest.fixture(scope="session")

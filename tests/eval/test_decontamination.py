@@ -16,8 +16,8 @@ ALPACA = DATA / "alpaca_eval" / "example_outputs.json"
 def test_overlap_per_benchmark_on_the_real_eval_sets(tmp_path):
     r = Rejects()
     sets = eval_sets(["mixeval_hard", "mtbench101", "alpaca_eval"], str(MIX), str(MT), str(ALPACA), r)
-    assert r.total == 0 and len(sets["mtbench101"]) == 1388 and len(sets["alpaca_eval"]) == 805
-    assert len(sets["mixeval_hard"]) == 1000
+    assert r.total == 0 and len(sets["mtbench101"]) == 39 and len(sets["alpaca_eval"]) == 120
+    assert len(sets["mixeval_hard"]) == 75  # the fixture subsets (tests/fixtures/PROVENANCE.md)
     hard_ff = json.loads((MIX / "mixeval-hard" / "free-form.json").read_text())
     alpaca = json.loads(ALPACA.read_text())
     mt_first = json.loads(MT.read_text().splitlines()[0])
@@ -41,7 +41,7 @@ def test_overlap_per_benchmark_on_the_real_eval_sets(tmp_path):
     assert m["decontamination/mtbench101/contaminated_fraction"] == pytest.approx(
         1 / m["decontamination/mtbench101/n_checked"])
     n = details["benchmarks"]["alpaca_eval"]
-    assert n["checked"] + n["too_short"] == 805 and n["too_short"] > 0
+    assert n["checked"] + n["too_short"] == 120 and n["too_short"] > 0
     # without the source documents, the MixEval prompt hidden in document d1 is not seen
     cfg.include_documents = False
     m2, _ = decontaminate(cfg, sets, Rejects())
@@ -77,5 +77,5 @@ def test_the_recipe_command_reads_what_data_gen_writes(tmp_path):
                                                                 [Pair("d1", alpaca[3]["instruction"], "An answer.")])])
     out = tmp_path / "eval" / "data"
     assert main(["eval", "eval/decontamination", f"out={out}", f"decontamination.train.paths=[{tmp_path}/{glob}]",
-                 "decontamination.benchmarks=[alpaca_eval]"]) == 0
+                 "decontamination.benchmarks=[alpaca_eval]", f"pairwise.instructions={ALPACA}"]) == 0
     assert json.loads((out / "results.json").read_text())["decontamination/alpaca_eval/contaminated"] == 1

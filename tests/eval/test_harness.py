@@ -8,16 +8,6 @@ from fitrain_eval import harness
 from fitrain_eval.generate import render_instruction
 
 
-def test_shipped_offline_tasks_resolve_with_absolute_data_files():
-    shipped = harness.shipped_tasks()
-    assert {"fitrain_mixeval_mc", "fitrain_mixeval_hard_mc"} <= set(shipped)
-    [cfg], needs_registry = harness.resolve_tasks(["fitrain_mixeval_mc"])
-    assert not needs_registry and cfg["task"] == "fitrain_mixeval_mc"
-    path = cfg["dataset_kwargs"]["data_files"]["test"]
-    rows = [json.loads(x) for x in open(path)]
-    assert len(rows) == 200 and all(0 <= r["label"] < len(r["choices"]) for r in rows)
-
-
 def test_local_yaml_with_missing_data_file_is_a_clear_error(tmp_path):
     (tmp_path / "t.yaml").write_text("task: mine\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
                                      "    test: nope.jsonl\noutput_type: multiple_choice\n")

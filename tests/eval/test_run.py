@@ -44,7 +44,7 @@ def test_output_locations_follow_the_run_layout(tmp_path):
 
 def test_unreachable_judge_fails_before_generating(tiny_model_dir, tmp_path):
     cfg = EvalConfig(model=str(tiny_model_dir), out=str(tmp_path / "o"))
-    cfg.mixeval.enabled = True
+    cfg.mixeval.enabled, cfg.mixeval.root = True, str(DATA / "mixeval" / "mixeval-2024-08-11")
     cfg.judge.llm.model = "judge"
     cfg.judge.llm.base_url = "http://127.0.0.1:9/v1"
     with pytest.raises(FitrainError, match="not reachable at http://127.0.0.1:9/v1"):
@@ -66,7 +66,7 @@ def test_judge_is_checked_before_lm_eval_runs(tiny_model_dir, tmp_path, monkeypa
     calls = _no_harness(monkeypatch)
     cfg = EvalConfig(model=str(tiny_model_dir), out=str(tmp_path / "o"))
     cfg.lm_eval.tasks = ["fitrain_mixeval_mc"]
-    cfg.mtbench101.enabled = True
+    cfg.mtbench101.enabled, cfg.mtbench101.path = True, str(DATA / "mt_bench_101" / "mtbench101.jsonl")
     cfg.judge.llm.model = "judge"
     cfg.judge.llm.base_url = "http://127.0.0.1:9/v1"
     with pytest.raises(FitrainError, match="not reachable at http://127.0.0.1:9/v1"):

@@ -1,4 +1,4 @@
-"""The Dolly subsets in ../shared/data as fitrain records (shared by the data tests, conftest and the
+"""The Dolly subsets in tests/fixtures/dolly as fitrain records (shared by the data tests, conftest and the
 prepare benchmark). Each Dolly record becomes one document with one pair: the document is the record's
 context paragraph when it has one, else its human-written response (so the standard arm has real text);
 the pair is (instruction, response)."""
@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from fitrain.data.records import Document, DocumentPairs, Pair, write_pairs_parquet
-from tests.helpers.paths import SHARED_DATA
+from tests.helpers.paths import FIXTURES
 
-DOLLY_DIR = SHARED_DATA / "dolly"
+DOLLY_DIR = FIXTURES / "dolly"
 
 _HEAD = "### Instruction:\n"
 _INPUT = "\n\n### Input:\n"

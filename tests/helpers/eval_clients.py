@@ -4,9 +4,9 @@ from __future__ import annotations
 from fitrain.core.llm import LLMConfig
 from fitrain_eval.generate import GenerationConfig, Generator
 from fitrain_eval.judges.common import Judge, JudgeConfig
-from tests.helpers.paths import SHARED_DATA
+from tests.helpers.paths import FIXTURES
 
-DATA = SHARED_DATA  # the eval tests' benchmark files
+DATA = FIXTURES  # the eval tests' benchmark files (subsets, tests/fixtures/PROVENANCE.md)
 
 
 def judge_for(srv, cache_dir, **kw) -> Judge:

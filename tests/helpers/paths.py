@@ -1,7 +1,6 @@
-"""Where the tests find the repository and the shared data sets (``../shared`` beside the checkout)."""
+"""Where the tests find the repository and their data: small subsets of the benchmark and Dolly files, carried
+in tests/fixtures (PROVENANCE.md there: sources, licences, selection). Nothing outside the repository."""
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"
-if not SHARED_DATA.is_dir():  # a checkout elsewhere: the shared data of this workplace
-    SHARED_DATA = Path("/work/shared/data")
+FIXTURES = REPO / "tests" / "fixtures"

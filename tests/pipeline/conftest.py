@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.helpers.paths import REPO
-SLURM_UP = REPO.parent / "shared" / "tools" / "slurm_up.sh"
+SLURM_UP = REPO.parent / "shared" / "tools" / "slurm_up.sh"  # CI only: the workplace's local-cluster script
 
 
 def _sinfo_ok() -> bool:
@@ -22,7 +22,7 @@ def _sinfo_ok() -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    """A reachable Slurm. Brings the local test cluster up with ../shared/tools/slurm_up.sh only when
+    """A reachable Slurm. Brings the local test cluster up with SLURM_UP (CI's script) only when
     sinfo already answers or FITRAIN_SLURM_UP=1 is set; otherwise the test skips with the reason."""
     if _sinfo_ok():
         return
@@ -33,5 +33,5 @@ def slurm_cluster() -> None:
         if r.returncode != 0 or not _sinfo_ok():
             pytest.fail(f"slurm_up.sh failed (rc {r.returncode}): {r.stderr[-2000:]}")
         return
-    pytest.skip("no Slurm reachable (sinfo missing or failing); run ../shared/tools/slurm_up.sh as root "
+    pytest.skip(f"no Slurm reachable (sinfo missing or failing); run {SLURM_UP} as root "
                 "or set FITRAIN_SLURM_UP=1 to let the tests start the local cluster")

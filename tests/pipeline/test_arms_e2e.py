@@ -77,7 +77,11 @@ def test_three_arms_two_seeds_end_to_end_and_an_arm_added_afterwards(tmp_path):
     report = (cfg.root / "report" / "report.md").read_text()
     # every arm with its seeds: the headline (mean +- sd over seeds, a 95% interval, the difference to fi), the
     # paired comparisons, and every run in the token table
-    assert "Arms: fi: fi.seed0, fi.seed1; qa: qa.seed0, qa.seed1; standard: standard.seed0, standard.seed1" in report
+    # the Arms table: a line per run saying what it trains on, its tokens and passes over its own data
+    trains_on = {"fi": "FineInstructions pairs", "standard": "standard pre-training on the source documents of fi",
+                 "qa": "a synthetic corpus (qa_appended)"}
+    for r in runs:
+        assert f"| {r} | {trains_on[r.split('.')[0]]}" in report, r
     for arm in ("fi", "qa", "standard"):
         row = next(line for line in report.splitlines() if line.startswith(f"| {arm} (2 seeds) | "))
         assert " ± " in row and "[" in row and (arm == "fi" or "Δ " in row), row
@@ -95,7 +99,8 @@ def test_three_arms_two_seeds_end_to_end_and_an_arm_added_afterwards(tmp_path):
     assert _ran(lines) == ["source-ipt", "prepare-ipt", "train-ipt.seed0", "train-ipt.seed1", "eval-ipt.seed0",
                            "eval-ipt.seed1", "report"]
     assert read_json(cfg.root / "train" / "ipt.seed1" / "summary.json")["tokens"] == EPOCHS * fi_tokens
-    assert "ipt: ipt.seed0, ipt.seed1" in (cfg.root / "report" / "report.md").read_text()
+    report = (cfg.root / "report" / "report.md").read_text()
+    assert "| ipt.seed0 | a corpus read from files" in report and "| ipt.seed1 | a corpus read from files" in report
 
 
 @pytest.mark.timeout(1200)

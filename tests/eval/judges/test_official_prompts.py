@@ -1,6 +1,7 @@
 """The benchmarks' official prompt texts reach the judge verbatim: what the scripted server receives equals
-the reference files in ../shared/data/judge_prompts with only the placeholders filled (filled here by hand,
+the official reference texts (pinned by sha256 below) with only the placeholders filled (filled here by hand,
 independently of fitrain's code)."""
+import hashlib
 import json
 
 from fitrain.core.accounting import Rejects
@@ -8,7 +9,38 @@ from fitrain_eval.judges import mixeval, mtbench101 as mt, official, pairwise as
 from tests.helpers.eval_clients import DATA, judge_for
 from tests.helpers.llm_server import Reply, ScriptedLLMServer
 
-REF = DATA / "judge_prompts"
+# sha256 of each official reference text, as published at the commits named in eval/judges/prompts/README.md
+REFERENCE_SHA256 = {
+    "alpaca_eval/alpaca_eval_clf.txt": "784227e6dc2832fc08c43d2c8ea3a308e7523780187a1aaad2f85e30bac85f62",
+    "alpaca_eval/alpaca_eval_judge.json": "5b4160fbf32be2138a1055864bf054f4428f871fe6decdf743594634a5ff9e3b",
+    "alpaca_eval/weighted_alpaca_eval_gpt4_turbo_configs.yaml": "fd5c656d9959ffd63b986c8216a81e83e001d17ced5a08defc1c857ce9dd033e",
+    "mixeval/FIVE_SHOT_PREFIX_FREEFORM.txt": "19b0b95363b1430047d3b468f38370ce31b94606ca0d270fec88fb3a18d7aca3",
+    "mixeval/FIVE_SHOT_PREFIX_MULTIPLECHOICE.txt": "5bea09299e5e8f70e60a243bbc06d1501a2aa212354c2030f9557058033006e1",
+    "mixeval/judge_freeform.system.txt": "634b459c5a48fd5649b50fc3b10843e2d2c7fb07c8860608fbc922e7ffc312c7",
+    "mixeval/judge_freeform.user.txt": "7a77bcf1d3c2fc1580068b0e875e28ce25c0b7a9b698ec3a9d4eca293d47f4dd",
+    "mixeval/judge_multichoice.system.txt": "f4624fd11ded6972e31ba2eab46df7204e72aca9b8170aa9f83e98939477323a",
+    "mixeval/judge_multichoice.user.txt": "46897e891a07a1f6c304079a2aa7ee605551b832e19f147d9ffe2ce7b84dfad4",
+    "mixeval/mixeval_prompts.json": "11da783f3bf168aa805adc1131167403e47fb13a058d9160977973c93f707224",
+    "mt_bench_101/judge_preamble.txt": "a89ea6ac0cc01401f372ae101c1fa83646ae54829ea749910f0277861803f2af",
+    "mt_bench_101/mt_bench_101_judge.json": "dab93e04d2c137fd8a97cdd9ba00b84b6b833d877dd9dc534f8fbbaed3f683d4",
+    "mt_bench_101/score_format.txt": "cdadb1455a1ed175f6e47ecd8207028d44d0f8cf7a21fa6120f2da175ee6d299",
+    "mt_bench_101/task_AR.txt": "9438e8dd5b93a7501bfd1d3a29d9985d2574ec870b7b376c809c8806bc2eabac",
+    "mt_bench_101/task_CC.txt": "aceed61d8d0484f7d05e00308257266770991b133202132da60f8aaa689dbe77",
+    "mt_bench_101/task_CM.txt": "876b7eca763cf0d988fa270c88e40ed7e742be9e1a50cadf2c3dcad22e2c681a",
+    "mt_bench_101/task_CR.txt": "04d8a6dc6688afaece1d2ccfa7bf838bebaed765d89cd3e8583d3cb628a74f35",
+    "mt_bench_101/task_FR.txt": "04d8a6dc6688afaece1d2ccfa7bf838bebaed765d89cd3e8583d3cb628a74f35",
+    "mt_bench_101/task_GR.txt": "4f5337011f9063b69bb3bad789ecf9d09441bda7a333c59f44558e84707bb847",
+    "mt_bench_101/task_IC.txt": "2ce61a001ad6f1d2f5da028ac67fd6b85e53185a66f99ac5212f44397fbf1fdf",
+    "mt_bench_101/task_MR.txt": "8e9cb2241c50df485ccb4a696af00313fd16185f115b69e89b81e94e51520c3c",
+    "mt_bench_101/task_PI.txt": "622140c59587ada393f0716ea9e1abd742ea5ec242492b5d6b9a7f4ddbea64f4",
+    "mt_bench_101/task_SA.txt": "c28c83c1039b5c6a172d2e8b1ebfb06d60a31e5a8cbfc05c7069e4a5b5873494",
+    "mt_bench_101/task_SC.txt": "78a6351a853d9b3a630f04425ac89ab088ee9401d4c3b357b708e6e3b878e1f0",
+    "mt_bench_101/task_SI.txt": "2e50f49aa8074efe208786c48c69add71f46b88c72aadf1e3d689b4dcb5977ae",
+    "mt_bench_101/task_TS.txt": "77f9bd0e0574d0448e06e1c0aa5b7bfedeaa1f131d84f037b9022293b1ac33e8",
+    "mt_bench_101/user_template.txt": "c598ff7875c79b05544d7bb8e6f0b382f18d14b7c2dcd9e5a37cc31a870cb5d6",
+    "mt_bench_101/user_template_with_reference.txt": "2d3413e060a9f8c79325279cf3c241fdd04eca729ebd20f812c698f50759e9a2",
+}
+REF = official.PROMPTS  # the package copies, verified against REFERENCE_SHA256 below
 
 
 def _ref(rel: str) -> str:
@@ -25,11 +57,11 @@ def _sent(requests, reply: str, tmp_path, parse=lambda s: s):
 
 
 def test_the_package_copies_are_the_reference_files():
-    ours = sorted(p.relative_to(official.PROMPTS) for p in official.PROMPTS.rglob("*") if p.is_file()
+    ours = sorted(p.relative_to(official.PROMPTS).as_posix() for p in official.PROMPTS.rglob("*") if p.is_file()
                   and p.name != "README.md")
-    assert ours == sorted(p.relative_to(REF) for p in REF.rglob("*") if p.is_file() and p.name != "README.md")
+    assert ours == sorted(REFERENCE_SHA256)
     for rel in ours:
-        assert (official.PROMPTS / rel).read_bytes() == (REF / rel).read_bytes(), rel
+        assert hashlib.sha256((official.PROMPTS / rel).read_bytes()).hexdigest() == REFERENCE_SHA256[rel], rel
 
 
 def test_mixeval_judges_are_sent_verbatim(tmp_path):
