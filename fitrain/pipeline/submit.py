@@ -113,12 +113,12 @@ def _alive(job_id: str) -> bool:
 
 
 def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
-               log: Callable[[str], None] = print) -> dict[str, str]:
+               log: Callable[[str], None] = print, every: list[ExperimentStep] | None = None) -> dict[str, str]:
     """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out).
     fitrain.pipeline.run.run_experiment checks Slurm (``slurm.check_reachable``) and the judge
     (:func:`check_judge_reachable`) before it writes anything, then calls this."""
-    every = {s.name: s for s in experiment_steps(cfg)}
-    steps = steps if steps is not None else list(every.values())
+    graph = {s.name: s for s in (every if every is not None else experiment_steps(cfg))}
+    steps = steps if steps is not None else list(graph.values())
     layout = cfg.layout
     jobs: dict[str, str] = {}
     earlier = _earlier_jobs(cfg)
@@ -143,7 +143,7 @@ def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
         for d in s.deps:
             if d in jobs:
                 deps.append(jobs[d])
-            elif d not in names and not step_done(layout, every[d]):
+            elif d not in names and not step_done(layout, graph[d]):
                 if not queued(d):
                     raise FitrainError(f"step {s.name} needs step {d}, which is neither finished nor queued: "
                                        f"submit it too (--step {d}) or submit without --step")
