@@ -12,6 +12,9 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import SUCCESS, read_json
 from fitrain.pipeline.arms import Run
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, run_name
+from fitrain_eval.benchmarks import benchmarks
+
+HEAD_TO_HEAD = "pairwise"   # the benchmark whose judgings compare two runs (AlpacaEval's, eval.pairwise)
 
 
 def corpus_files(cfg: ExperimentConfig, check: bool = True) -> list[str]:
@@ -183,8 +186,10 @@ def head_to_head_config(cfg: ExperimentConfig, step: ExperimentStep):
     ec = copy.deepcopy(cfg.eval)
     ec.model, ec.arm = str(layout.train(step.run).root), step.run
     ec.out = str(layout.head_to_head(step.run, step.baseline))
-    ec.lm_eval.tasks = []
-    ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = ec.heldout.enabled = False
+    for b in benchmarks():  # every other benchmark off (fitrain_eval.benchmarks)
+        if b.name != HEAD_TO_HEAD:
+            b.disable(ec)
+    ec.decontamination.enabled = False
     ec.pairwise.enabled = True
     ec.pairwise.baseline_outputs, ec.pairwise.baselines = str(layout.eval(step.baseline)), []
     ec.pairwise.model_outputs = str(layout.eval(step.run))  # the eval step's answers, judged, not generated again

@@ -22,7 +22,7 @@ from __future__ import annotations
 from fitrain.core.errors import FitrainError
 from fitrain.pipeline import runners as _r
 from fitrain.pipeline.arms import ArmSet, Run
-from fitrain.pipeline.experiment import (ARMS, ExperimentConfig, ExperimentSlurm, ExperimentStep, Runner,  # noqa: F401
+from fitrain.pipeline.experiment import (ExperimentConfig, ExperimentStep, Runner,  # noqa: F401  (re-exported)
                                          run_name, step_done, task_count)
 
 # the runners and by-hand commands of the steps every experiment has (an arm kind's steps carry their own)

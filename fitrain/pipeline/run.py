@@ -18,7 +18,7 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
 from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
-from fitrain.pipeline.runners import shell_line, step_command
+from fitrain.pipeline.runners import arm_rows, shell_line, step_command
 
 Log = Callable[[str], None]
 
@@ -152,17 +152,8 @@ def arms_table(cfg: ExperimentConfig) -> list[str]:
     arms = cfg.arm_set()
     seeds = [r.seed for r in cfg.runs(arms.names[0])]
     lines = [f"  arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):"]
-    for a in arms.specs:
-        lines.append(f"    {a.name:<14} {a.kind:<10} {arms.kind(a.name).describe(arms, a)}; trains {arm_budget(cfg, a.name)}")
+    lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(cfg)]
     return lines
-
-
-def arm_budget(cfg: ExperimentConfig, name: str) -> str:
-    """Whose tokens an arm trains, in words (the plan and the report)."""
-    arms = cfg.arm_set()
-    budget = ("train.* budget" if cfg.explicit_budget else
-              "its own tokens" if arms.root(name) == name else f"{arms.root(name)}'s tokens")
-    return budget + ("" if arms[name].budget.epochs_allowed else " (one pass at most)")
 
 
 def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool | None = None,

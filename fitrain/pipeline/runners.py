@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,27 @@ def token_matching(cfg: ExperimentConfig) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class ArmRow:
+    name: str
+    kind: str
+    label: str      # the kind's label (what such an arm trains on)
+    data: str       # where this arm's data comes from
+    budget: str     # whose tokens it trains
+
+
+def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
+    """Each arm as the plan and the report show it (its kind's label and description, its budget)."""
+    arms = cfg.arm_set()
+    rows = []
+    for a in arms.specs:
+        kind, root = arms.kind(a.name), arms.root(a.name)
+        budget = ("train.* budget" if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
+        rows.append(ArmRow(a.name, a.kind, kind.label, kind.describe(arms, a),
+                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)")))
+    return rows
+
+
 def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
     from fitrain.core.io import write_json
     from fitrain_eval.report import make_report
@@ -155,7 +177,9 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     md = make_report([cfg.root], out, rc)
     tm = token_matching(cfg)
     write_json(out / "token_matching.json", tm)
-    lines = ["", "## Token budget", "",
+    lines = ["", "## Arms", "", "| arm | kind | data | trains |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.kind}: {r.label} | {r.data} | {r.budget} |" for r in arm_rows(cfg)]
+    lines += ["", "## Token budget", "",
              f"Every arm trains on the total tokens of its reference arm (the FineInstructions pairs are selected "
              f"token-for-token against their source documents; sequence length {tm['seq_len']}).", "",
              "| run | arm | seed | reference | total tokens | supervised tokens |", "|---|---|---|---|---|---|"]

@@ -21,6 +21,7 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
 from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, job_info, render_sbatch, submit
+from fitrain_eval.benchmarks import enabled as enabled_benchmarks
 
 
 def _evaluates(step: ExperimentStep) -> bool:
@@ -66,13 +67,12 @@ def submission_line(step: ExperimentStep, waits_for: list[str]) -> str:
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",
          "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 NEVER = "DependencyNeverSatisfied"   # pending on a job that failed: it can never start
-JUDGED = ("mixeval", "mtbench101", "pairwise")
 
 
 def check_judge_reachable(cfg: ExperimentConfig, steps: list[ExperimentStep]) -> None:
     """Refuse to submit eval jobs whose judge is the compute node's own loopback, where no step serves one."""
     e = cfg.eval
-    judged = [n for n in JUDGED if getattr(e, n).enabled]
+    judged = [b.name for b in enabled_benchmarks(e) if b.judged]
     llm = e.judge.llm
     host = urlparse(llm.base_url).hostname or ""
     loopback = host == "localhost" or host.startswith("127.") or host == "::1"
