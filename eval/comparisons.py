@@ -206,7 +206,7 @@ def headline_metrics(arms: dict[str, list[Run]], wanted: list[str]) -> list[str]
     present = {m for rs in arms.values() for r in rs for m in list(r.items) + list(r.metrics)}
     if wanted:
         return [m for m in wanted if m in present]
-    ordered = sorted(benchmarks(), key=lambda b: not b.judged)  # the judged benchmarks first (registry order)
+    ordered = sorted(benchmarks(), key=lambda b: b.headline_group)  # (within a group, registry order)
     return [m for b in ordered for m in b.headline_metrics(present)]
 
 

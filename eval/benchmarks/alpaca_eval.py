@@ -11,6 +11,7 @@ from fitrain_eval.judges import pairwise
 
 class AlpacaEval(Benchmark):
     name, judged, prefixes = "pairwise", True, ("pairwise",)
+    headline_group = 0
     sets = {"alpaca_eval": "pairwise"}
 
     def needs_judge(self, cfg) -> bool:

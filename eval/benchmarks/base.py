@@ -53,6 +53,7 @@ class Benchmark:
     percent: bool = True             # its scores in [0, 1] are shown in percent (not MT-Bench-101's 1-10)
     labels: dict[str, str] = {}      # metric -> its column label in the report
     headline: tuple[str, ...] = ()   # its metrics in the report's headline table (when present)
+    headline_group: int = 1          # where in the headline: judged benchmarks 0, per-task lm-eval scores last (2)
     sets: dict[str, str] = {}        # decontamination set name -> the metric prefix of its items
 
     # ---- settings

@@ -9,6 +9,7 @@ PREFIXES = ("lm_eval", "lm_eval_instruction")
 
 class LmEval(Benchmark):
     name, prefixes = "lm_eval", PREFIXES
+    headline_group = 2
 
     def enabled(self, cfg) -> bool:
         return bool(cfg.lm_eval.tasks)

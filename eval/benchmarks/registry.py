@@ -9,8 +9,8 @@ from fitrain.core.errors import FitrainError
 from fitrain_eval.benchmarks.base import Benchmark
 
 BUILTIN = (  # one line per benchmark: the module whose BENCHMARK it is
-    "fitrain_eval.benchmarks.heldout",
     "fitrain_eval.benchmarks.lm_eval",
+    "fitrain_eval.benchmarks.heldout",
     "fitrain_eval.benchmarks.mixeval",
     "fitrain_eval.benchmarks.mtbench101",
     "fitrain_eval.benchmarks.alpaca_eval",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -58,7 +58,7 @@ class RepeatKind(ArmKind):
 @dataclass
 class VocabSettings:
     enabled: bool = False
-    sentences: list[str] = None  # type: ignore[assignment]
+    sentences: list[str] = field(default_factory=list)
 
 
 class VocabBenchmark(Benchmark):
