@@ -3,9 +3,8 @@ defining a :class:`~fitrain_eval.benchmarks.base.Benchmark` subclass instance as
 in :data:`BUILTIN`; one defined elsewhere plugs in with one call to :func:`register`."""
 from __future__ import annotations
 
-from importlib import import_module
-
 from fitrain.core.errors import FitrainError
+from fitrain.core.registry import Registry
 from fitrain_eval.benchmarks.base import Benchmark
 
 BUILTIN = (  # one line per benchmark: the module whose BENCHMARK it is
@@ -15,36 +14,16 @@ BUILTIN = (  # one line per benchmark: the module whose BENCHMARK it is
     "fitrain_eval.benchmarks.mtbench101",
     "fitrain_eval.benchmarks.alpaca_eval",
 )
-_ALL: dict[str, Benchmark] = {}
-_loaded = False
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", BUILTIN, "BENCHMARK")
 
 
-def _load() -> dict[str, Benchmark]:
-    global _loaded
-    if not _loaded:
-        for module in BUILTIN:
-            b = import_module(module).BENCHMARK
-            _ALL[b.name] = b
-        _loaded = True
-    return _ALL
-
-
-def register(benchmark: Benchmark) -> Benchmark:
-    """Plug a benchmark in (its settings under ``eval.plugins.<name>``); a name already taken is refused."""
-    all_ = _load()
-    if not benchmark.name or benchmark.name in all_:
-        raise FitrainError(f"benchmark '{benchmark.name}' is empty or already registered ({', '.join(all_)})")
-    all_[benchmark.name] = benchmark
-    return benchmark
-
-
-def unregister(name: str) -> None:
-    _load().pop(name, None)
+register = BENCHMARKS.register    # register(benchmark): plug one in (its settings under eval.plugins.<name>)
+unregister = BENCHMARKS.unregister
 
 
 def benchmarks() -> list[Benchmark]:
-    """Every registered benchmark, the built-ins first."""
-    return list(_load().values())
+    """Every registered benchmark, the built-ins first (the order ``fitrain eval`` runs them)."""
+    return list(BENCHMARKS.all().values())
 
 
 def enabled(cfg) -> list[Benchmark]:

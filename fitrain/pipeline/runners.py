@@ -4,8 +4,8 @@
 Nothing here re-implements a component (fitrain/INTERFACES.md lists the functions called). Because every
 step is "a component's config + its entry point", :func:`step_command` can print the one ``fitrain``
 command that does the same by hand (nanochat's ``speedrun.sh`` makes a pipeline readable this way). The
-steps that write an arm's own data (``source-``, ``generate-``, ``pairs-``) are in
-fitrain.pipeline.sources.
+steps that write an arm's own data (``source-``, ``generate-``, ``pairs-``) are in their kind's module
+(fitrain.pipeline.arms).
 """
 from __future__ import annotations
 
