@@ -79,9 +79,6 @@ class ArmSet:
         """The kind of arm ``name`` (its hooks: steps, prepare input, label)."""
         return registry.get(self.by_name[name].kind, f"arm '{name}'")
 
-    def of_kind(self, *kinds: str) -> list[ArmSpec]:
-        return [a for a in self.specs if a.kind in kinds]
-
     def root(self, name: str) -> str:
         """The arm whose own prepared tokens set ``name``'s budget."""
         return self._roots[name]
