@@ -23,31 +23,25 @@ import numpy as np
 
 from fitrain.core.layout import parse_run_id
 from fitrain_eval import stats
+from fitrain_eval.benchmarks import benchmarks, of_metric
 from fitrain_eval.items import ItemScores
 from fitrain_eval.report_data import Run, benchmark_of
 
 PERCENT_LEAVES = ("acc", "acc_norm", "exact_match", "em", "f1", "mc1", "mc2", "overall", "free_form",
                   "multiple_choice", "win_rate")
-LABELS = {"mixeval/overall": "MixEval", "mixeval_hard/overall": "MixEval-Hard", "mtbench101/overall": "MT-Bench-101",
-          "heldout/answer_loss": "held-out answer loss", "mixeval/free_form": "MixEval free-form",
-          "mixeval/multiple_choice": "MixEval multiple-choice", "mixeval_hard/free_form": "MixEval-Hard free-form",
-          "mixeval_hard/multiple_choice": "MixEval-Hard multiple-choice"}
-JUDGED_HEADLINE = ("mixeval/overall", "mixeval_hard/overall", "mtbench101/overall")
 
 
 def label(metric: str) -> str:
-    if metric in LABELS:
-        return LABELS[metric]
-    parts = metric.split("/")
-    if parts[0] in ("lm_eval", "lm_eval_instruction") and len(parts) == 3:
-        return f"{parts[1]} {parts[2]}" + (" (instruction format)" if parts[0] == "lm_eval_instruction" else "")
-    return metric
+    """A metric's column label: its benchmark's (fitrain_eval.benchmarks), else the metric itself."""
+    b = of_metric(metric)
+    return (b.label(metric) if b else None) or metric
 
 
 def scale(metric: str) -> float:
     """100 for scores in [0, 1] shown as percentages; 1 for losses, perplexities, 1-10 ratings."""
     leaf = metric.rsplit("/", 1)[-1].split("[")[0]
-    return 100.0 if leaf.startswith(PERCENT_LEAVES) and not metric.startswith("mtbench101") else 1.0
+    b = of_metric(metric)
+    return 100.0 if leaf.startswith(PERCENT_LEAVES) and (b is None or b.percent) else 1.0
 
 
 @dataclass
@@ -212,16 +206,8 @@ def headline_metrics(arms: dict[str, list[Run]], wanted: list[str]) -> list[str]
     present = {m for rs in arms.values() for r in rs for m in list(r.items) + list(r.metrics)}
     if wanted:
         return [m for m in wanted if m in present]
-    out = [m for m in (*JUDGED_HEADLINE, "heldout/answer_loss") if m in present]
-    tasks: dict[tuple[str, str], list[str]] = {}
-    for m in sorted(present):
-        parts = m.split("/")
-        if parts[0] in ("lm_eval", "lm_eval_instruction") and len(parts) == 3 and not parts[2].endswith("_stderr") \
-                and parts[2] != "n_samples":
-            tasks.setdefault((parts[1], parts[0]), []).append(m)
-    for (task, pre), ms in sorted(tasks.items(), key=lambda kv: (kv[0][0], kv[0][1] != "lm_eval")):
-        out.append(f"{pre}/{task}/acc" if f"{pre}/{task}/acc" in ms else ms[0])
-    return out
+    ordered = sorted(benchmarks(), key=lambda b: b.headline_group)  # (within a group, registry order)
+    return [m for b in ordered for m in b.headline_metrics(present)]
 
 
 def all_results(runs: list[Run], arms: dict[str, list[Run]], reference: str, flagged: dict[str, set[str]],

@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.checks import FRACTION, NON_NEGATIVE, POSITIVE, check_fields, one_of
+from fitrain.core.checks import FRACTION, NON_NEGATIVE, POSITIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.data.records import InputConfig
 
 WORD = re.compile(r"\w+")
-BENCHMARKS = ("mixeval", "mixeval_hard", "mtbench101", "alpaca_eval")
+
+
+def _known_set(name: str) -> str:
+    """A decontamination set of a registered benchmark (fitrain_eval.benchmarks, plug-ins included)."""
+    known = _every_set()
+    return "" if name in known else f"must be one of {known}"
+
+
+def _every_set() -> list[str]:
+    from fitrain_eval.benchmarks import set_names
+
+    return set_names()
 
 
 @dataclass
@@ -30,11 +40,11 @@ class DecontaminationConfig:
     ngram: int = 8
     threshold: float = 0.5            # contaminated when >= this fraction of an item's n-grams are in training
     include_documents: bool = True    # pairs: also scan each pair's source document text
-    benchmarks: list[str] = field(default_factory=lambda: list(BENCHMARKS))
+    benchmarks: list[str] = field(default_factory=_every_set)  # (every benchmark's sets)
     max_examples: int = 10            # contaminated item ids listed per benchmark in decontamination.json
 
     def __post_init__(self) -> None:
-        check_fields(self, ngram=POSITIVE, threshold=FRACTION, benchmarks=one_of(*BENCHMARKS), max_examples=NON_NEGATIVE)
+        check_fields(self, ngram=POSITIVE, threshold=FRACTION, benchmarks=_known_set, max_examples=NON_NEGATIVE)
 
 
 def words(text: str) -> list[str]:
@@ -125,26 +135,32 @@ def decontaminate(cfg: DecontaminationConfig, sets: dict[str, list[tuple[str, st
 
 
 def check_benchmarks(benchmarks: list[str]) -> None:
-    unknown = sorted(b for b in benchmarks if b not in BENCHMARKS)
+    from fitrain_eval.benchmarks import set_names
+
+    known = tuple(set_names())
+    unknown = sorted(b for b in benchmarks if b not in known)
     if unknown:
-        raise FitrainError(f"unknown decontamination benchmark(s) {unknown}; one of {BENCHMARKS}")
+        raise FitrainError(f"unknown decontamination benchmark(s) {unknown}; one of {known}")
+
+
+def benchmark_sets(benchmarks: list[str], cfg, rejects: Rejects) -> dict[str, list[tuple[str, str]]]:
+    """``{set: [(item id, text the model is asked)]}`` from each set's benchmark (fitrain_eval.benchmarks),
+    with the data paths of ``cfg`` (an EvalConfig)."""
+    from fitrain_eval.benchmarks import owner_of_set
+
+    check_benchmarks(benchmarks)
+    return {b: owner_of_set(b).load_set(cfg, b, rejects) for b in benchmarks}
 
 
 def eval_sets(benchmarks: list[str], mixeval_root: str, mtbench101_path: str, alpaca_path: str, rejects: Rejects
               ) -> dict[str, list[tuple[str, str]]]:
-    """``{benchmark: [(item id, text the model is asked)]}`` from the judges' loaders."""
-    from fitrain_eval.judges import mixeval, mtbench101, pairwise
+    """:func:`benchmark_sets` of the built-in benchmarks' data at these paths."""
+    from types import SimpleNamespace
 
-    check_benchmarks(benchmarks)
-    out: dict[str, list[tuple[str, str]]] = {}
-    for b in benchmarks:
-        if b in ("mixeval", "mixeval_hard"):
-            out[b] = [(it.uid, f"{it.context or ''}\n{it.prompt}")
-                      for it in mixeval.load_split(mixeval_root, b, rejects)]
-        elif b == "mtbench101":
-            out[b] = [(d.key, "\n".join(h["user"] for h in d.history))
-                      for d in mtbench101.load(mtbench101_path, rejects)]
-        else:
-            out[b] = [(str(i), r["instruction"]) for i, r in
-                      enumerate(pairwise.load_outputs(Path(alpaca_path), need_output=False))]
-    return out
+    from fitrain_eval.judges.mixeval import MixEvalConfig
+    from fitrain_eval.judges.mtbench101 import MTBench101Config
+    from fitrain_eval.judges.pairwise import PairwiseConfig
+
+    paths = SimpleNamespace(mixeval=MixEvalConfig(root=mixeval_root), mtbench101=MTBench101Config(path=mtbench101_path),
+                            pairwise=PairwiseConfig(instructions=alpaca_path))
+    return benchmark_sets(benchmarks, paths, rejects)

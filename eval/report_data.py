@@ -23,8 +23,6 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.layout import RunLayout, TrainDir, parse_run_id
 
 LOSS_COLUMNS = ("step", "tokens", "loss")
-BENCHMARK_OF_PREFIX = {"mixeval": "mixeval", "mixeval_hard": "mixeval_hard", "mtbench101": "mtbench101",
-                       "pairwise": "alpaca_eval"}
 
 
 @dataclass
@@ -172,7 +170,11 @@ def contaminated_ids(runs: list[Run]) -> dict[str, set[str]]:
 
 
 def benchmark_of(metric: str) -> str | None:
-    return BENCHMARK_OF_PREFIX.get(metric.split("/", 1)[0])
+    """The decontamination set a metric's items come from (fitrain_eval.benchmarks), if any."""
+    from fitrain_eval.benchmarks import of_metric
+
+    b, prefix = of_metric(metric), metric.split("/", 1)[0]
+    return next((s for s, p in b.sets.items() if p == prefix), None) if b else None
 
 
 def data_gen_table(run_dirs: list[str | Path]) -> tuple[list[str], list[list[str]]]:

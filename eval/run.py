@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
@@ -48,6 +49,8 @@ class EvalConfig:
     heldout: HeldoutConfig = field(default_factory=HeldoutConfig)   # per-item held-out answer loss
     decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
     overwrite: bool = False          # results of another model/settings in `out` are refused unless set (--overwrite)
+    # settings of benchmarks registered from outside fitrain_eval, by name (fitrain_eval.benchmarks)
+    plugins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,28 +114,26 @@ def resolve_model(t: Target) -> Path:
 
 
 def evaluate(cfg: EvalConfig) -> dict:
-    """Run every enabled evaluation; write ``results.json`` (merged), ``rejects.json`` and the config."""
-    import dataclasses
-
+    """Run every enabled benchmark (fitrain_eval.benchmarks, in registry order), then decontamination; write
+    ``results.json`` (merged), ``rejects.json`` and the config."""
     from fitrain.core.config import redact, to_dict
     from fitrain.core.io import write_json
     from fitrain_eval.generate import check_model_dir
     from fitrain_eval.scoring import check_scoring
+    from fitrain_eval.benchmarks import EvalContext, benchmarks, enabled
 
-    from fitrain_eval.judges.pairwise import baseline_paths
-
-    judged = cfg.mixeval.enabled or cfg.mtbench101.enabled or cfg.pairwise.enabled
-    if not (cfg.lm_eval.tasks or judged or cfg.decontamination.enabled or cfg.heldout.enabled):
-        raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable mixeval, mtbench101, pairwise, heldout "
-                           "or decontamination (see recipes/eval/)")
+    chosen = enabled(cfg)
+    if not (chosen or cfg.decontamination.enabled):
+        raise FitrainError("nothing to evaluate: set lm_eval.tasks, or enable one of "
+                           f"{', '.join(b.name for b in benchmarks() if b.name != 'lm_eval')} or decontamination "
+                           "(see recipes/eval/)")
     check_data(cfg)
-    head_to_head = cfg.pairwise.enabled and bool(baseline_paths(cfg.pairwise))
-    need_judge = cfg.mixeval.enabled or cfg.mtbench101.enabled or head_to_head
+    need_judge = any(b.needs_judge(cfg) for b in chosen)
     if need_judge:  # before any benchmark runs: an unreachable judge must not cost the lm-eval hours
         from fitrain_eval.judges.common import check_judge
 
         check_judge(cfg.judge)
-    needs_model = bool(cfg.lm_eval.tasks) or judged or cfg.heldout.enabled
+    needs_model = bool(chosen)
     if needs_model or cfg.model:
         t = locate(cfg)
     else:  # decontamination alone looks at data, not at a model
@@ -149,51 +150,21 @@ def evaluate(cfg: EvalConfig) -> dict:
     results = Results(t.out, rejects)
 
     _log(f"evaluating {model_dir} as '{t.arm}' -> {t.out}")
-    if cfg.lm_eval.tasks:
-        from fitrain_eval.harness import run_harness
-
-        _log(f"lm-eval: {', '.join(cfg.lm_eval.tasks)} ({', '.join(cfg.lm_eval.formats)} format)")
-
-        results.add(run_harness(model_dir, cfg.lm_eval, t.out, cfg.generation.format))
-
-    if cfg.heldout.enabled:
-        from fitrain_eval.heldout import evaluate_heldout
-
-        _log("held-out answer loss per item")
-        results.add(evaluate_heldout(cfg.heldout, model_dir, t.out, Path(cfg.model).resolve()))
-
-    if judged:
-        from fitrain_eval.generate import Generator
+    judge = None
+    if need_judge:
         from fitrain_eval.judges.common import Judge
 
-        judge = Judge(cfg.judge, cache_dir=t.out) if need_judge else None
-        gen_cfg = cfg.generation
-        if gen_cfg.llm.backend == "transformers" and not gen_cfg.llm.model:
-            gen_cfg = dataclasses.replace(gen_cfg, llm=dataclasses.replace(gen_cfg.llm, model=str(model_dir)))
-        generator = Generator(gen_cfg)
-        if cfg.mixeval.enabled:
-            from fitrain_eval.judges.mixeval import evaluate_mixeval
-
-            _log(f"MixEval: {', '.join(cfg.mixeval.splits)}")
-            results.add(evaluate_mixeval(cfg.mixeval, generator, judge, t.out, rejects))
-        if cfg.mtbench101.enabled:
-            from fitrain_eval.judges.mtbench101 import evaluate_mtbench101
-
-            _log("MT-Bench-101")
-            results.add(evaluate_mtbench101(cfg.mtbench101, generator, judge, t.out, rejects))
-        if cfg.pairwise.enabled:
-            from fitrain_eval.judges.pairwise import evaluate_pairwise
-
-            bases = baseline_paths(cfg.pairwise)
-            _log("AlpacaEval outputs" + (f" + head-to-head vs {', '.join(bases)}" if bases else ""))
-            results.add(evaluate_pairwise(cfg.pairwise, generator, judge, t.out, rejects, t.arm))
+        judge = Judge(cfg.judge, cache_dir=t.out)
+    ctx = EvalContext(cfg, model_dir, t.out, t.arm, rejects, judge)
+    for b in chosen:
+        _log(b.describe(cfg))
+        results.add(b.run(ctx))
 
     if cfg.decontamination.enabled:
-        from fitrain_eval.decontamination import decontaminate, eval_sets
+        from fitrain_eval.decontamination import benchmark_sets, decontaminate
 
         _log(f"decontamination: {', '.join(cfg.decontamination.benchmarks)}")
-        sets = eval_sets(cfg.decontamination.benchmarks, cfg.mixeval.root, cfg.mtbench101.path,
-                         cfg.pairwise.instructions, rejects)
+        sets = benchmark_sets(cfg.decontamination.benchmarks, cfg, rejects)
         m, details = decontaminate(cfg.decontamination, sets, rejects)
         write_json(t.out / "decontamination.json", details)
         results.add(m)
@@ -248,31 +219,15 @@ def merge_results(out: Path, metrics: dict, drop=()) -> dict:
 
 
 def check_data(cfg: EvalConfig) -> None:
-    """Every enabled benchmark's data is there, before any model runs (a one-line error naming the setting)."""
+    """Every enabled benchmark's data is there, before any model runs (a one-line error naming the setting);
+    and the data of every set decontaminated against."""
+    from fitrain_eval.benchmarks import benchmarks
     from fitrain_eval.decontamination import check_benchmarks
-    from fitrain_eval.judges import mixeval, mtbench101, pairwise
-
-    from fitrain_eval import data_sources
 
     decon = set(cfg.decontamination.benchmarks) if cfg.decontamination.enabled else set()
     check_benchmarks(list(decon))
-    mix_splits = list(dict.fromkeys((cfg.mixeval.splits if cfg.mixeval.enabled else [])
-                                    + [b for b in ("mixeval", "mixeval_hard") if b in decon]))
-    # `official` settings: fetched once into the cache and verified (README "Benchmark data")
-    if mix_splits:
-        cfg.mixeval.root = data_sources.mixeval_root(cfg.mixeval.root, mix_splits)
-    if cfg.mtbench101.enabled or "mtbench101" in decon:
-        cfg.mtbench101.path = data_sources.mtbench101_path(cfg.mtbench101.path)
-    if cfg.pairwise.enabled or "alpaca_eval" in decon:
-        cfg.pairwise.instructions = data_sources.alpaca_instructions(cfg.pairwise.instructions)
-    if mix_splits:
-        mixeval.check_data(cfg.mixeval.root, mix_splits)
-    if cfg.mtbench101.enabled or "mtbench101" in decon:
-        mtbench101.check_data(cfg.mtbench101.path)
-    if cfg.pairwise.enabled:
-        pairwise.check_data(cfg.pairwise)
-    elif "alpaca_eval" in decon:
-        pairwise.check_data(pairwise.PairwiseConfig(instructions=cfg.pairwise.instructions))
+    for b in benchmarks():
+        b.check_data(cfg, decon)
 
 
 def with_model_format(cfg: EvalConfig, model_dir: Path) -> EvalConfig:

@@ -49,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     if args.shard is not None:
         if not args.step or len(args.step) != 1:
             raise FitrainError("--shard needs exactly one --step")
-        step = {s.name: s for s in experiment_steps(cfg)}.get(args.step[0])
+        graph = experiment_steps(cfg)
+        step = {s.name: s for s in graph}.get(args.step[0])
         if step is None or not step.shards:
             raise FitrainError(f"step '{args.step[0]}' is not an array step")
         if not str(args.shard).isdigit() or int(args.shard) >= step.shards:
             raise FitrainError(f"--shard must be 0..{step.shards - 1}, got {args.shard}")
-        print(f"{step.name} shard {args.shard}: {run_step(cfg, step, int(args.shard))}", flush=True)
+        print(f"{step.name} shard {args.shard}: {run_step(cfg, step, int(args.shard), graph=graph)}", flush=True)
         return 0
     # --step runs here (that is what a Slurm job does), even when the recipe says slurm.enabled
     slurm = True if args.slurm else (False if args.step else None)

@@ -10,8 +10,11 @@ from typing import Any
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import SUCCESS, read_json
-from fitrain.pipeline.arms import ArmSpec, Run
-from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, rewrites_pairs, run_name
+from fitrain.pipeline.arms import Run
+from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, run_name
+from fitrain_eval.benchmarks import benchmarks
+
+HEAD_TO_HEAD = "pairwise"   # the benchmark whose judgings compare two runs (AlpacaEval's, eval.pairwise)
 
 
 def corpus_files(cfg: ExperimentConfig, check: bool = True) -> list[str]:
@@ -67,12 +70,6 @@ def final_pairs(cfg: ExperimentConfig, heldout: bool = False, check: bool = True
     return [str(f) for f in files]
 
 
-def arm_pairs(cfg: ExperimentConfig, arm: ArmSpec, check: bool = True) -> list[str]:
-    """An fi arm's pair files: data_gen's final shards, or its own re-written ones (``pairs-<arm>``)."""
-    own = cfg.layout.arm_data(arm.name) if rewrites_pairs(cfg, arm) else None
-    return final_pairs(cfg, check=check, stage_dir=own)
-
-
 def tokenizer_config(cfg: ExperimentConfig, check: bool = True):
     from fitrain.data.records import InputConfig
 
@@ -99,18 +96,8 @@ def data_gen_config(cfg: ExperimentConfig, check: bool = True):
     return dg
 
 
-def arm_documents_glob(cfg: ExperimentConfig, arm: ArmSpec) -> str:
-    """The normalised document files a corpus, mixture or generated arm's prepare reads."""
-    from fitrain.data.corpora import normalised_glob
-
-    d = cfg.layout.arm_data(arm.name)
-    return str(d / "shard-*" / "documents.parquet") if arm.kind == "generated" else normalised_glob(d)
-
-
 def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
     """``arm``: an arm's name, or ``heldout`` (the held-out shards' pairs, unbudgeted)."""
-    from fitrain.data.records import InputConfig
-
     pc = copy.deepcopy(cfg.prepare)
     layout = cfg.layout
     pc.tokenizer = str(layout.tokenizer)
@@ -122,21 +109,7 @@ def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
         return pc
     arms = cfg.arm_set()
     a = arms[arm]
-    if a.kind == "documents":  # the same settings and inputs as its fi arm, read as documents
-        src = arms.pairs_source(arm)
-        pc = prepare_config(cfg, src, check)
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = False, True, str(layout.prepared(src))
-    elif a.kind == "fi":
-        pc.input.kind = "pairs"
-        pc.input.paths = arm_pairs(cfg, a, check)
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = True, False, ""
-        if a.min_judge_score is not None and not rewrites_pairs(cfg, a):
-            pc.input.min_judge_score = a.min_judge_score
-        pc.format.loss_mask = a.loss_mask or pc.format.loss_mask
-    else:
-        pc.input = InputConfig(paths=[arm_documents_glob(cfg, a)], kind="documents", text_column="text",
-                               id_column="doc_id")
-        pc.budget.enabled, pc.documents_from_pairs, pc.budget_from = False, False, ""
+    pc = arms.kind(arm).prepare_input(cfg, arms, a, pc, check)  # what the arm's kind reads
     pc.out = str(layout.prepared(arm))
     return merge_settings(pc, a.prepare, f"arm '{arm}': prepare") if a.prepare else pc
 
@@ -214,8 +187,10 @@ def head_to_head_config(cfg: ExperimentConfig, step: ExperimentStep):
     ec = copy.deepcopy(cfg.eval)
     ec.model, ec.arm = str(layout.train(step.run).root), step.run
     ec.out = str(layout.head_to_head(step.run, step.baseline))
-    ec.lm_eval.tasks = []
-    ec.mixeval.enabled = ec.mtbench101.enabled = ec.decontamination.enabled = ec.heldout.enabled = False
+    for b in benchmarks():  # every other benchmark off (fitrain_eval.benchmarks)
+        if b.name != HEAD_TO_HEAD:
+            b.disable(ec)
+    ec.decontamination.enabled = False
     ec.pairwise.enabled = True
     ec.pairwise.baseline_outputs, ec.pairwise.baselines = str(layout.eval(step.baseline)), []
     ec.pairwise.model_outputs = str(layout.eval(step.run))  # the eval step's answers, judged, not generated again

@@ -17,24 +17,19 @@ from typing import Callable
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.core.stop import check_stop
-from fitrain.pipeline import runners as _r
-from fitrain.pipeline import sources as _s
-from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
-from fitrain.pipeline.runners import Runner, shell_line, step_command
+from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
+from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
+from fitrain.pipeline.runners import arm_rows, shell_line, step_command
 
 Log = Callable[[str], None]
-RUNNERS: dict[str, Runner] = {
-    "corpus": _r.corpus_step, "tokenizer": _r.tokenizer_step, "data_gen": _r.data_gen_step,
-    "source": _s.source_step, "generate": _s.generate_step, "pairs": _s.pairs_step, "prepare": _r.prepare_step,
-    "train": _r.train_step, "eval": _r.eval_step, "h2h": _r.head_to_head_step, "report": _r.report_step}
 
 
-def runner_for(name: str, runners: dict[str, Runner] | None = None) -> Runner:
-    runners = runners or RUNNERS
-    key = name if name in runners else name.split("-")[0]
-    if key not in runners:
-        raise FitrainError(f"no runner for step '{name}'")
-    return runners[key]
+def runner_for(step: ExperimentStep, runners: dict[str, Runner] | None = None) -> Runner:
+    """The step's own runner, or the one ``runners`` gives for its role (tests inject them this way)."""
+    runner = (runners or {}).get(step.role) or step.runner
+    if runner is None:
+        raise FitrainError(f"no runner for step '{step.name}' (role '{step.role}')")
+    return runner
 
 
 def _rank() -> int:
@@ -45,19 +40,21 @@ def _rank() -> int:
 
 
 def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = None,
-             runners: dict[str, Runner] | None = None, log: Log = print) -> str:
-    """Run one step (one shard of an array step) here unless its marker exists; 'skipped' or 'done'."""
+             runners: dict[str, Runner] | None = None, log: Log = print,
+             graph: list[ExperimentStep] | None = None) -> str:
+    """Run one step (one shard of an array step) here unless its marker exists; 'skipped' or 'done'.
+    ``graph``: every step of the experiment (built here when not given)."""
     layout = cfg.layout
     marker = layout.step_marker_dir(step.name, shard)
     if step_done(layout, step, shard):
         return "skipped"
-    by_name = {s.name: s for s in experiment_steps(cfg)}
+    by_name = {s.name: s for s in (graph if graph is not None else experiment_steps(cfg))}
     missing = [d for d in step.deps if not step_done(layout, by_name[d])]
     if missing:
         raise FitrainError(f"step '{step.name}' needs {missing} to finish first (no completion marker under "
                            f"{layout.steps}); run the experiment without --step to run the whole graph")
     t0, c0 = time.perf_counter(), time.process_time()
-    info = runner_for(step.name, runners)(cfg, step, shard) or {}
+    info = runner_for(step, runners)(cfg, step, shard) or {}
     timing = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     if _rank() == 0:
         mark_done(marker, {"step": step.name, **({"shard": shard} if shard is not None else {}),
@@ -113,7 +110,7 @@ def added_arms(old: ExperimentConfig, new: ExperimentConfig) -> list[str] | None
     if any(specs.get(a.name) != to_dict(a) or after.root(a.name) != before.root(a.name) for a in before.specs):
         return None
     if after.primary != before.primary or any(
-            after.pairs_source(a.name) != before.pairs_source(a.name) for a in before.of_kind("documents")):
+            after.pairs_source(a.name) != before.pairs_source(a.name) for a in before.specs):
         return None
     same = copy.deepcopy(old)
     same.arms = copy.deepcopy(new.arms)
@@ -160,16 +157,7 @@ def arms_table(cfg: ExperimentConfig) -> list[str]:
     arms = cfg.arm_set()
     seeds = [r.seed for r in cfg.runs(arms.names[0])]
     lines = [f"  arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):"]
-    for a in arms.specs:
-        data = {"fi": "data_gen pairs" + (f", judge >= {a.min_judge_score:g}" if a.min_judge_score is not None else "")
-                + (f", loss_mask {a.loss_mask}" if a.loss_mask else ""),
-                "documents": f"source documents of {arms.pairs_source(a.name)}",
-                "corpus": f"files {list(a.paths)}", "generated": f"{a.method} via {a.llm.backend}",
-                "mixture": " + ".join(f"{s.weight:g} x {s.arm or list(s.paths)}" for s in a.sources)}[a.kind]
-        budget = ("train.* budget" if cfg.explicit_budget else
-                  "its own tokens" if arms.root(a.name) == a.name else f"{arms.root(a.name)}'s tokens")
-        lines.append(f"    {a.name:<14} {a.kind:<10} {data}; trains {budget}"
-                     + ("" if a.budget.epochs_allowed else " (one pass at most)"))
+    lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(cfg)]
     return lines
 
 
@@ -179,7 +167,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
     """Run (or, with Slurm, submit) every unfinished step; ``dry_run`` prints the plan and does nothing."""
     use_slurm = cfg.slurm.enabled if slurm is None else slurm
     layout = cfg.layout
-    steps = experiment_steps(cfg)
+    every = steps = experiment_steps(cfg)
     names = [s.name for s in steps]
     if only:
         unknown = [o for o in only if o not in names]
@@ -206,13 +194,15 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         check_judge_reachable(cfg, steps)
     # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
     # after the corpus was normalised) does not need the user's download any more
-    _s.check_arm_inputs(cfg, {s.arm for s in steps if s.name.startswith("source-") and status[s.name] == "todo"})
+    arms = cfg.arm_set()
+    todo = {s.name for s in steps if status[s.name] == "todo"}
+    arms.check_inputs([a.name for a in arms.specs if arms.kind(a.name).data_step(cfg, arms, a) in todo])
     cfg.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, log)
     if use_slurm:
         from fitrain.pipeline.submit import submit_all
 
-        result["jobs"] = submit_all(cfg, steps, log=log)  # (it records every job id as sbatch returns it)
+        result["jobs"] = submit_all(cfg, steps, log=log, every=every)  # (it records every job id as sbatch returns it)
         return result
     for i, s in enumerate(steps, 1):
         for shard in list(range(s.shards)) if s.shards else [None]:
@@ -222,7 +212,7 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
                 continue
             check_stop(f"before {tag}")  # SIGINT/SIGTERM: stop between steps (fitrain.core.stop)
             log(f"[{i}/{len(steps)}] {tag}: {s.describe} ...")
-            run_step(cfg, s, shard, runners=runners, log=log)
+            run_step(cfg, s, shard, runners=runners, log=log, graph=every)
         result["steps"][s.name] = "done" if status[s.name] == "todo" else "skipped"
     return result
 

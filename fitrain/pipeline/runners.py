@@ -4,22 +4,23 @@
 Nothing here re-implements a component (fitrain/INTERFACES.md lists the functions called). Because every
 step is "a component's config + its entry point", :func:`step_command` can print the one ``fitrain``
 command that does the same by hand (nanochat's ``speedrun.sh`` makes a pipeline readable this way). The
-steps that write an arm's own data (``source-``, ``generate-``, ``pairs-``) are in
-fitrain.pipeline.sources.
+steps that write an arm's own data (``source-``, ``generate-``, ``pairs-``) are in their kind's module
+(fitrain.pipeline.arms).
 """
 from __future__ import annotations
 
 import copy
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import read_json
 from fitrain.pipeline.arms import Run
 from fitrain.pipeline.configs import (corpus_sizes, corpus_files, data_gen_config, eval_config,
                                       head_to_head_config, prepare_config, tokenizer_config, train_config)
-from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep
+from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep
 
 
 # ------------------------------------------------------------------------------------------------- steps
@@ -65,7 +66,7 @@ def data_gen_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None
 
 
 def _arm_of(step: ExperimentStep) -> str:
-    return step.arm or step.name.split("-", 1)[1]
+    return step.arm or "heldout"  # (prepare-heldout belongs to no arm)
 
 
 def prepare_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
@@ -144,6 +145,27 @@ def token_matching(cfg: ExperimentConfig) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class ArmRow:
+    name: str
+    kind: str
+    label: str      # the kind's label (what such an arm trains on)
+    data: str       # where this arm's data comes from
+    budget: str     # whose tokens it trains
+
+
+def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
+    """Each arm as the plan and the report show it (its kind's label and description, its budget)."""
+    arms = cfg.arm_set()
+    rows = []
+    for a in arms.specs:
+        kind, root = arms.kind(a.name), arms.root(a.name)
+        budget = ("train.* budget" if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
+        rows.append(ArmRow(a.name, a.kind, kind.label, kind.describe(arms, a),
+                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)")))
+    return rows
+
+
 def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
     from fitrain.core.io import write_json
     from fitrain_eval.report import make_report
@@ -155,7 +177,9 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     md = make_report([cfg.root], out, rc)
     tm = token_matching(cfg)
     write_json(out / "token_matching.json", tm)
-    lines = ["", "## Token budget", "",
+    lines = ["", "## Arms", "", "| arm | kind | data | trains |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.kind}: {r.label} | {r.data} | {r.budget} |" for r in arm_rows(cfg)]
+    lines += ["", "## Token budget", "",
              f"Every arm trains on the total tokens of its reference arm (the FineInstructions pairs are selected "
              f"token-for-token against their source documents; sequence length {tm['seq_len']}).", "",
              "| run | arm | seed | reference | total tokens | supervised tokens |", "|---|---|---|---|---|---|"]
@@ -172,34 +196,50 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     return {"report": str(md), "token_matching": tm}
 
 
-Runner = Callable[[ExperimentConfig, ExperimentStep, "int | None"], dict]
-
-
 # ----------------------------------------------------------------------------------- the same, by hand
 def step_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
     """The single ``fitrain`` command that does what ``step`` does (derived settings as ``key=value``
-    overrides of the defaults; ``{shard}`` stands for the array task's shard)."""
-    from fitrain.core.config import overrides_from_defaults
-
-    kind = step.name.split("-", 1)[0]
-    if kind == "tokenizer":
-        return ["fitrain", "tokenizer", "train", *overrides_from_defaults(tokenizer_config(cfg, check=False))]
-    if kind == "data_gen":
-        cmd = ["fitrain", "data-gen", "run", "--stages", ",".join(data_gen_stages(step))]
-        cmd += ["--task", "{shard}"] if step.shards else []
-        return cmd + overrides_from_defaults(data_gen_config(cfg, check=False))
-    if kind == "prepare":
-        return ["fitrain", "prepare", *overrides_from_defaults(prepare_config(cfg, _arm_of(step), check=False))]
-    if kind == "train":
-        run = _step_run(step)
-        return ["fitrain", "train", *overrides_from_defaults(train_config(cfg, run.arm, run))]
-    if kind == "eval":
-        run = _step_run(step)
-        return ["fitrain", "eval", *overrides_from_defaults(eval_config(cfg, run.arm, check=False, run=run))]
-    # corpus, report, an arm's own data (source-, generate-, pairs-) and the head-to-head judgings do a little
-    # more than one component (a check, a merge, data_gen's shard runner around the baseline generator)
+    overrides of the defaults; ``{shard}`` stands for the array task's shard). The corpus, report, an arm's
+    own data (source-, generate-, pairs-) and the head-to-head judgings do a little more than one component
+    (a check, a merge, data_gen's shard runner around the baseline generator): the experiment's own step."""
+    if step.command is not None:
+        return step.command(cfg, step)
     cmd = ["fitrain", "experiment", str(cfg.layout.config), "--step", step.name]
     return cmd + (["--shard", "{shard}"] if step.shards else [])
+
+
+def tokenizer_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
+    from fitrain.core.config import overrides_from_defaults
+
+    return ["fitrain", "tokenizer", "train", *overrides_from_defaults(tokenizer_config(cfg, check=False))]
+
+
+def data_gen_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
+    from fitrain.core.config import overrides_from_defaults
+
+    cmd = ["fitrain", "data-gen", "run", "--stages", ",".join(data_gen_stages(step))]
+    cmd += ["--task", "{shard}"] if step.shards else []
+    return cmd + overrides_from_defaults(data_gen_config(cfg, check=False))
+
+
+def prepare_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
+    from fitrain.core.config import overrides_from_defaults
+
+    return ["fitrain", "prepare", *overrides_from_defaults(prepare_config(cfg, _arm_of(step), check=False))]
+
+
+def train_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
+    from fitrain.core.config import overrides_from_defaults
+
+    run = _step_run(step)
+    return ["fitrain", "train", *overrides_from_defaults(train_config(cfg, run.arm, run))]
+
+
+def eval_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
+    from fitrain.core.config import overrides_from_defaults
+
+    run = _step_run(step)
+    return ["fitrain", "eval", *overrides_from_defaults(eval_config(cfg, run.arm, check=False, run=run))]
 
 
 def shell_line(argv: list[str]) -> str:

@@ -22,6 +22,7 @@ from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
 from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, job_info, render_sbatch, submit
 from fitrain.train.model import checkpoint_bytes
+from fitrain_eval.benchmarks import enabled as enabled_benchmarks
 
 
 def _evaluates(step: ExperimentStep) -> bool:
@@ -68,13 +69,12 @@ def submission_line(step: ExperimentStep, waits_for: list[str]) -> str:
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUE_HOLD",
          "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT"}
 NEVER = "DependencyNeverSatisfied"   # pending on a job that failed: it can never start
-JUDGED = ("mixeval", "mtbench101", "pairwise")
 
 
 def check_judge_reachable(cfg: ExperimentConfig, steps: list[ExperimentStep]) -> None:
     """Refuse to submit eval jobs whose judge is the compute node's own loopback, where no step serves one."""
     e = cfg.eval
-    judged = [n for n in JUDGED if getattr(e, n).enabled]
+    judged = [b.name for b in enabled_benchmarks(e) if b.judged]
     llm = e.judge.llm
     host = urlparse(llm.base_url).hostname or ""
     loopback = host == "localhost" or host.startswith("127.") or host == "::1"
@@ -115,12 +115,12 @@ def _alive(job_id: str) -> bool:
 
 
 def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
-               log: Callable[[str], None] = print) -> dict[str, str]:
+               log: Callable[[str], None] = print, every: list[ExperimentStep] | None = None) -> dict[str, str]:
     """Submit every unfinished step in order; returns ``{step: job id}`` (finished steps are left out).
     fitrain.pipeline.run.run_experiment checks Slurm (``slurm.check_reachable``) and the judge
     (:func:`check_judge_reachable`) before it writes anything, then calls this."""
-    every = {s.name: s for s in experiment_steps(cfg)}
-    steps = steps if steps is not None else list(every.values())
+    graph = {s.name: s for s in (every if every is not None else experiment_steps(cfg))}
+    steps = steps if steps is not None else list(graph.values())
     layout = cfg.layout
     jobs: dict[str, str] = {}
     earlier = _earlier_jobs(cfg)
@@ -145,7 +145,7 @@ def submit_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None,
         for d in s.deps:
             if d in jobs:
                 deps.append(jobs[d])
-            elif d not in names and not step_done(layout, every[d]):
+            elif d not in names and not step_done(layout, graph[d]):
                 if not queued(d):
                     raise FitrainError(f"step {s.name} needs step {d}, which is neither finished nor queued: "
                                        f"submit it too (--step {d}) or submit without --step")

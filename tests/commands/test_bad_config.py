@@ -71,7 +71,7 @@ CLI_CASES = {  # name: (argv, what the one error line must hold)
     "wandb-mode-typo": (lambda t: train(t, "wandb.mode=onlne"), "wandb.mode must be one of"),
     "loss-chunk-zero": (lambda t: train(t, "loss.chunk_tokens=0"), "loss.chunk_tokens must be >= 1"),
     "heldout-shards-negative": (lambda t: experiment(t, "heldout_shards=-1"), "heldout_shards must be >= 0, got -1"),
-    "corpus-min-above-max": (lambda t: experiment(t, "corpus.min_chars=5000"),
+    "corpus-min-above-max": (lambda t: experiment(t, "corpus.min_chars=5000", "corpus.max_chars=2000"),
                              "corpus.min_chars (5000) must be <= max_chars (2000)"),
     "slot-weight-negative": (lambda t: experiment(t, "data_gen.match.slot_count_target={3: -1}"),
                              "data_gen.match.slot_count_target.3 must be >= 0, got -1"),
@@ -197,12 +197,12 @@ def test_each_dataclass_checks_itself_on_construction(i):
 
 
 def test_nested_and_listed_errors_carry_their_full_path():
-    from fitrain.pipeline.arms import ArmSpec
+    from fitrain.pipeline.arms.mixture import MixtureSpec
     from fitrain.pipeline.graph import ExperimentConfig
     from fitrain.train.config import TrainConfig
 
     with pytest.raises(ConfigError, match=r"^sources\[1\]\.reader\.format must be one of"):
-        from_dict(ArmSpec, {"name": "m", "kind": "mixture", "sources": [{"arm": "a"}, {"paths": ["x"],
+        from_dict(MixtureSpec, {"name": "m", "kind": "mixture", "sources": [{"arm": "a"}, {"paths": ["x"],
                                                                                         "reader": {"format": "csv"}}]})
     with pytest.raises(ConfigError, match=r"^eval\.generation\.llm\.batch_size must be >= 1, got 0$"):
         load_config(ExperimentConfig, None, ["eval.generation.llm.batch_size=0"])

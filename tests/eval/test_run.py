@@ -231,7 +231,8 @@ pairwise: {{enabled: true, instructions: "{DATA / 'alpaca_eval' / 'example_outpu
     md = (tmp_path / "report" / "report.md").read_text()
     head = next(line for line in md.splitlines() if line.startswith("| arm |"))
     assert head == "| arm | MixEval (%) | MixEval-Hard (%) | MT-Bench-101 | fi's win rate vs this arm (%) |"
-    std = next(line for line in md.splitlines() if line.startswith("| standard |")).split(" | ")
+    lines = md.splitlines()
+    std = next(line for line in lines[lines.index(head):] if line.startswith("| standard |")).split(" | ")
     assert all("[" in c and "<br>Δ" in c and "p" in c for c in std[1:4]), std
     assert "[" in std[4] and "LC " in std[4]
     comp = json.loads((tmp_path / "report" / "comparisons.json").read_text())
