@@ -105,23 +105,31 @@ def test_bad_inputs_give_clear_errors(run_a, pairs_shards, documents_shards, tmp
         train(bad)
 
 
-def test_signal_flag_catches_sigusr1_and_sigterm():
+def test_signal_flag_catches_sigusr1_sigterm_and_sigint():
     import os
     import signal
 
     from fitrain.train.hooks import SignalFlag
 
-    class Module:
-        stop_requested = 0
-
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         old = signal.getsignal(sig)
-        flag, module = SignalFlag(), Module()
-        flag.install(module)
-        os.kill(os.getpid(), sig)
-        assert flag.received == sig and module.stop_requested == 1
-        flag.restore()
+        with SignalFlag() as flag:
+            os.kill(os.getpid(), sig)
+            assert flag.received == sig
         assert signal.getsignal(sig) == old
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    import os
+    import signal
+
+    from fitrain.train.hooks import SignalFlag
+
+    with pytest.raises(KeyboardInterrupt):
+        with SignalFlag() as flag:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert flag.received == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM"])
