@@ -80,9 +80,8 @@ def resolve_precision(requested: str, on_gpu: bool, strategy: str, cpuinfo: str 
     return Precision(name, reason, name)
 
 
-def build_fabric(cfg: TrainConfig, parallelize=None) -> tuple[Any, Precision]:
-    """(the launched Fabric, the run's precision). ``parallelize(module, mesh) -> module`` shards the
-    objective under ``strategy=fsdp`` (fitrain.train.parallel.shard_objective)."""
+def build_fabric(cfg: TrainConfig) -> tuple[Any, Precision]:
+    """(the launched Fabric, the run's precision)."""
     import torch
     from lightning.fabric import Fabric
 
@@ -93,7 +92,7 @@ def build_fabric(cfg: TrainConfig, parallelize=None) -> tuple[Any, Precision]:
     devices: Any = 1 if cfg.strategy == "single" else (cfg.devices or "auto")
     try:
         fabric = Fabric(accelerator=cfg.accelerator, devices=devices, num_nodes=cfg.num_nodes,
-                        strategy=_strategy(cfg, precision, parallelize), precision=precision.fabric)
+                        strategy=_strategy(cfg, precision), precision=precision.fabric)
         fabric.launch()
     except (ValueError, RuntimeError, TypeError) as e:
         raise FitrainError(f"cannot set up training on this machine (accelerator={cfg.accelerator}, devices="
@@ -102,7 +101,7 @@ def build_fabric(cfg: TrainConfig, parallelize=None) -> tuple[Any, Precision]:
     return fabric, precision
 
 
-def _strategy(cfg: TrainConfig, precision: Precision, parallelize) -> Any:
+def _strategy(cfg: TrainConfig, precision: Precision) -> Any:
     if cfg.strategy == "ddp":
         from lightning.fabric.strategies import DDPStrategy
 
@@ -110,10 +109,11 @@ def _strategy(cfg: TrainConfig, precision: Precision, parallelize) -> Any:
     if cfg.strategy == "fsdp":
         from lightning.fabric.strategies import ModelParallelStrategy
 
-        if parallelize is None:
-            raise FitrainError("strategy=fsdp needs the sharding function (fitrain.train.parallel.shard_objective)")
+        from fitrain.train.parallel import shard_objective
+
         world = _world_size(cfg)   # every rank is a data-parallel replica: no tensor parallelism
-        return ModelParallelStrategy(parallelize_fn=parallelize, data_parallel_size=world, tensor_parallel_size=1)
+        return ModelParallelStrategy(parallelize_fn=shard_objective(precision.param_dtype), data_parallel_size=world,
+                                     tensor_parallel_size=1)
     return "auto"
 
 
