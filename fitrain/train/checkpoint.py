@@ -237,3 +237,24 @@ def _consolidate_weights(path: Path) -> dict:
     except Exception as e:
         raise FitrainError(f"cannot consolidate sharded checkpoint {path}: {type(e).__name__}: {e}") from None
     return out.get("model")
+
+
+def find_checkpoints(root: str | Path) -> list[Path]:
+    """``root`` itself when it is a checkpoint, else every checkpoint below it (a run's ``checkpoints/``,
+    an experiment's ``train/<run>/checkpoints/``)."""
+    root = Path(root)
+    if is_checkpoint(root):
+        return [root]
+    found = {p for pattern in ("step-*.ckpt", "checkpoints/step-*.ckpt", "*/checkpoints/step-*.ckpt",
+                               "*/*/checkpoints/step-*.ckpt") for p in root.glob(pattern) if is_checkpoint(p)}
+    return sorted(found)
+
+
+def verify_checkpoint(path: Path) -> tuple[bool, str]:
+    """(sound, one line) for ``fitrain verify``: the layout, the checksum and the fitrain state."""
+    try:
+        state = read_train_state(path)
+    except FitrainError as e:
+        return False, f"FAILED {path}: {e}"
+    return True, (f"ok     {path}: step {state.step}, {state.tokens:,} tokens ({state.supervised_tokens:,} "
+                  f"supervised){', finished' if state.finished else ''}, layout {LAYOUT}, checksum ok")
