@@ -63,12 +63,6 @@ def shard_model(objective: torch.nn.Module, lm: torch.nn.Module, mesh, param_dty
     fully_shard(objective, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
 
 
-def is_sharded(objective: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(objective, FSDPModule)
-
-
 @contextlib.contextmanager
 def gradient_sync_off(root: torch.nn.Module) -> Iterator[None]:
     """FSDP2: accumulate unsharded gradients without reducing them (all micro-batches but the last); for
