@@ -2,14 +2,16 @@
 in the same run (aim >= 0.95).
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 16] [--skip 4] [--repeats 2] [--seq-len 512]
+        [--precision auto|32-true|bf16-mixed]
 
 Data: the pydoc topics (real English text) as documents, a 1000-token BPE, `fitrain.data.prepare` into rows of
---seq-len. Model: a ~5M-parameter Llama (dim 256, 4 layers, 8 heads, untied) at batch 8 x seq-len, fp32
-on CPU (bf16-mixed with --precision bf16-mixed). Both sides read the same PackedLoader batches (same seed),
+--seq-len. Model: a ~5M-parameter Llama (dim 256, 4 layers, 8 heads, untied) at batch 8 x seq-len on CPU, in
+the default precision (``auto``: bf16-mixed on a CPU with AMX / AVX512-BF16, else fp32; the bare loop uses
+what fitrain resolved it to). Both sides read the same PackedLoader batches (same seed),
 compute the same loss (sum CE / supervised targets), clip, step AdamW and the schedule. The rate is tokens
-(non-padding) over wall time from the end of step --skip to the end of the last step (so Lightning's
+(non-padding) over wall time from the end of step --skip to the end of the last step (so Fabric's
 start-up and the first steps are outside it), and also from the median step time (whole step cycles,
-Lightning's loop included), which is robust to bursts of other load. The two are run alternately
+fitrain's loop included), which is robust to bursts of other load. The two are run alternately
 --repeats times; ratios of medians are printed. Other processes on the machine make timings noisy.
 """
 from __future__ import annotations
@@ -70,7 +72,7 @@ def run_fitrain(cfg, skip: int) -> tuple[float, float]:
 
 
 def run_bare(cfg, skip: int) -> tuple[float, float]:
-    """The same step by hand: no Lightning, no hooks, no logging."""
+    """The same step by hand: no Fabric, no hooks, no logging."""
     import torch
 
     from fitrain.data.loader import IGNORE_INDEX, PackedLoader
@@ -119,9 +121,14 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=512)
-    ap.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
+    ap.add_argument("--precision", default="auto", choices=["auto", "32-true", "bf16-mixed"])
     args = ap.parse_args()
     import os
+
+    from fitrain.train.distributed import resolve_precision
+
+    chosen = resolve_precision(args.precision, on_gpu=False, strategy="single")
+    print(f"precision {chosen.name} ({chosen.reason})", flush=True)
 
     os.environ.setdefault("WANDB_MODE", "disabled")
     with tempfile.TemporaryDirectory() as d:
@@ -129,13 +136,14 @@ def main() -> None:
         data, _ = make_data(tmp, args.seq_len)
         fit, bare = [], []
         for i in range(args.repeats):
-            bare.append(run_bare(fitrain_config(tmp / f"bare{i}", data, args.steps, args.precision), args.skip))
+            # the bare loop runs what fitrain resolves the requested precision to
+            bare.append(run_bare(fitrain_config(tmp / f"bare{i}", data, args.steps, chosen.name), args.skip))
             fit.append(run_fitrain(fitrain_config(tmp / f"fit{i}", data, args.steps, args.precision), args.skip))
             print(f"repeat {i + 1}: bare loop {bare[-1][0]:.0f} tok/s (median step {bare[-1][1]:.0f}), "
                   f"fitrain train {fit[-1][0]:.0f} tok/s (median step {fit[-1][1]:.0f})", flush=True)
     bw, fw = statistics.median(b[0] for b in bare), statistics.median(f[0] for f in fit)
     bm, fm = statistics.median(b[1] for b in bare), statistics.median(f[1] for f in fit)
-    print(f"model ~5M params (dim 256, 4 layers), batch 8 x {args.seq_len}, {args.precision}, CPU; steps "
+    print(f"model ~5M params (dim 256, 4 layers), batch 8 x {args.seq_len}, {chosen.name}, CPU; steps "
           f"{args.skip + 1}..{args.steps} timed, {args.repeats} alternating repeats")
     print(f"bare PyTorch loop: {bw:.0f} tokens/s over the window, {bm:.0f} from median step times")
     print(f"fitrain train:     {fw:.0f} tokens/s over the window, {fm:.0f} from median step times")

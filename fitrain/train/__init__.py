@@ -7,13 +7,14 @@
 * ``loss``         -- the loss settings, the label shift, the normalisation over the whole step.
 * ``objective``    -- decoder -> head + CE of the supervised targets (chunked for large vocabularies).
 * ``optim``        -- AdamW groups, schedules, clipping.
-* ``step``         -- the optimizer step's phases: count and reduce, cut, backward, clip and step, log row.
-* ``module``       -- the LightningModule that runs those phases (manual optimisation).
+* ``step``         -- ``train_step``: count and reduce, cut, accumulate, clip and step, log row (a StepRecord).
 * ``parallel``     -- FSDP2 per decoder layer, mixed precision, activation checkpointing and compile.
-* ``distributed``  -- the Lightning Trainer: devices, DDP/FSDP, precision, Slurm.
+* ``distributed``  -- Lightning Fabric: devices, launching, DDP/FSDP, ``precision: auto``.
 * ``hooks``        -- after each step: metrics, progress bar, checkpoints, signals, per-checkpoint eval.
-* ``checkpoint``   -- the typed TrainState, checkpoint files, resume points.
+* ``checkpoint_io``-- writing and restoring checkpoints of the live run (model, optimizer, schedule, RNG).
+* ``checkpoint``   -- the typed TrainState, the one layout, checksums, resume points.
 * ``metrics``      -- metrics.csv, W&B, throughput, MFU peaks.
 * ``export``       -- a checkpoint -> a save_pretrained directory.
-* ``trainer``      -- ``fitrain train``: check_inputs -> build -> resume -> fit -> finish.
+* ``inputs``       -- what a run reads, checked before anything is built.
+* ``trainer``      -- ``fitrain train``: check_inputs -> build -> resume -> fit (the loop) -> finish.
 """

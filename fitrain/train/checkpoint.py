@@ -1,12 +1,19 @@
 """Training checkpoints: what they hold (:class:`TrainState`), where they live, which one to resume from,
-reading them safely.
+reading and checking them.
 
-A checkpoint is what Lightning's ``trainer.save_checkpoint`` writes (model, optimizer, scheduler, loop
-state; under ``strategy=fsdp`` a directory of ``torch.distributed.checkpoint`` shards plus ``meta.pt``) plus a ``fitrain`` entry: the typed
-:class:`TrainState` (counters, the loader state, RNG states, the W&B run id, the model's shape, the data
-fingerprint and the run's static facts), versioned so that a reader refuses a layout it does not know.
-Checkpoints are written under a temporary name and renamed, and ``checkpoints/latest`` names the newest,
-so a job killed mid-write resumes from the previous complete one.
+One layout (``LAYOUT``), whatever the strategy: a mapping of ``model`` (the HF model's state dict, HF
+parameter names), ``optimizer`` (its state dict keyed by the same names, torch.distributed.checkpoint's
+``get_state_dict``), ``scheduler``, ``fitrain`` (the typed :class:`TrainState`: counters, the loader
+state, RNG states, the W&B run id, the model's shape, the data fingerprint and the run's static facts),
+``layout`` and ``checksum``. Stored as one ``torch.save`` file when the weights are whole (single
+device, DDP), or, when they are sharded (``strategy=fsdp``), as a ``torch.distributed.checkpoint``
+directory of ``model`` and ``optimizer`` (a file per rank) plus ``meta.pt`` with the rest. The checksum is
+recorded at save (sha256 over every tensor and value of the file, or of ``meta.pt`` and each shard file)
+and checked by every reader: resume, the export and so eval (a flipped byte is a one-line error).
+fitrain.train.checkpoint_io writes and restores checkpoints of the live model. Checkpoints are written
+under a temporary name and renamed, and ``checkpoints/latest`` names the newest, so a job killed mid-write
+resumes from the previous complete one. A checkpoint of fitrain's earlier Lightning loop (no ``layout``)
+is refused with its versions named.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from fitrain.core.io import atomic_path
 
 LATEST = "latest"
 STATE_VERSION = 1
+LAYOUT = 2          # 1: the Lightning loop's checkpoints (before fitrain owned its loop)
+META = "meta.pt"    # a sharded checkpoint's non-tensor part
 
 
 @dataclass
@@ -89,33 +98,93 @@ def publish(ckpt_dir: str | Path, tmp: Path, final: Path, keep: int) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The full checkpoint dict (single file) or its metadata (FSDP sharded directory); clear errors."""
+def is_checkpoint(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_file() and path.suffix == ".ckpt" or (path / META).is_file()
+
+
+def read_checkpoint(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """The checkpoint's mapping (a file) or its ``meta.pt`` (a sharded directory), its layout checked and,
+    with ``verify``, its checksum; one-line errors."""
     import torch
 
     path = Path(path)
     if not path.exists():
         raise FitrainError(f"checkpoint not found: {path}")
+    if path.is_dir() and not (path / META).is_file():
+        raise FitrainError(f"{path} is a directory but not a sharded checkpoint (no {META})")
     try:
-        if path.is_dir():
-            meta = path / "meta.pt"
-            if not meta.is_file():
-                raise FitrainError(f"{path} is a directory but not a sharded checkpoint (no meta.pt)")
-            ckpt = torch.load(meta, map_location="cpu", weights_only=False)
-        else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except FitrainError:
-        raise
+        ckpt = torch.load(path / META if path.is_dir() else path, map_location="cpu", weights_only=False,
+                          mmap=not path.is_dir())
     except Exception as e:  # truncated zip, pickle errors, wrong file type
         raise FitrainError(f"cannot read checkpoint {path}: it is corrupt or not a checkpoint ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(ckpt, dict) or "fitrain" not in ckpt:
         raise FitrainError(f"{path} is not a fitrain checkpoint (no 'fitrain' entry)")
+    layout = ckpt.get("layout", 1)
+    if layout != LAYOUT:
+        lightning = ckpt.get("pytorch-lightning_version")
+        by = f"fitrain's Lightning loop (pytorch-lightning {lightning}), " if lightning else ""
+        raise FitrainError(f"{path} is a checkpoint of {by}layout {layout}; this fitrain reads layout {LAYOUT} only: "
+                           "export it with the fitrain that wrote it, or train again in a new run_dir")
+    if verify:
+        verify_checksum(path, ckpt)
     return ckpt
 
 
-def read_train_state(path: str | Path) -> TrainState:
-    return TrainState.from_dict(read_checkpoint(path)["fitrain"], where=str(path))
+def verify_checksum(path: Path, ckpt: dict) -> None:
+    recorded = ckpt.get("checksum") or {}
+    if not recorded.get("payload"):
+        raise FitrainError(f"checkpoint {path} has no checksum: it was not written completely by fitrain train")
+    if digest({k: v for k, v in ckpt.items() if k != "checksum"}) != recorded["payload"]:
+        raise FitrainError(f"checkpoint {path} is corrupt: its checksum does not match what was saved "
+                           f"({META if path.is_dir() else 'the file'} changed since); resume from an earlier "
+                           "checkpoint (resume=<path>)")
+    for name, want in (recorded.get("files") or {}).items():
+        f = path / name
+        if not f.is_file() or file_sha256(f) != want:
+            raise FitrainError(f"checkpoint {path} is corrupt: {name} {'changed since it was saved' if f.is_file() else 'is missing'}; "
+                               "resume from an earlier checkpoint (resume=<path>)")
+
+
+def digest(tree: Any) -> str:
+    """sha256 over a checkpoint mapping: every key, tensor (dtype, shape, bytes) and value, in a fixed order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    _digest(tree, h, "")
+    return h.hexdigest()
+
+
+def _digest(tree: Any, h, key: str) -> None:
+    import torch
+
+    if isinstance(tree, dict):
+        for k in sorted(tree, key=str):
+            _digest(tree[k], h, f"{key}/{k}")
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            _digest(v, h, f"{key}/{i}")
+    elif isinstance(tree, torch.Tensor):
+        t = tree.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{key}:{t.dtype}:{tuple(tree.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    else:
+        h.update(f"{key}={tree!r}".encode())
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_train_state(path: str | Path, verify: bool = True) -> TrainState:
+    return TrainState.from_dict(read_checkpoint(path, verify)["fitrain"], where=str(path))
 
 
 def resume_point(resume: str, checkpoints: Path) -> Path | None:
@@ -144,26 +213,14 @@ def check_compatible(state: TrainState, path: Path, shape: dict, data_fingerprin
 
 
 def model_state_dict(path: str | Path) -> tuple[dict, TrainState]:
-    """(HF model state dict, fitrain state) of a checkpoint; sharded checkpoints are consolidated (only the
-    weights are read, not the optimizer state)."""
+    """(HF model state dict, fitrain state) of a checkpoint, its checksum checked; a sharded one is
+    consolidated in this process (only the weights are read, not the optimizer state)."""
     path = Path(path)
     ckpt = read_checkpoint(path)
-    if path.is_dir():
-        state = _consolidate_weights(path)
-    else:
-        state = ckpt.get("state_dict")
-    if not isinstance(state, dict):
-        raise FitrainError(f"checkpoint {path} has no model state_dict")
-    prefix = "model."
-    model_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not model_state:
-        raise FitrainError(f"checkpoint {path} holds no weights under '{prefix}'")
-    return model_state, TrainState.from_dict(ckpt["fitrain"], where=str(path))
-
-
-# where a sharded checkpoint keeps the LightningModule's weights: ModelParallelStrategy (FSDP2, strategy=fsdp)
-# saves them under 'state_dict', Lightning's FSDPStrategy under 'model'
-_SHARDED_WEIGHT_KEYS = ("state_dict", "model")
+    state = _consolidate_weights(path) if path.is_dir() else ckpt.get("model")
+    if not isinstance(state, dict) or not state:
+        raise FitrainError(f"checkpoint {path} holds no model weights")
+    return state, TrainState.from_dict(ckpt["fitrain"], where=str(path))
 
 
 def _consolidate_weights(path: Path) -> dict:
@@ -176,10 +233,28 @@ def _consolidate_weights(path: Path) -> dict:
     out: dict[str, Any] = {}
     try:
         _load_state_dict(out, storage_reader=FileSystemReader(path), no_dist=True,
-                         planner=_EmptyStateDictLoadPlanner(keys=set(_SHARDED_WEIGHT_KEYS)))
+                         planner=_EmptyStateDictLoadPlanner(keys={"model"}))
     except Exception as e:
         raise FitrainError(f"cannot consolidate sharded checkpoint {path}: {type(e).__name__}: {e}") from None
-    for key in _SHARDED_WEIGHT_KEYS:
-        if isinstance(out.get(key), dict):
-            return out[key]
-    raise FitrainError(f"sharded checkpoint {path} holds no weights (none of {', '.join(_SHARDED_WEIGHT_KEYS)})")
+    return out.get("model")
+
+
+def find_checkpoints(root: str | Path) -> list[Path]:
+    """``root`` itself when it is a checkpoint, else every checkpoint below it (a run's ``checkpoints/``,
+    an experiment's ``train/<run>/checkpoints/``)."""
+    root = Path(root)
+    if is_checkpoint(root):
+        return [root]
+    found = {p for pattern in ("step-*.ckpt", "checkpoints/step-*.ckpt", "*/checkpoints/step-*.ckpt",
+                               "*/*/checkpoints/step-*.ckpt") for p in root.glob(pattern) if is_checkpoint(p)}
+    return sorted(found)
+
+
+def verify_checkpoint(path: Path) -> tuple[bool, str]:
+    """(sound, one line) for ``fitrain verify``: the layout, the checksum and the fitrain state."""
+    try:
+        state = read_train_state(path)
+    except FitrainError as e:
+        return False, f"FAILED {path}: {e}"
+    return True, (f"ok     {path}: step {state.step}, {state.tokens:,} tokens ({state.supervised_tokens:,} "
+                  f"supervised){', finished' if state.finished else ''}, layout {LAYOUT}, checksum ok")

@@ -1,6 +1,8 @@
-"""What happens after each optimizer step: metrics (CSV + W&B), the progress bar, periodic and preemption
-checkpoints. Also the SIGUSR1/SIGTERM handlers (Slurm sends SIGUSR1 ahead of preemption with
-``--signal=USR1@90``; SIGTERM comes from scancel/requeue and torchrun)."""
+"""What happens after each optimizer step (:class:`AfterStep`): metrics (CSV + W&B), the progress bar,
+periodic, final and signal checkpoints, per-checkpoint background evaluations. Also the signal handlers
+(:class:`SignalFlag`): Slurm sends SIGUSR1 ahead of preemption (``--signal=USR1@90``), SIGTERM comes from
+scancel/requeue and torchrun, SIGINT from Ctrl-C. Each only sets a flag; the run checkpoints at the end of
+the step and stops (a second Ctrl-C stops at once)."""
 from __future__ import annotations
 
 import os
@@ -12,41 +14,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
-
 from fitrain.core.layout import TrainDir
 from fitrain.train.checkpoint import checkpoint_name, publish
 from fitrain.train.metrics import MetricsLog
+from fitrain.train.step import StepRecord
 
 
 class SignalFlag:
-    """Install handlers that only set a flag; the step loop checkpoints and stops at the next step end."""
+    """Handlers that only record the signal; the loop checkpoints and stops at the next step end. A second
+    SIGINT raises KeyboardInterrupt at once (no checkpoint)."""
 
-    SIGNALS = ("SIGUSR1", "SIGTERM")
+    SIGNALS = ("SIGUSR1", "SIGTERM", "SIGINT")
 
     def __init__(self):
         self.received: int | None = None
         self._old: dict = {}
 
-    def install(self, module) -> None:
+    def __enter__(self) -> "SignalFlag":
         import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            return
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.getsignal(sig)
+                    signal.signal(sig, self._handle)
+        return self
 
-        def handler(signum, frame):
-            self.received = signum
-            module.stop_requested = True
-            print(f"fitrain train: received {signal.Signals(signum).name}; checkpointing at the end of this step",
-                  file=sys.stderr, flush=True)
-
-        for name in self.SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                self._old[sig] = signal.getsignal(sig)
-                signal.signal(sig, handler)
-
-    def restore(self) -> None:
+    def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             try:
                 signal.signal(sig, old)
@@ -54,19 +49,13 @@ class SignalFlag:
                 pass
         self._old.clear()
 
-
-class SignalCallback(pl.Callback):
-    """Installs the :class:`SignalFlag` handlers when training starts (after Lightning's own, so ours only set
-    a flag) and restores the previous ones when it ends."""
-
-    def __init__(self, flag: SignalFlag):
-        self.flag = flag
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.flag.install(pl_module)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        self.flag.restore()
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        again = "; press Ctrl-C again to stop at once, without one" if signum == signal.SIGINT else ""
+        print(f"fitrain train: received {signal.Signals(signum).name}; checkpointing at the end of this step{again}",
+              file=sys.stderr, flush=True)
 
 
 def requeue_slurm_job() -> bool:
@@ -82,91 +71,91 @@ def requeue_slurm_job() -> bool:
     return r.returncode == 0
 
 
-class StepHooks:
-    """Called by the training module after every step (all ranks; files only on global rank 0)."""
+class AfterStep:
+    """Called by the loop after every step (all ranks; files only on global rank 0)."""
 
-    def __init__(self, plan: Any, run_dir: TrainDir, log: MetricsLog | None, progress: bool,
+    def __init__(self, fabric: Any, plan: Any, run_dir: TrainDir, log: MetricsLog | None, progress: bool,
                  flops: Any = None, peak_flops: float | None = None, eval_command: str = ""):
-        self.plan, self.run_dir, self.log = plan, run_dir, log
+        self.fabric, self.plan, self.run_dir, self.log = fabric, plan, run_dir, log
         self.eval_command = eval_command
         self.flops, self.peak = flops, peak_flops      # fitrain.train.model.FlopsModel, the GPU's peak FLOP/s
         self.show_progress = progress
         self.bar = None
         self.last_checkpoint: Path | None = None
-        self.trainer = None
         self.evals: list[subprocess.Popen] = []       # background per-checkpoint evaluations (rank 0)
         self._t_start = time.perf_counter()
         self._flops_done = 0.0                         # model FLOPs of every step of this process
         self._window: tuple[float, int, float] | None = None
 
-    # ------------------------------------------------------------------------------------ per step
-    def __call__(self, module, row: dict) -> None:
+    def __call__(self, record: StepRecord, progress: Any, save) -> None:
+        """Throughput, the metrics row, the progress bar; ``save()`` (all ranks) writes the checkpoint when
+        one is due (periodic, the last step, a signal)."""
+        self.measure(record)
+        if self.fabric.is_global_zero:
+            if self.log is not None and record.logged:
+                self.log.log(record.row())
+            self._progress(record, progress)
+        every = self.plan.checkpoint_every
+        if (every and progress.step % every == 0) or progress.finished or progress.stopped_by_signal:
+            self.checkpoint(progress.step, save)
+
+    def measure(self, record: StepRecord) -> None:
         from fitrain.train.metrics import throughput
 
-        trainer = module.trainer
         now = time.perf_counter()
-        work = row.pop("work")
-        step_flops = self.flops.step(**work) if self.flops is not None else 0.0
+        step_flops = self.flops.step(record.work.tokens, record.work.head_positions,
+                                     record.work.sum_sq_lengths) if self.flops is not None else 0.0
         self._flops_done += step_flops
         if self._window is None:   # first step of this process: its own time (start-up excluded)
-            tokens, flops, seconds = row["step_tokens"], step_flops, row["step_time_s"]
+            tokens, flops, seconds = record.step_tokens, step_flops, record.step_time_s
         else:                      # over the steps since the last logged one (device work is only synced there)
-            tokens, flops = row["tokens"] - self._window[1], self._flops_done - self._window[2]
+            tokens, flops = record.tokens - self._window[1], self._flops_done - self._window[2]
             seconds = now - self._window[0]
-        row.update(throughput(tokens, flops, seconds, trainer.world_size, self.peak))
-        if row["logged"]:
-            self._window = (now, row["tokens"], self._flops_done)
-        row["elapsed_s"] = time.perf_counter() - self._t_start
-        if trainer.is_global_zero:
-            if self.log is not None and row.pop("logged"):
-                self.log.log(row)
-            self._progress(module, row)
-        every = self.plan.checkpoint_every
-        if (every and module.step % every == 0) or module.finished or module.stopped_by_signal:
-            self.save(module)
+        for k, v in throughput(tokens, flops, seconds, self.fabric.world_size, self.peak).items():
+            setattr(record, k, v)
+        if record.logged:
+            self._window = (now, record.tokens, self._flops_done)
+        record.elapsed_s = time.perf_counter() - self._t_start
 
-    def _progress(self, module, row: dict) -> None:
+    def _progress(self, record: StepRecord, progress: Any) -> None:
         if not self.show_progress:
             return
+        unit, total, done = self._bar_units(progress)
         if self.bar is None:
             from tqdm import tqdm
 
-            unit, total, start = self._bar_units(module)
-            self.bar = tqdm(total=total, initial=start, unit=unit, unit_scale=True, dynamic_ncols=True,
+            self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=True, dynamic_ncols=True,
                             desc="train", file=sys.stderr, smoothing=0.1)
-        unit, total, now = self._bar_units(module)
-        self.bar.update(now - self.bar.n)
-        if row["loss"] is not None:
-            self.bar.set_postfix(step=row["step"], loss=f"{row['loss']:.4f}", tok_s=f"{row['tokens_per_s']:.0f}",
+        self.bar.update(done - self.bar.n)
+        if record.loss is not None:
+            self.bar.set_postfix(step=record.step, loss=f"{record.loss:.4f}", tok_s=f"{record.tokens_per_s:.0f}",
                                  refresh=False)
 
-    def _bar_units(self, module) -> tuple[str, int | None, int]:
+    def _bar_units(self, progress: Any) -> tuple[str, int | None, int]:
         p = self.plan
         if p.max_tokens:
-            return "tok", p.max_tokens, module.tokens
+            return "tok", p.max_tokens, progress.tokens
         if p.max_supervised_tokens:
-            return "sup tok", p.max_supervised_tokens, module.supervised
-        return "step", p.total_steps, module.step
+            return "sup tok", p.max_supervised_tokens, progress.supervised
+        return "step", p.total_steps, progress.step
 
-    # ------------------------------------------------------------------------------------ checkpoints
-    def save(self, module) -> Path:
-        """Save (all ranks take part), then rank 0 renames it into place and prunes old ones."""
-        trainer = module.trainer
-        ckpt_dir = self.run_dir.checkpoints
-        final = ckpt_dir / checkpoint_name(module.step)
+    def checkpoint(self, step: int, save) -> Path:
+        """``save(tmp)`` (all ranks take part), then rank 0 renames it into place and prunes old ones."""
+        fabric, ckpt_dir = self.fabric, self.run_dir.checkpoints
+        final = ckpt_dir / checkpoint_name(step)
         tmp = ckpt_dir / f".{final.name}.tmp"
-        if trainer.is_global_zero:
+        if fabric.is_global_zero:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             if tmp.is_dir():           # left by a job killed mid-save: stale shards must not mix in
                 shutil.rmtree(tmp)
-        trainer.strategy.barrier("fitrain_ckpt_dir")
-        trainer.save_checkpoint(tmp)
-        trainer.strategy.barrier("fitrain_ckpt_saved")
-        if trainer.is_global_zero:
+        fabric.barrier("fitrain_ckpt_dir")
+        save(tmp)
+        fabric.barrier("fitrain_ckpt_saved")
+        if fabric.is_global_zero:
             publish(ckpt_dir, tmp, final, self.plan.keep_checkpoints)
             if self.eval_command:
                 self.evals.append(launch_checkpoint_eval(self.eval_command, final, self.run_dir))
-        trainer.strategy.barrier("fitrain_ckpt_published")
+        fabric.barrier("fitrain_ckpt_published")
         self.last_checkpoint = final
         return final
 

@@ -9,11 +9,12 @@ Loss normalisation (fitrain/docs/engineering.md, "Loss normalisation"): the loss
 The micro-batches of a step are fetched before the first forward, their supervised targets counted and the
 count all-reduced (fitrain.train.step); each micro-batch then back-propagates ``sum_ce * world_size /
 global_count`` (the ``world_size`` undoes the mean that DDP/FSDP take over ranks). Gradient accumulation is
-therefore owned here, never Lightning's ``accumulate_grad_batches`` (which averages per micro-batch).
+therefore owned here, never a framework's gradient accumulation (Lightning's ``accumulate_grad_batches``
+averages per micro-batch).
 
 The head and the cross-entropy themselves (chunked for large vocabularies) are fitrain.train.objective.
 
-Knows nothing about Lightning, Slurm or W&B: the caller passes in ``backward``/``no_sync``.
+Knows nothing about Fabric, Slurm or W&B: the caller passes in ``backward``/``no_sync``.
 """
 from __future__ import annotations
 

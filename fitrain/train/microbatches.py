@@ -2,14 +2,14 @@
 and the held-out validation batches.
 
 :class:`StepStream` groups the loader's micro-batches into optimizer steps, each carrying the loader state
-*after* its micro-batches (so a checkpoint taken after step k resumes at step k+1 whatever Lightning
-prefetched). :func:`cut_step` trims the last step of a run so that the run's total (or supervised) tokens
+*after* its micro-batches (so a checkpoint taken after step k resumes at step k+1). :func:`cut_step` trims the last step of a run so that the run's total (or supervised) tokens
 land exactly on the budget: targets past the cut lose their labels, and since attention is causal the
 tokens after the cut cannot change anything before it -- the step is exactly the step on the kept tokens.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from fitrain.data.loader import IGNORE_INDEX
@@ -75,21 +75,35 @@ def cut_step(micro: list[dict], keep: int, by: str, pad_id: int) -> tuple[list[d
     return out, seen_tok, seen_sup
 
 
+@dataclass
+class StepBatch:
+    """One optimizer step of this rank's data: its micro-batches, their non-padding tokens and supervised
+    targets (counted on the host, before the batches move to the device: no device sync in the step), the
+    squared document lengths (attention work, for MFU) and the loader state *after* them."""
+
+    micro: list[dict]
+    tokens: list[int]
+    supervised: list[int]
+    sum_sq_lengths: int
+    loader_state: dict
+
+    @property
+    def epoch(self) -> int:
+        return int(self.loader_state.get("epoch", 0))
+
+
 class StepStream:
-    """Iterable of optimizer steps: ``{"micro": [batch] * grad_accum, "tokens": [int], "supervised": [int],
-    "sum_sq_lengths": int, "loader_state": dict}`` (this rank's non-padding tokens and supervised targets per
-    micro-batch, and the squared document lengths of the step for MFU).
+    """Iterable of optimizer steps (:class:`StepBatch`).
 
     Continues across epochs up to ``max_epochs`` passes (0 = unlimited), then ends; a last step with fewer
-    micro-batches is still a step (the normalisation is per supervised target, so it is exact). Not
-    ``state_dict``-shaped on purpose: Lightning must not try to restore it (pytorch-lightning #20550); the
-    trainer restores the loader before the first ``iter()``.
+    micro-batches is still a step (the normalisation is per supervised target, so it is exact). The trainer
+    restores the loader before the first ``iter()``.
     """
 
     def __init__(self, loader: Any, grad_accum: int, max_epochs: int, pad_id: int):
         self.loader, self.grad_accum, self.max_epochs, self.pad_id = loader, grad_accum, max_epochs, pad_id
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[StepBatch]:
         remaining = None if self.max_epochs <= 0 else self.max_epochs - self._epochs_started()
         if remaining is not None and remaining <= 0:
             return
@@ -102,12 +116,10 @@ class StepStream:
         if micro:
             yield self._item(micro)
 
-    def _item(self, micro: list[dict]) -> dict:
-        # counted here, on the host, before Lightning moves the batch: no device sync in the step
+    def _item(self, micro: list[dict]) -> StepBatch:
         counts = [count_step([mb], self.pad_id) for mb in micro]
-        return {"micro": micro, "tokens": [c[0] for c in counts], "supervised": [c[1] for c in counts],
-                "sum_sq_lengths": sum(sum_sq_document_lengths(mb, self.pad_id) for mb in micro),
-                "loader_state": self.loader.state_dict()}
+        return StepBatch(micro, [c[0] for c in counts], [c[1] for c in counts],
+                         sum(sum_sq_document_lengths(mb, self.pad_id) for mb in micro), self.loader.state_dict())
 
     def _epochs_started(self) -> int:
         """Epochs already begun (a state at the very end of an epoch counts that epoch as done)."""

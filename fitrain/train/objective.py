@@ -98,8 +98,8 @@ class CausalLMLoss(torch.nn.Module):
 
     A module so that FSDP2 can shard it as the root (the decoder layers are their own groups; the
     embedding, final norm and head are the root's, gathered for this forward), which keeps the head's
-    weight whole while the chunked loss uses it. It holds the HF model but is never registered under the
-    LightningModule: checkpoints keep the HF parameter names (``model.*``)."""
+    weight whole while the chunked loss uses it. Checkpoints hold the HF model's own state (HF parameter
+    names, ``model.*``), not this module's (fitrain.train.checkpoint_io)."""
 
     def __init__(self, lm, chunk_tokens: int = 0):
         super().__init__()

@@ -1,7 +1,7 @@
 """The optimiser side of a step: AdamW with parameter groups, learning-rate schedules, clipping.
 
 Defaults are Meta Lingua's llama_1B settings (fitrain/docs/method.md, "Pre-training"). Knows nothing about
-Lightning, Slurm or W&B.
+Fabric, Slurm or W&B.
 """
 from __future__ import annotations
 
@@ -99,34 +99,21 @@ def build_optimizer(model, cfg: OptimConfig, total_steps: int):
     return opt, sched
 
 
-def grad_norm_and_clip(parameters, max_norm: float, grad_scale: float = 1.0):
+def grad_norm_and_clip(parameters, max_norm: float):
     """Total gradient L2 norm before clipping, as a tensor (no device sync); clips to ``max_norm`` when > 0.
 
     Under FSDP2 the gradients are DTensor shards: the norm of each shard is reduced over the mesh
     (``full_tensor``), so every rank clips by the same *global* norm (clipping by a rank's own shard norm
-    would clip each shard differently).
-
-    ``grad_scale``: the AMP loss scale the gradients still carry (fp16 '16-mixed' under manual optimisation:
-    Lightning unscales only inside ``optimizer.step()``); the limit and the returned norm are in unscaled
-    units."""
+    would clip each shard differently). Under fp16 AMP the caller unscales the gradients first
+    (fitrain.train.step.clip_and_step)."""
     import torch
 
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return torch.zeros(())
-    limit = max_norm * grad_scale if max_norm and max_norm > 0 else float("inf")
     total = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0, error_if_nonfinite=False, foreach=True)
     if hasattr(total, "full_tensor"):          # a DTensor (FSDP2): reduce the shards' norms over the mesh
         total = total.full_tensor()
-    if limit != float("inf"):
-        torch.nn.utils.clip_grads_with_norm_(params, limit, total, foreach=True)
-    return total / grad_scale
-
-
-def amp_grad_scale(precision_plugin) -> float:
-    """The loss scale of fp16 AMP ('16-mixed'), 1.0 otherwise: under manual optimisation the gradients are
-    still scaled when fitrain clips them (Lightning unscales inside ``optimizer.step()``)."""
-    scaler = getattr(precision_plugin, "scaler", None)
-    if scaler is None or not getattr(scaler, "is_enabled", lambda: True)():
-        return 1.0
-    return float(scaler.get_scale())
+    if max_norm and max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return total

@@ -1,67 +1,44 @@
 """How the model is laid over devices: FSDP2 sharding per decoder layer, mixed precision, activation
 checkpointing and ``torch.compile`` composed with it (fitrain/docs/engineering.md, "FSDP").
 
-``strategy=fsdp`` is :class:`FSDP2Strategy`, Lightning's ``ModelParallelStrategy`` (FSDP2 / DTensor) with
-every rank in one data-parallel mesh. Lightning's older ``FSDPStrategy`` wraps the whole LightningModule,
-so fitrain's own step (backward per micro-batch, no-sync, clipping, optimizer step) would run inside FSDP's
-forward and fail its state checks; here the LightningModule stays unwrapped and :meth:`FSDP2Strategy.shard`
-(called from the module's ``configure_model``) shards the model itself:
+``strategy=fsdp`` runs through Fabric's ``ModelParallelStrategy`` (fitrain.train.distributed) with every rank
+in one data-parallel mesh; its ``parallelize_fn`` is :func:`shard_objective`, which shards the training
+objective itself:
 
 * each decoder layer is its own FSDP2 group (``fully_shard``), the training objective
   (fitrain.train.objective.CausalLMLoss: embedding, final norm, output head) the root group;
-* gradient accumulation reduces only on the last micro-batch (:func:`gradient_sync_off` around the others,
-  ``set_requires_gradient_sync``); clipping uses the global norm over all shards (fitrain.train.optim);
+* gradient accumulation reduces only on the last micro-batch (Fabric's ``no_backward_sync`` around the
+  others: ``set_requires_gradient_sync``); clipping uses the global norm over all shards (fitrain.train.optim);
 * ``bf16-mixed`` is FSDP2's ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``: fp32 sharded
   master weights and optimizer states, bf16 compute, fp32 gradient reduction. Buffers are not cast, so
-  RoPE's ``inv_freq`` stays fp32 as in the exported model (:func:`keep_rope_fp32` checks it);
+  RoPE's ``inv_freq`` stays fp32 as in the exported model;
 * activation checkpointing wraps each layer *inside* its FSDP group (torch's ``checkpoint_wrapper``), so a
   recompute does not run FSDP's hooks again; ``compile`` compiles each layer's ``forward`` (the hooks stay
   outside the compiled code), as torchtitan does. Parameter names do not change, so checkpoints keep the
   HF names.
 
-Checkpoints are sharded (``torch.distributed.checkpoint``: one directory, a file per rank plus
-``meta.pt``); fitrain.train.checkpoint consolidates them for the export.
+Checkpoints are sharded (``torch.distributed.checkpoint``: one directory, a file per rank plus ``meta.pt``;
+fitrain.train.checkpoint_io); the export consolidates them.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
-from lightning.pytorch.strategies import ModelParallelStrategy
-
-from fitrain.core.errors import FitrainError
-
-# strategy=fsdp: the Lightning precision flag to run under, and FSDP2's parameter (compute) dtype
-FSDP_PRECISIONS: dict[str, tuple[str, torch.dtype | None]] = {
-    "32-true": ("32-true", None),
-    "bf16-mixed": ("32-true", torch.bfloat16),   # FSDP2's policy does the mixing; no autocast on top
-}
 
 
-def fsdp_precision(precision: str) -> tuple[str, torch.dtype | None]:
-    if precision not in FSDP_PRECISIONS:
-        raise FitrainError(f"strategy=fsdp runs precision 32-true or bf16-mixed (bf16 compute, fp32 weights and "
-                           f"gradient reduction), not '{precision}'")
-    return FSDP_PRECISIONS[precision]
+def shard_objective(param_dtype: torch.dtype | None) -> Callable[[torch.nn.Module, Any], torch.nn.Module]:
+    """Fabric's ``parallelize_fn`` for ``strategy=fsdp``: ``(objective, mesh) -> objective`` sharded with
+    :func:`shard_model` over the mesh's data-parallel dimension (compute in ``param_dtype``)."""
+    from fitrain.train.model import activation_checkpointing
 
+    def parallelize(objective: torch.nn.Module, mesh) -> torch.nn.Module:
+        shard_model(objective, objective.lm, mesh["data_parallel"], param_dtype,
+                    activation_checkpointing(objective.lm))
+        return objective
 
-class FSDP2Strategy(ModelParallelStrategy):
-    """``ModelParallelStrategy`` as pure data-parallel FSDP2: one mesh of all ranks (no tensor parallelism),
-    sharded checkpoints, and the mixed-precision policy :meth:`shard` applies."""
-
-    def __init__(self, param_dtype: torch.dtype | None = None, **kwargs: Any):
-        super().__init__(save_distributed_checkpoint=True, **kwargs)
-        self.param_dtype = param_dtype
-
-    def setup_environment(self) -> None:
-        # every rank is a data-parallel replica (the base class defaults to nodes x GPUs-per-node as DP x TP)
-        self._data_parallel_size = self.num_nodes * self.num_processes
-        self._tensor_parallel_size = 1
-        super().setup_environment()
-
-    def shard(self, objective: torch.nn.Module, lm: torch.nn.Module, activation_checkpointing: bool) -> None:
-        shard_model(objective, lm, self.device_mesh["data_parallel"], self.param_dtype, activation_checkpointing)
+    return parallelize
 
 
 def shard_model(objective: torch.nn.Module, lm: torch.nn.Module, mesh, param_dtype: torch.dtype | None,
@@ -84,18 +61,12 @@ def shard_model(objective: torch.nn.Module, lm: torch.nn.Module, mesh, param_dty
         # the last layer's parameters are gathered again at once by the backward: keep them
         fully_shard(layer, mesh=mesh, mp_policy=mp, reshard_after_forward=i < len(layers) - 1)
     fully_shard(objective, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
-    keep_rope_fp32(lm)
-
-
-def is_sharded(objective: torch.nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(objective, FSDPModule)
 
 
 @contextlib.contextmanager
 def gradient_sync_off(root: torch.nn.Module) -> Iterator[None]:
-    """FSDP2: accumulate unsharded gradients without reducing them (all micro-batches but the last)."""
+    """FSDP2: accumulate unsharded gradients without reducing them (all micro-batches but the last); for
+    loops outside Fabric (benchmarks/gpu_suite.py), which uses ``no_backward_sync``."""
     root.set_requires_gradient_sync(False)
     try:
         yield
@@ -115,8 +86,8 @@ def compile_layers(lm: torch.nn.Module) -> None:
 
 
 def keep_rope_fp32(lm: torch.nn.Module) -> None:
-    """Rotary frequencies in fp32, recomputed if a precision conversion (``bf16-true``: ``module.to(bf16)``)
-    cast the buffer: a bf16 ``inv_freq`` shifts the phase by radians at positions in the thousands, while
+    """Rotary frequencies in fp32, recomputed if a whole-module conversion (``module.to(bf16)``, e.g. in
+    benchmarks/gpu_suite.py) cast the buffer: a bf16 ``inv_freq`` shifts the phase by radians at positions in the thousands, while
     the exported model recomputes it in fp32."""
     for m in lm.modules():
         inv = getattr(m, "inv_freq", None)

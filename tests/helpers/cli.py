@@ -31,8 +31,8 @@ def run_main(argv: list[str], capsys) -> Result:
     from fitrain.cli import main
 
     capsys.readouterr()
-    # Lightning's log handler keeps the stderr of the test that imported it; point it at this test's
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+    # Lightning Fabric's log handler keeps the stderr of the test that imported it; point it at this test's
+    for name in ("lightning", "lightning.fabric"):
         for handler in logging.getLogger(name).handlers:
             if type(handler) is logging.StreamHandler:
                 handler.stream = sys.stderr  # (setStream would flush the closed one)

@@ -8,7 +8,8 @@ from pathlib import Path
 def tiny_config(run_dir: Path, data: Path, **top):
     from fitrain.train.config import TrainConfig
 
-    opts = {"progress_bar": False, "log_every": 1, "checkpoint_every": 0, **top}
+    # fp32 pinned: these runs are compared with each other bit for bit or within fp32 tolerances
+    opts = {"progress_bar": False, "log_every": 1, "checkpoint_every": 0, "precision": "32-true", **top}
     cfg = TrainConfig(run_dir=str(run_dir), **opts)
     cfg.data.path = str(data)
     cfg.data.micro_batch_size = 4

@@ -21,7 +21,7 @@ def test_two_process_ddp_equals_single_process(pairs_shards, tmp_path):
                  "data.micro_batch_size=2", "data.grad_accum=2",               # 2 ranks x 2 x 2 = 8 rows
                  "optim.warmup_steps=2", "optim.lr=0.003", "log_every=1", "checkpoint_every=0",
                  "progress_bar=false", "export_hf=false", "wandb.mode=disabled",
-                 "strategy=ddp", "devices=2", "accelerator=cpu"]
+                 "strategy=ddp", "devices=2", "accelerator=cpu", "precision=32-true"]   # as the single run
     r = th.torchrun_train(overrides, nproc=2, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
 

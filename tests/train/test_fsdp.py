@@ -23,7 +23,8 @@ BUDGET = 7000   # tokens; the last step is cut at exactly this many
 
 def _fsdp_overrides(run_dir: Path, data: Path, *extra: str) -> list[str]:
     return [f"run_dir={run_dir}", f"data.path={data}", "optim.warmup_steps=2", "optim.lr=0.003", "log_every=1",
-            "progress_bar=false", "wandb.mode=disabled", "strategy=fsdp", "devices=2", "accelerator=cpu", *extra]
+            "progress_bar=false", "wandb.mode=disabled", "strategy=fsdp", "devices=2", "accelerator=cpu",
+            "precision=32-true", *extra]   # fp32 pinned, as in the single-process runs (tests/helpers/trainrun.py)
 
 
 def _weights(hf_dir: Path) -> dict:

@@ -38,9 +38,10 @@ def test_mfu_of_a_packed_batch_equals_a_hand_computation(tmp_path):
     from types import SimpleNamespace
 
     from fitrain.core.layout import TrainDir
-    from fitrain.train.hooks import StepHooks
+    from fitrain.train.hooks import AfterStep
     from fitrain.train.microbatches import sum_sq_document_lengths
     from fitrain.train.model import ModelConfig, build_model, flops_model
+    from fitrain.train.step import StepRecord, Work
 
     pad = 1
     assert sum_sq_document_lengths(_packed_batch(pad), pad) == 190
@@ -51,15 +52,15 @@ def test_mfu_of_a_packed_batch_equals_a_hand_computation(tmp_path):
     hand = 6 * body * tokens + 6 * vocab * d * targets + 12 * layers * d * 190
     fm = flops_model(model)
     assert fm.step(tokens, targets, 190) == hand
-    hooks = StepHooks(SimpleNamespace(checkpoint_every=0), TrainDir(tmp_path), None, False, fm, peak)
-    module = SimpleNamespace(trainer=SimpleNamespace(world_size=world, is_global_zero=False), step=1,
-                             finished=False, stopped_by_signal=False)
-    row = {"step": 1, "tokens": tokens, "step_tokens": tokens, "step_time_s": seconds, "logged": True,
-           "loss": 1.0, "work": {"tokens": tokens, "head_positions": targets, "sum_sq_lengths": 190}}
-    hooks(module, row)
-    assert row["mfu"] == pytest.approx(hand / seconds / (world * peak), rel=1e-12)
-    assert row["tokens_per_s_per_gpu"] == pytest.approx(tokens / seconds / world)
-    assert row["tokens_per_s"] == pytest.approx(tokens / seconds)
+    fabric = SimpleNamespace(world_size=world, is_global_zero=False)
+    after = AfterStep(fabric, SimpleNamespace(checkpoint_every=0), TrainDir(tmp_path), None, False, fm, peak)
+    record = StepRecord(step=1, tokens=tokens, supervised_tokens=targets, loss=1.0, lr=0.1, grad_norm=1.0,
+                        step_time_s=seconds, data_wait_s=0.0, step_tokens=tokens, epoch=0, logged=True,
+                        work=Work(tokens=tokens, head_positions=targets, sum_sq_lengths=190))
+    after(record, SimpleNamespace(step=1, finished=False, stopped_by_signal=False), save=None)
+    assert record.mfu == pytest.approx(hand / seconds / (world * peak), rel=1e-12)
+    assert record.tokens_per_s_per_gpu == pytest.approx(tokens / seconds / world)
+    assert record.tokens_per_s == pytest.approx(tokens / seconds)
     # the old convention (every row one T-token document) would have counted 12 x L x d x T per token
     assert hand < 6 * body * tokens + 6 * vocab * d * targets + 12 * layers * d * 16 * tokens
 

@@ -40,21 +40,28 @@ def test_schedules(schedule):
 
 
 def test_clipping_under_fp16_amp_is_in_unscaled_units():
-    """precision=16-mixed: fitrain clips before opt.step(), where Lightning's GradScaler unscales; clipping
-    the still-scaled gradients to 1.0 would shrink the real update by the loss scale (65536)."""
-    from lightning.pytorch.plugins.precision import MixedPrecision
+    """precision=16-mixed: the gradients carry the loss scale until the scaler unscales them; fitrain's
+    clip_and_step has the precision unscale first, so clipping to 1.0 acts on the true gradient (clipping
+    the still-scaled one would shrink the update by the loss scale, 65536) and the norm is in true units."""
+    from types import SimpleNamespace
 
-    from fitrain.train.optim import amp_grad_scale, grad_norm_and_clip
+    from lightning.fabric.plugins.precision import MixedPrecision
 
-    plugin = MixedPrecision("16-mixed", "cpu")
-    scale = amp_grad_scale(plugin)
-    assert scale == float(plugin.scaler.get_scale()) > 1
-    assert amp_grad_scale(MixedPrecision("bf16-mixed", "cpu")) == 1.0
+    from fitrain.train.step import clip_and_step
+
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
     p = torch.nn.Parameter(torch.zeros(4))
-    p.grad = torch.full((4,), 0.25) * scale            # true gradient norm 0.5, below the limit
-    norm = grad_norm_and_clip([p], 1.0, grad_scale=scale)
-    assert abs(float(norm) - 0.5) < 1e-6
-    assert torch.allclose(p.grad / scale, torch.full((4,), 0.25))  # not clipped
-    p.grad = torch.full((4,), 2.0) * scale             # true norm 4 -> clipped to 1
-    norm = grad_norm_and_clip([p], 1.0, grad_scale=scale)
-    assert abs(float(norm) - 4.0) < 1e-5 and abs(float((p.grad / scale).norm()) - 1.0) < 1e-5
+    sgd = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(sgd, lambda s: 1.0)
+    opt = SimpleNamespace(optimizer=sgd, step=lambda: plugin.optimizer_step(sgd), zero_grad=sgd.zero_grad)
+    ctx = SimpleNamespace(fabric=SimpleNamespace(strategy=SimpleNamespace(precision=plugin)), lm=torch.nn.Module(),
+                          optimizer=opt, scheduler=sched)
+    ctx.lm.p = p
+    plugin.backward((p * 2.0).sum(), None)             # true gradient 2 per entry, norm 4 -> clipped to 1
+    assert torch.equal(p.grad, torch.full((4,), 2.0 * plugin.scaler.get_scale()))   # still scaled
+    norm = clip_and_step(ctx, 1.0)
+    assert abs(float(norm) - 4.0) < 1e-5
+    assert torch.allclose(p.detach(), torch.full((4,), -0.5), atol=1e-6)   # SGD step of the clipped true gradient
+    plugin.backward((p * 0.25).sum(), None)            # true norm 0.5: not clipped
+    norm = clip_and_step(ctx, 1.0)
+    assert abs(float(norm) - 0.5) < 1e-6 and torch.allclose(p.detach(), torch.full((4,), -0.75), atol=1e-6)

@@ -105,23 +105,31 @@ def test_bad_inputs_give_clear_errors(run_a, pairs_shards, documents_shards, tmp
         train(bad)
 
 
-def test_signal_flag_catches_sigusr1_and_sigterm():
+def test_signal_flag_catches_sigusr1_sigterm_and_sigint():
     import os
     import signal
 
     from fitrain.train.hooks import SignalFlag
 
-    class Module:
-        stop_requested = 0
-
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
+    for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
         old = signal.getsignal(sig)
-        flag, module = SignalFlag(), Module()
-        flag.install(module)
-        os.kill(os.getpid(), sig)
-        assert flag.received == sig and module.stop_requested == 1
-        flag.restore()
+        with SignalFlag() as flag:
+            os.kill(os.getpid(), sig)
+            assert flag.received == sig
         assert signal.getsignal(sig) == old
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    import os
+    import signal
+
+    from fitrain.train.hooks import SignalFlag
+
+    with pytest.raises(KeyboardInterrupt):
+        with SignalFlag() as flag:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert flag.received == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM"])
@@ -206,3 +214,68 @@ def test_a_slurm_job_waits_for_its_checkpoint_evaluations(pairs_shards, tmp_path
     summary = train(cfg)
     assert summary["status"] == "finished"
     assert (marks / "step-00000002.ckpt").read_text() == "done"
+
+
+def test_ctrl_c_checkpoints_says_how_to_resume_and_the_rerun_is_bit_exact(run_a, tmp_path, capsys):
+    """SIGINT (Ctrl-C) mid-training is handled like SIGTERM: a checkpoint at the end of the step, one line
+    saying how to resume, status 'interrupted' (exit 130 through the CLI); the rerun resumes bit for bit."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from fitrain.commands.train import EXIT_CODES
+
+    cfg_a, _ = run_a
+    run_dir = tmp_path / "int"
+    csv_path = run_dir / "logs" / "metrics.csv"
+
+    def ctrl_c_when_training():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if csv_path.is_file() and len(csv_path.read_text().splitlines()) >= 3:  # header + steps 1, 2
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=ctrl_c_when_training, daemon=True).start()
+    capsys.readouterr()
+    first = train(th.tiny_config(run_dir, cfg_a.data.path, max_steps=8))
+    err = capsys.readouterr().err
+    assert first["status"] == "interrupted" and EXIT_CODES["interrupted"] == 130 and 2 <= first["steps"] < 8
+    ckpt = run_dir / "checkpoints" / f"step-{first['steps']:08d}.ckpt"
+    assert (run_dir / "checkpoints" / "latest").read_text().strip() == ckpt.name
+    assert err.count("rerun to resume") == 1
+    assert f"stopped by SIGINT after step {first['steps']} (checkpoint {ckpt}; rerun to resume)" in err
+    assert "Traceback" not in err and not (run_dir / "hf").exists()
+    second = train(th.tiny_config(run_dir, cfg_a.data.path, max_steps=8))
+    assert second["status"] == "finished" and second["steps"] == 8
+    a, b = th.train_rows(cfg_a.run_dir), th.train_rows(run_dir)
+    assert sorted(b) == list(range(1, 9))
+    for step in b:
+        for col in ("loss", "grad_norm", "lr", "tokens", "supervised_tokens"):
+            assert a[step][col] == b[step][col], (step, col)
+
+
+def test_verify_checks_a_run_directory_and_a_flipped_byte_in_a_checkpoint(run_a, tmp_path, capsys):
+    import shutil
+
+    from tests.helpers.cli import assert_clean_error, run_main
+
+    cfg, _ = run_a
+    r = run_main(["verify", cfg.run_dir], capsys)
+    assert r.rc == 0, r.err
+    assert [line.split()[0] for line in r.out.splitlines()] == ["ok", "ok"]    # step-4, step-8
+    bad = tmp_path / "step-00000004.ckpt"
+    shutil.copy(Path(cfg.run_dir) / "checkpoints" / bad.name, bad)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x01                                            # inside the tensor data
+    bad.write_bytes(bytes(data))
+    line = assert_clean_error(run_main(["verify", bad], capsys), str(bad), "corrupt")
+    assert "1 of 1" in line
+    with pytest.raises(FitrainError, match="corrupt"):
+        train(th.tiny_config(tmp_path / "x", cfg.data.path, max_steps=8, resume=str(bad)))
+    with pytest.raises(FitrainError, match="corrupt"):
+        from fitrain.train.export import export
+
+        export(bad, tmp_path / "hf")
