@@ -33,7 +33,7 @@ from typing import Iterator
 from data_gen.config import ServeConfig
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, check_reachable, served_models
-from fitrain.core.llm_openai import identity_problem
+from fitrain.core.llm_openai import BadModelList, identity_problem
 
 PORT_ATTEMPTS = 3    # a free port can be taken by another process before our server binds it
 
@@ -116,6 +116,8 @@ def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfi
                                f"see {log_path}" + (f":\n{tail[-600:]}" if tail else ""))
         try:
             models = served_models(base + "/v1", timeout_s=2.0)
+        except BadModelList as e:
+            raise FitrainError(f"the server on {base} is not an OpenAI-compatible one: {e}; see {log_path}") from None
         except (OSError, ValueError):
             models = None  # not listening yet
         if models is not None:
