@@ -140,7 +140,7 @@ class OpenAIBackend:
                 last, connection_lost = f"{type(e).__name__}: {str(e)[:200]}", True
             except openai.APIStatusError as e:
                 status = e.status_code
-                last, connection_lost = f"{type(e).__name__} {status}: {str(e)[:200]}", False
+                last, connection_lost = f"{type(e).__name__} {status}: {_reason(e)}", False
                 if 400 <= status < 500 and status not in (408, 409, 429):
                     break  # a client error will not fix itself
             except Exception as e:  # malformed response bodies and the like
@@ -187,6 +187,16 @@ class OpenAIBackend:
         if text is None:
             raise ValueError("reply has no text")
         return truncate_at_stop(text, r.stop), (_top_logprobs(resp.choices[0], chat) if r.logprobs else None)
+
+
+def _reason(e) -> str:
+    """The server's own words for an HTTP error (``{"detail": ...}`` of FastAPI servers such as transformers
+    serve, ``{"error": {"message": ...}}`` of vLLM), else the client's message."""
+    try:
+        text = e.response.text
+    except Exception:  # noqa: BLE001 - a streamed or closed response
+        text = ""
+    return (text or str(e))[:300]
 
 
 def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
