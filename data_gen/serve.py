@@ -140,7 +140,7 @@ def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.
     """Run ``serve.command MODEL --host H --port P [extra_args]`` for the duration; yields ``llm`` pointed
     at it. ``serve.port`` 0 picks a free port (retried when another process takes it first)."""
     if not llm.model:
-        raise FitrainError("serve.enabled needs llm.model (the model path or hub name vLLM should serve)")
+        raise FitrainError("serve.enabled needs llm.model (the model path, hub name or GGUF id the server should serve)")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         port = serve.port or free_port(host)
