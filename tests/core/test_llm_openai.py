@@ -152,3 +152,22 @@ def test_a_model_id_with_colon_and_slashes_is_served_and_checked_as_is(raw_serve
     (c,) = OpenAIBackend(cfg).complete([Request(messages=[{"role": "user", "content": "capital?"}], logprobs=3)])
     assert c.text == "Paris."
     assert c.logprobs is None  # asked for, none sent (transformers serve): None, never an empty or made-up list
+
+
+def test_a_first_answer_slower_than_the_deadline_is_asked_again_and_answered(raw_server):
+    """A server that loads its model lazily answers its first request late: that attempt ends at the deadline
+    and the retry is answered (README "Tests against a real server")."""
+    chats = []
+
+    def answer(path):
+        if path.endswith("/models"):
+            return _models(), False
+        chats.append(path)
+        return _chat("Paris."), len(chats) == 1  # only the first reply is slow
+
+    srv = raw_server(answer)
+    cfg = LLMConfig(model=MODEL, base_url=srv.base, timeout_s=2.0, max_retries=2, backoff_s=0.1)
+    out = _run_within(lambda: OpenAIBackend(cfg).complete([Request(messages=[{"role": "user", "content": "?"}])]),
+                      limit_s=30)
+    (c,) = out["value"]
+    assert c.text == "Paris." and c.attempts == 2 and len(chats) == 2
