@@ -135,7 +135,8 @@ class OpenAIBackend:
                     text, logprobs = await asyncio.wait_for(self._call(client, r), self.cfg.timeout_s)
                 return Completion(text, attempts=attempt, logprobs=logprobs)
             except (openai.APITimeoutError, asyncio.TimeoutError) as e:  # the server may be alive
-                last, connection_lost = f"timeout: no complete reply within {self.cfg.timeout_s:g}s ({str(e)[:160]})", False
+                last = f"timeout: no complete reply within {self.cfg.timeout_s:g}s" + (f" ({str(e)[:160]})" if str(e) else "")
+                connection_lost = False
             except openai.APIConnectionError as e:
                 last, connection_lost = f"{type(e).__name__}: {str(e)[:200]}", True
             except openai.APIStatusError as e:
@@ -196,7 +197,7 @@ def _reason(e) -> str:
         text = e.response.text
     except Exception:  # noqa: BLE001 - a streamed or closed response
         text = ""
-    return (text or str(e))[:300]
+    return " ".join((text or str(e)).split())[:300]
 
 
 def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
