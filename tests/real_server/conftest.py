@@ -50,7 +50,9 @@ def smol_server(tmp_path_factory):
     model = smollm2_model_id()
     log = tmp_path_factory.mktemp("smol_server") / "serve.log"
     t0 = time.monotonic()
-    llm = LLMConfig(backend="openai", model=model, max_concurrency=4, timeout_s=180.0, max_retries=1,
+    # one request at a time: transformers serve (without --continuous-batching) generates for one request at a
+    # time, and here queued ones stalled it for minutes; a generous deadline for 2 shared cores
+    llm = LLMConfig(backend="openai", model=model, max_concurrency=1, timeout_s=600.0, max_retries=1,
                     temperature=0.0)
     with served(llm, serve_config(), log) as pointed:
         print(f"\n[real_server] transformers serve loaded {GGUF} in {time.monotonic() - t0:.0f}s "

@@ -22,10 +22,11 @@ QUERIES = Path(__file__).resolve().parents[2] / "data_gen" / "assets" / "smollm2
 
 def _config(smol, run_dir: Path, extra: list[str]) -> DataGenConfig:
     # a handful: on 2 shared cores the server makes ~5-15 tokens/s and works on one request at a time
-    over = [f"run_dir={run_dir}", "serve.enabled=false", "match.max_documents=2", "instantiate.max_new_tokens=128",
-            "instantiate.max_document_chars=1200", "judge.max_new_tokens=96", "progress=false", *extra]
+    over = [f"run_dir={run_dir}", "serve.enabled=false", "match.max_documents=2", "instantiate.max_new_tokens=64",
+            "instantiate.max_document_chars=600", "judge.max_new_tokens=48", "progress=false", *extra]
     for stage in ("templatize", "instantiate", "judge"):
-        over += [f"{stage}.llm.base_url={smol.base_url}", f"{stage}.llm.model={smol.model}"]
+        over += [f"{stage}.llm.base_url={smol.base_url}", f"{stage}.llm.model={smol.model}",
+                 f"{stage}.llm.timeout_s={smol.timeout_s}", f"{stage}.llm.max_concurrency={smol.max_concurrency}"]
     return load_config(DataGenConfig, RECIPE, over)
 
 
@@ -37,7 +38,7 @@ def _adds_up(st: dict, stage: str) -> None:
 @pytest.mark.timeout(1800)
 def test_templatize_on_queries_against_the_real_server(smol_server, tmp_path):
     cfg = _config(smol_server, tmp_path / "q", ["templatize.source=queries", f"templatize.queries=[{QUERIES}]",
-                                                  "templatize.max_queries=2", "templatize.max_new_tokens=96"])
+                                                  "templatize.max_queries=2", "templatize.max_new_tokens=64"])
     pipeline.run(cfg, stages=["templatize"])
     layout = RunLayout.of(cfg.run_dir)
     st = json.loads(layout.data_gen_report.read_text())["templatize"]
