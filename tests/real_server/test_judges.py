@@ -24,12 +24,16 @@ def test_mixeval_and_mtbench101_judgments_are_scores_or_counted(smol_server, tmp
     items = [mixeval.Item("1", "free_form", "What is the capital of France?", None, ["Paris"], "triviaqa"),
              mixeval.Item("2", "multiple_choice", "Which number is even?", None, [1], "mmlu", ["3", "4", "7"])]
     rejects = Rejects()
-    metrics, records, scores = mixeval.score_split(items, {"free_form:1": "Paris.", "multiple_choice:2": "B. 4"},
-                                                   judge, rejects)
-    assert set(scores) == {"free_form:1", "multiple_choice:2"}
+    try:
+        metrics, records, scores = mixeval.score_split(items, {"free_form:1": "Paris.", "multiple_choice:2": "B. 4"},
+                                                       judge, rejects)
+    except FitrainError as e:  # the documented one-line end when no judgment parses (a 135M judge, seen here)
+        assert "no item could be scored" in str(e)
+        scores = {}
     judged = [k for k, v in scores.items() if v is not None]
     assert all(0.0 <= scores[k] <= 1.0 for k in judged)
-    assert len(judged) + sum(n for r, n in rejects.counts.items() if r.startswith("mixeval")) == 2, rejects.counts
+    failed = sum(n for r, n in rejects.counts.items() if r.startswith("mixeval_judge"))
+    assert len(judged) + failed == 2 and "mixeval_judge_failed" not in rejects.counts, rejects.counts
 
     d = mtbench101.Dialogue("CM", "1", [{"user": "My name is Ann.", "bot": "Nice to meet you, Ann."},
                                         {"user": "What is my name?", "bot": "Ann."}])
