@@ -195,7 +195,8 @@ def backends(cfg: DataGenConfig) -> dict[str, str]:
         elif llm.backend == "extractive":
             out[stage] = "extractive (offline heuristic fallback, not an LLM)"
         else:
-            out[stage] = f"{llm.backend}:{llm.model or '-'}" + (" (vllm serve)" if _serves(cfg, stage) else "")
+            cmd = " ".join([Path(cfg.serve.command[0]).name, *cfg.serve.command[1:]]) if cfg.serve.command else ""
+            out[stage] = f"{llm.backend}:{llm.model or '-'}" + (f" ({cmd})" if _serves(cfg, stage) else "")
     return out
 
 

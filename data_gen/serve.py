@@ -33,7 +33,7 @@ from typing import Iterator
 from data_gen.config import ServeConfig
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, check_reachable, served_models
-from fitrain.core.llm_openai import identity_problem
+from fitrain.core.llm_openai import BadModelList, identity_problem
 
 PORT_ATTEMPTS = 3    # a free port can be taken by another process before our server binds it
 
@@ -116,6 +116,8 @@ def _wait_ready(proc: subprocess.Popen, base: str, model: str, serve: ServeConfi
                                f"see {log_path}" + (f":\n{tail[-600:]}" if tail else ""))
         try:
             models = served_models(base + "/v1", timeout_s=2.0)
+        except BadModelList as e:
+            raise FitrainError(f"the server on {base} is not an OpenAI-compatible one: {e}; see {log_path}") from None
         except (OSError, ValueError):
             models = None  # not listening yet
         if models is not None:
@@ -138,7 +140,7 @@ def served(llm: LLMConfig, serve: ServeConfig, log_path: Path, host: str = "127.
     """Run ``serve.command MODEL --host H --port P [extra_args]`` for the duration; yields ``llm`` pointed
     at it. ``serve.port`` 0 picks a free port (retried when another process takes it first)."""
     if not llm.model:
-        raise FitrainError("serve.enabled needs llm.model (the model path or hub name vLLM should serve)")
+        raise FitrainError("serve.enabled needs llm.model (the model path, hub name or GGUF id the server should serve)")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, PORT_ATTEMPTS + 1):
         port = serve.port or free_port(host)

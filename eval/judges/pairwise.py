@@ -10,8 +10,13 @@
   ``str.replace`` and the ``<|im_start|>`` blocks become the system and user messages; one output token;
 * the preference is **probability-weighted**: from the top-5 log-probabilities of that token,
   ``p(m) / (p(m) + p(M))`` (``m`` = output_1 better) gives ``preference = 2 - p(m)`` in [1, 2]; a swapped
-  row is mapped back (``3 - x``); identical outputs are 1.5 without a call. Where the server returns no
-  log-probabilities the reply token itself decides (``m`` -> 1, ``M`` -> 2);
+  row is mapped back (``3 - x``); identical outputs are 1.5 without a call. **Fallback without
+  log-probabilities** (servers that send none, e.g. ``transformers serve``): the reply token itself decides
+  (``m`` -> 1, ``M`` -> 2), a hard preference instead of a weighted one; each record says how it was read
+  (``read_from``), the metric ``pairwise/<baseline>/preference_from_token`` counts such instructions in
+  results.json, and the ``rules`` of the head-to-head (results and the report's table) read
+  ``official (preference from the reply token: no logprobs)``; a reply that is neither token is asked again,
+  then counted unparsable (never scored 0.5);
 * the win rate is the mean of ``preference - 1`` over the judged instructions (the model's probability of
   being preferred; AlpacaEval reports it x100), its standard error the standard error of that mean, and the
   **length-controlled win rate** (fitrain_eval.judges.lc_winrate) the headline figure of AlpacaEval 2.
@@ -248,6 +253,8 @@ def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[s
                f"{pre}/wins": sum(s > 0.5 for s in scores), f"{pre}/ties": sum(s == 0.5 for s in scores),
                f"{pre}/losses": sum(s < 0.5 for s in scores), f"{pre}/n": n,
                f"{pre}/n_failed": len(instructions) - n}
+    if cfg.prompts == "official":  # the documented fallback where the server sent no log-probabilities
+        metrics[f"{pre}/preference_from_token"] = sum(judged[i][1].get("read_from") == "token" for i in order)
     if cfg.prompts == "paraphrased":  # wins / ties / losses count judgments (two per instruction)
         js = [j for r in records for j in r["judgments"]]
         metrics.update({f"{pre}/wins": js.count(1.0), f"{pre}/ties": js.count(0.5), f"{pre}/losses": js.count(0.0),
@@ -261,6 +268,22 @@ def head_to_head(instructions: list[str], ours: list[str | None], theirs: list[s
             r["lc_preference"] = p
     per_item = {str(i): (judged[i][0] if i in judged else None) for i in range(len(instructions))}
     return metrics, records, per_item
+
+
+TOKEN_FALLBACK = "preference from the reply token: no logprobs"
+
+
+def rules_name(cfg: PairwiseConfig, metrics: dict, baseline: str) -> str:
+    """The rules as results and the report name them, the no-logprobs fallback included (module docstring)."""
+    n_token = metrics.get(f"pairwise/{baseline}/preference_from_token", 0)
+    if not n_token:
+        return cfg.prompts
+    import sys
+
+    print(f"fitrain eval: warning: the judge sent no log-probabilities for {n_token} of "
+          f"{metrics[f'pairwise/{baseline}/n']} head-to-head judgments vs {baseline}; their AlpacaEval preference "
+          "is read from the reply token (1 or 2), not weighted", file=sys.stderr, flush=True)
+    return f"{cfg.prompts} ({TOKEN_FALLBACK})"
 
 
 def _lc(cfg: PairwiseConfig, index, preference, base_out, our_out) -> dict | None:
@@ -317,7 +340,7 @@ def evaluate_pairwise(cfg: PairwiseConfig, generator, judge: Judge | None, out_d
         ItemScores(f"pairwise/{bname}/win_rate", per_item,
                    {k: "output or judgment failed" for k, v in per_item.items() if v is None}, null=0.5,
                    info={"benchmark": "alpaca_eval", "model": name, "baseline": bname, "baseline_outputs": str(path),
-                         "judge_model": judge.model, "rules": cfg.prompts, "lc_glm": lc_glm,
+                         "judge_model": judge.model, "rules": rules_name(cfg, m, bname), "lc_glm": lc_glm,
                          "prompt_version": official.ALPACA_EVAL_VERSION if cfg.prompts == "official" else PROMPT_VERSION,
                          "judge_decoding": judge.decoding(), "generation": generator.decoding()}).save(out_dir)
         metrics.update(m)

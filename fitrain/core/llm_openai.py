@@ -16,8 +16,6 @@ import os
 import random
 import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from fitrain.core.llm_stream import WindowStream
@@ -29,12 +27,48 @@ PROBE_TTL_S = 2.0   # concurrent failures share one probe of the server
 POOL_CONNECTIONS = 16  # HTTP connections per client of a ClientPool
 
 
+class BadModelList(ValueError):
+    """A server answered ``GET /models`` with something that is not an OpenAI model list: the server is
+    there but is not (or not yet) an OpenAI-compatible one, so waiting for it does not help."""
+
+
 def served_models(base_url: str, api_key: str = "EMPTY", timeout_s: float = 5.0) -> list[str]:
-    """The model ids ``GET {base_url}/models`` lists; raises OSError/ValueError when there is no answer."""
-    req = urllib.request.Request(base_url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {api_key}"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as r:
-        body = json.loads(r.read() or b"{}")
-    return [str(m.get("id")) for m in body.get("data", []) if isinstance(m, dict)]
+    """The model ids ``GET {base_url}/models`` lists; raises OSError/ValueError when there is no answer
+    within ``timeout_s`` in all (connect, send and receive: a server that trickles its answer a byte at a
+    time is cut at the deadline) and :class:`BadModelList` when the answer is no ``{"data": [...]}``."""
+    url = base_url.rstrip("/") + "/models"
+    body = _get_within(url, {"Authorization": f"Bearer {api_key}"}, timeout_s)
+    try:
+        doc = json.loads(body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadModelList(f"GET {url} answered {body[:80]!r}, not JSON") from None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        shape = ("a bare list" if isinstance(doc, list) else
+                 f'"data": {json.dumps(data)[:40]}' if isinstance(doc, dict) else type(doc).__name__)
+        raise BadModelList(f"GET {url} answered {shape}, not an OpenAI model list "
+                           '({"data": [{"id": ...}]}); is it an OpenAI-compatible server?')
+    return [str(m.get("id")) for m in data if isinstance(m, dict)]
+
+
+def _get_within(url: str, headers: dict, timeout_s: float) -> bytes:
+    """The body of ``GET url`` (status 2xx), all of it within ``timeout_s``: one deadline over connect, send
+    and receive (a socket timeout is per read: a reply trickled byte by byte would never reach it)."""
+    import httpx
+
+    async def get() -> httpx.Response:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            return await client.get(url, headers=headers)
+
+    try:
+        resp = asyncio.run(asyncio.wait_for(get(), timeout_s))
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"no complete answer within {timeout_s:g}s") from None
+    except httpx.HTTPError as e:
+        raise OSError(f"{type(e).__name__}: {e}") from None
+    if not 200 <= resp.status_code < 300:
+        raise OSError(f"HTTP {resp.status_code} {resp.reason_phrase}")
+    return resp.content
 
 
 def identity_problem(model: str, models: list[str]) -> str | None:
@@ -96,15 +130,18 @@ class OpenAIBackend:
         for attempt in range(1, self.cfg.max_retries + 2):
             try:
                 async with pool.client() as client:
-                    text, logprobs = await self._call(client, r)
+                    # one deadline for the whole attempt (connect, send, receive): httpx's timeout is per
+                    # read, so a server trickling its reply byte by byte would otherwise never time out
+                    text, logprobs = await asyncio.wait_for(self._call(client, r), self.cfg.timeout_s)
                 return Completion(text, attempts=attempt, logprobs=logprobs)
-            except openai.APITimeoutError as e:  # a subclass of APIConnectionError: the server may be alive
-                last, connection_lost = f"APITimeoutError: {str(e)[:200]}", False
+            except (openai.APITimeoutError, asyncio.TimeoutError) as e:  # the server may be alive
+                last = f"timeout: no complete reply within {self.cfg.timeout_s:g}s" + (f" ({str(e)[:160]})" if str(e) else "")
+                connection_lost = False
             except openai.APIConnectionError as e:
                 last, connection_lost = f"{type(e).__name__}: {str(e)[:200]}", True
             except openai.APIStatusError as e:
                 status = e.status_code
-                last, connection_lost = f"{type(e).__name__} {status}: {str(e)[:200]}", False
+                last, connection_lost = f"{type(e).__name__} {status}: {_reason(e)}", False
                 if 400 <= status < 500 and status not in (408, 409, 429):
                     break  # a client error will not fix itself
             except Exception as e:  # malformed response bodies and the like
@@ -151,6 +188,16 @@ class OpenAIBackend:
         if text is None:
             raise ValueError("reply has no text")
         return truncate_at_stop(text, r.stop), (_top_logprobs(resp.choices[0], chat) if r.logprobs else None)
+
+
+def _reason(e) -> str:
+    """The server's own words for an HTTP error (``{"detail": ...}`` of FastAPI servers such as transformers
+    serve, ``{"error": {"message": ...}}`` of vLLM), else the client's message."""
+    try:
+        text = e.response.text
+    except Exception:  # noqa: BLE001 - a streamed or closed response
+        text = ""
+    return " ".join((text or str(e)).split())[:300]
 
 
 def _top_logprobs(choice, chat: bool) -> list[dict[str, float]] | None:
@@ -203,7 +250,10 @@ def check_served(cfg: LLMConfig, timeout_s: float = 5.0, check_model: bool = Tru
     api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
     try:
         models = served_models(cfg.base_url, api_key, timeout_s)
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+    except BadModelList as e:
+        raise ServerUnavailable(f"the LLM server at {cfg.base_url} is not an OpenAI-compatible server: {e}; "
+                                "set llm.base_url") from None
+    except (OSError, ValueError) as e:
         raise ServerUnavailable(f"LLM server not reachable at {cfg.base_url} ({e}); start it (e.g. `vllm serve "
                                 "MODEL`) or set llm.base_url") from None
     problem = identity_problem(cfg.model, models) if check_model else None

@@ -3,8 +3,9 @@
 The directory is a plain ``save_pretrained`` directory (safetensors weights, config.json,
 generation_config.json) plus the tokenizer, so ``AutoModelForCausalLM.from_pretrained(dir)`` and lm-eval's
 ``hf`` model load it with no conversion. ``fitrain_export.json`` records where it came from and the training
-format (fitrain_eval prompts the model in it). The generation config holds the special tokens and greedy
-decoding only: the generation length is the caller's (a ``max_new_tokens`` written here would override
+format (fitrain_eval prompts the model in it); the tokenizer carries a chat template that renders a user
+turn as that format's training prefix (fitrain.train.chat_template), so chat endpoints prompt it as trained.
+The generation config holds the special tokens (generation stops at EOS) and greedy decoding only: the generation length is the caller's (a ``max_new_tokens`` written here would override
 lm-eval's ``max_gen_toks`` and every evaluator's own limit).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import as_os_error, atomic_path, write_json
+from fitrain.train.chat_template import add_chat_template, format_of
 from fitrain.train.checkpoint import TrainState
 
 
@@ -46,6 +48,7 @@ def export_state(weights: dict, state: TrainState, out_dir: str | Path, tokenize
     if not tok_path or not Path(tok_path).is_dir():
         raise FitrainError(f"tokenizer directory not found: {tok_path!r}; pass the tokenizer explicitly")
     tok = load_tokenizer(tok_path)
+    add_chat_template(tok, format_of(state.format))  # prompted through a chat endpoint exactly as trained
     config = LlamaConfig.from_dict(dict(hf_cfg))
     if vocab_size_of(tok) > config.vocab_size:
         raise FitrainError(f"tokenizer {tok_path} has {vocab_size_of(tok)} tokens, more than the model's "

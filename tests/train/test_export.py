@@ -37,6 +37,9 @@ def test_export_loads_with_automodel_and_matches_checkpoint(trained, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     tok = AutoTokenizer.from_pretrained(out)
     assert model.generation_config.eos_token_id == tok.eos_token_id and model.config.use_cache
+    # a chat endpoint prompts it as trained: one user turn is the training prefix (fitrain.train.chat_template)
+    assert tok.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
+                                   tokenize=False) == "Instruction: hello\n\nAnswer: "
     # the generation length is the caller's: nothing here may override lm-eval's max_gen_toks
     written = json.loads((out / "generation_config.json").read_text())
     assert not {"max_new_tokens", "max_length"} & set(written) and written["do_sample"] is False

@@ -78,6 +78,7 @@ def test_head_to_head_official_single_random_order_probability_weighted(tmp_path
     assert m[f"{pre}/win_rate_se"] == pytest.approx(statistics.stdev(scores) / math.sqrt(5))
     assert (m[f"{pre}/wins"], m[f"{pre}/ties"], m[f"{pre}/losses"], m[f"{pre}/n"], m[f"{pre}/n_failed"]) == (
         2, 1, 2, 5, 1)
+    assert m[f"{pre}/preference_from_token"] == 1  # the documented fallback, named (module docstring)
     assert r.counts == {"pairwise_judge_unparsable": 1, "pairwise_unjudged_instruction": 1}
     assert 2 not in seen and len(seen) == 5
     for i, x in seen.items():  # one order per instruction, AlpacaEval's seeded coin
@@ -88,7 +89,7 @@ def test_head_to_head_official_single_random_order_probability_weighted(tmp_path
     assert {x["ours_first"] for x in seen.values()} == {True, False}  # both orders occur
     items = ItemScores.load(tmp_path / "out" / "items" / "pairwise__gpt4_1106_preview__win_rate.jsonl")
     assert items.scores == {"0": pytest.approx(0.8), "1": 1.0, "2": 0.5, "3": None, "4": 0.0, "5": pytest.approx(0.3)}
-    assert items.null == 0.5 and items.info["rules"] == "official" and items.info["baseline"] == "gpt4_1106_preview"
+    assert items.null == 0.5 and items.info["rules"] == "official (preference from the reply token: no logprobs)" and items.info["baseline"] == "gpt4_1106_preview"
     recs = [json.loads(x) for x in
             (tmp_path / "out" / "alpaca_eval" / "pairwise_vs_gpt4_1106_preview.jsonl").read_text().splitlines()]
     assert [x["read_from"] for x in recs] == ["logprobs", "token", "identical outputs", "logprobs", "logprobs"]
