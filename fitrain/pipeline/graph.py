@@ -59,7 +59,15 @@ def _arm_steps(cfg: ExperimentConfig, arms: ArmSet) -> list[ExperimentStep]:
 
 
 def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
-    """The experiment's steps in dependency order."""
+    """The experiment's steps in dependency order; with corpus blocks, every block's (``<block>.<step>``)
+    and one report over them (fitrain.pipeline.blocks)."""
+    if cfg.blocks:
+        from fitrain.pipeline.blocks import block_config, block_names, blocks_report_step, prefixed
+
+        steps = [s for b in block_names(cfg) for s in prefixed(b, experiment_steps(block_config(cfg, b)))]
+        return steps + [ExperimentStep("report", [s.name for s in steps if s.local.name == "report"], role="report",
+                                       runner=blocks_report_step, describe=f"the report of {len(cfg.blocks)} "
+                                       "blocks, each block's differences within the block")]
     arms = cfg.arm_set()
     dg_shards = max(1, cfg.data_gen.num_shards)
     dg_tasks = data_gen_tasks(cfg)

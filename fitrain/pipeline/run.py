@@ -16,6 +16,7 @@ from typing import Callable
 
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json
+from fitrain.pipeline.blocks import for_step, parts
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
 from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
 from fitrain.pipeline.runners import arm_rows, shell_line, step_command
@@ -53,7 +54,8 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
         raise FitrainError(f"step '{step.name}' needs {missing} to finish first (no completion marker under "
                            f"{layout.steps}); run the experiment without --step to run the whole graph")
     t0, c0 = time.perf_counter(), time.process_time()
-    info = runner_for(step, runners)(cfg, step, shard) or {}
+    own_cfg, own = for_step(cfg, step)  # a block's step: the block's config and its own step
+    info = runner_for(own, runners)(own_cfg, own, shard) or {}
     timing = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     if _rank() == 0:
         mark_done(marker, {"step": step.name, **({"shard": shard} if shard is not None else {}),
@@ -148,11 +150,16 @@ def print_plan(cfg: ExperimentConfig, steps: list[ExperimentStep], status: dict[
 
 
 def arms_table(cfg: ExperimentConfig) -> list[str]:
-    """One line per arm: its kind, where its data comes from and whose tokens it trains."""
-    arms = cfg.arm_set()
-    seeds = [r.seed for r in cfg.runs(arms.names[0])]
-    lines = [f"  arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):"]
-    lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(cfg)]
+    """One line per arm: its kind, where its data comes from and whose tokens it trains (block by block)."""
+    from fitrain.pipeline.blocks import budget_text
+
+    lines = []
+    for block, part in parts(cfg):
+        arms = part.arm_set()
+        seeds = [r.seed for r in part.runs(arms.names[0])]
+        head = f"block {block} ({budget_text(cfg, block)}): " if block else ""
+        lines.append(f"  {head}arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):")
+        lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(part)]
     return lines
 
 
@@ -190,9 +197,11 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         check_judge_reachable(cfg, steps)
     # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
     # after the corpus was normalised) does not need the user's download any more
-    arms = cfg.arm_set()
     todo = {s.name for s in steps if status[s.name] == "todo"}
-    arms.check_inputs([a.name for a in arms.specs if arms.kind(a.name).data_step(cfg, arms, a) in todo])
+    for block, part in parts(cfg):
+        arms = part.arm_set()
+        prefix = f"{block}." if block else ""
+        arms.check_inputs([a.name for a in arms.specs if f"{prefix}{arms.kind(a.name).data_step(part, arms, a)}" in todo])
     cfg.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, log)
     if use_slurm:
@@ -227,10 +236,13 @@ def _num(v) -> str:
 def summary_table(cfg: ExperimentConfig) -> list[str]:
     """One line per run: tokens trained (total and supervised) from the train summaries."""
     lines = []
-    for r in cfg.runs():
-        p = cfg.layout.train(r.id).summary
-        if p.is_file():
+    for block, part in parts(cfg):
+        for r in part.runs():
+            p = part.layout.train(r.id).summary
+            if not p.is_file():
+                continue
             s = read_json(p)
-            lines.append(f"  {r.id:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
-                         f"  final loss {_num(s.get('final_loss'))}  held-out answer loss {_num(s.get('val_loss'))}")
+            lines.append(f"  {(block + '.' if block else '') + r.id:<9} tokens {s.get('tokens', 0):>12,}  "
+                         f"supervised {s.get('supervised_tokens', 0):>12,}  final loss {_num(s.get('final_loss'))}"
+                         f"  held-out answer loss {_num(s.get('val_loss'))}")
     return lines
