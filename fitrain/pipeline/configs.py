@@ -75,6 +75,9 @@ def tokenizer_config(cfg: ExperimentConfig, check: bool = True):
 
     tc = copy.deepcopy(cfg.tokenizer)
     tc.files = []
+    tc.out = str(cfg.layout.tokenizer)
+    if tc.pretrained:  # the corpus is not read
+        return tc
     tc.input = InputConfig(paths=corpus_files(cfg, check), kind="documents", text_column=cfg.corpus.text_column,
                            id_column=cfg.corpus.id_column)
     tc.out = str(cfg.layout.tokenizer)

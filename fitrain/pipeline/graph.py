@@ -74,7 +74,8 @@ def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
     steps = [_step("corpus", [], "corpus", describe="write the built-in corpus" if cfg.corpus.builtin
                    else f"check the corpus files {cfg.corpus.paths}"),
              _step("tokenizer", ["corpus"], "tokenizer",
-                   describe=f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
+                   describe=f"save the pretrained tokenizer {cfg.tokenizer.pretrained}" if cfg.tokenizer.pretrained
+                   else f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
     if needs_data_gen(cfg, arms):
         steps += [_step("data_gen-templates", ["corpus"], "data_gen", kind="data_gen",
                         describe="template bank/queries -> templates -> index"),
