@@ -17,7 +17,7 @@ from tests.pipeline.test_arms_e2e import _logger, _texts, write_ipt_shard
 
 pytestmark = pytest.mark.slow
 
-PER_PASS, IPT_EPOCHS, NEM_EPOCHS = 3000, 2, 3
+PER_PASS, IPT_EPOCHS, NEM_EPOCHS = 2000, 2, 2
 
 
 @pytest.mark.timeout(900)
@@ -35,9 +35,9 @@ def test_two_blocks_train_their_own_budgets_with_a_pretrained_tokenizer_and_repo
     recipe = tmp_path / "blocks.yaml"  # the blocks through the YAML schema, as a recipe gives them
     recipe.write_text(json.dumps({"_base_": str(resolve_recipe("quickstart")), "blocks": blocks}))
     cfg = load_experiment(str(recipe), [
-        f"run_dir={tmp_path / 'run'}", "name=blocks-e2e", "heldout_shards=0", "corpus.max_documents=48",
+        f"run_dir={tmp_path / 'run'}", "name=blocks-e2e", "heldout_shards=0", "corpus.max_documents=36",
         "data_gen.num_shards=1", f"tokenizer.pretrained={tok}", "tokenizer.pad_token=<|reserved_special_token_0|>",
-        "train.log_every=4", "train.val_every=0", "train.wandb.mode=disabled", "train.data.max_epochs=0",
+        "train.model.dim=64", "train.model.n_layers=2", "train.model.ffn_dim=192", "train.log_every=4", "train.val_every=0", "train.wandb.mode=disabled", "train.data.max_epochs=0",
         "eval.lm_eval.tasks=[fitrain_mixeval_mc]", "eval.lm_eval.formats=[plain]", "eval.lm_eval.limit=8",
         "eval.heldout.enabled=false", "report.bootstrap=200"])
     lines: list[str] = []
