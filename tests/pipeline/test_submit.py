@@ -105,13 +105,17 @@ def test_a_loopback_judge_is_refused_unless_no_eval_step_needs_it(tmp_path):
         check_judge_reachable(cfg, steps if steps is not None else experiment_steps(cfg))
 
     for url in ("http://127.0.0.1:8000/v1", "http://localhost:9000/v1"):
-        with pytest.raises(FitrainError, match=r"set eval.judge.llm.base_url to a judge server the compute nodes "
-                                               r"can reach .*or disable eval.mixeval/eval.mtbench101/eval.pairwise"):
+        with pytest.raises(FitrainError, match=r"the judge of eval.mixeval is at .*: set eval.judge.serve.enabled="
+                                               r"true .*or disable eval.mixeval$"):
             check(_paper_recipe(tmp_path, f"eval.judge.llm.base_url={url}"))
     with pytest.raises(FitrainError, match=r"or disable eval.mtbench101$"):
         check(_paper_recipe(tmp_path, "eval.mixeval.enabled=false", "eval.pairwise.enabled=false"))
     # reachable judges, no judged benchmark, or no eval step submitted: the check passes
     check(_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1"))
+    check(_paper_recipe(tmp_path, "eval.judge.serve.enabled=true"))  # each eval job starts its own judge server
+    with pytest.raises(FitrainError, match=r"the judge of eval.pairwise is at http://127.0.0.1:8000/v1"):
+        check(_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1",
+                            "eval.judges={pairwise: {llm: {base_url: 'http://127.0.0.1:8000/v1'}}}"))
     check(_paper_recipe(tmp_path, *(f"eval.{n}.enabled=false" for n in ("mixeval", "mtbench101", "pairwise"))))
     cfg = _paper_recipe(tmp_path)
     check(cfg, [s for s in experiment_steps(cfg) if s.name == "train-fi"])
@@ -126,6 +130,6 @@ def test_the_experiment_refuses_a_loopback_judge_before_it_writes_the_run_direct
 
     monkeypatch.setattr(slurm, "check_reachable", lambda *a, **k: None)  # as if Slurm answered
     cfg = _paper_recipe(tmp_path)
-    with pytest.raises(FitrainError, match="set eval.judge.llm.base_url to a judge server"):
+    with pytest.raises(FitrainError, match="the compute node itself"):
         run_experiment(cfg, slurm=True, log=lambda m: None)
     assert not cfg.root.exists()  # nothing written: no experiment.yaml, no jobs.json
