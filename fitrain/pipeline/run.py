@@ -19,7 +19,7 @@ from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.pipeline.blocks import for_step, parts
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
 from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
-from fitrain.pipeline.runners import arm_rows, shell_line, step_command
+from fitrain.pipeline.runners import BEYOND, arm_rows, shell_line, step_command
 
 Log = Callable[[str], None]
 
@@ -159,7 +159,8 @@ def arms_table(cfg: ExperimentConfig) -> list[str]:
         seeds = [r.seed for r in part.runs(arms.names[0])]
         head = f"block {block} ({budget_text(cfg, block)}): " if block else ""
         lines.append(f"  {head}arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):")
-        lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(part)]
+        lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" + (BEYOND if r.beyond_paper else "")
+                  for r in arm_rows(part)]
     return lines
 
 

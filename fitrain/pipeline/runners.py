@@ -159,6 +159,7 @@ class ArmRow:
     label: str      # the kind's label (what such an arm trains on)
     data: str       # where this arm's data comes from
     budget: str     # whose tokens it trains
+    beyond_paper: bool = False  # not a row of the paper's Table 1 (its kind says so)
 
 
 def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
@@ -170,8 +171,29 @@ def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
         fixed = f"{cfg.train.max_tokens:,.0f} tokens" if cfg.train.max_tokens else "train.* budget"
         budget = (fixed if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
         rows.append(ArmRow(a.name, a.kind, kind.label, kind.describe(arms, a),
-                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)")))
+                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)"), kind.beyond_paper))
     return rows
+
+
+BEYOND = " (beyond the paper)"
+
+
+def judges_lines(cfg: ExperimentConfig) -> list[str]:
+    """Each judged benchmark's judge, and whether it is the paper's (fitrain/docs/method.md, "Evaluation")."""
+    from fitrain_eval.benchmarks import enabled
+    from fitrain_eval.judges.common import judge_config_for
+
+    rows = []
+    for b in (b for b in enabled(cfg.eval) if b.judged):
+        jc = judge_config_for(cfg.eval, b.name)
+        model = jc.llm.model or "-"
+        same = b.paper_judge and b.paper_judge in model.lower().replace("_", "-").rsplit("/", 1)[-1]
+        where = "started by the eval job" if jc.serve.enabled else jc.llm.base_url
+        note = "the paper's judge" if same else "NOT the paper's judge: scores are not on its scale"
+        rows.append(f"| {b.name} | {model} ({where}) | {b.paper_judge or '-'} | {note} |")
+    if not rows:
+        return []
+    return ["", "## Judges", "", "| benchmark | judge | the paper's judge | |", "|---|---|---|---|", *rows]
 
 
 def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
@@ -186,7 +208,9 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     tm = token_matching(cfg)
     write_json(out / "token_matching.json", tm)
     lines = ["", "## Arms", "", "| arm | kind | data | trains |", "|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.kind}: {r.label} | {r.data} | {r.budget} |" for r in arm_rows(cfg)]
+    lines += [f"| {r.name}{BEYOND if r.beyond_paper else ''} | {r.kind}: {r.label} | {r.data} | {r.budget} |"
+              for r in arm_rows(cfg)]
+    lines += judges_lines(cfg)
     budget = (f"the same {cfg.train.max_tokens:,.0f} tokens" if cfg.train.max_tokens else
               "the total tokens of its reference arm")
     lines += ["", "## Token budget", "",
