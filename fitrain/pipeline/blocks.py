@@ -117,7 +117,7 @@ def local_step(step: "ExperimentStep") -> "ExperimentStep":
 def prefixed(block: str, steps: list["ExperimentStep"]) -> list["ExperimentStep"]:
     """A block's steps named ``<block>.<step>`` (dependencies too), each keeping the block's own step."""
     return [replace(s, name=f"{block}{SEP}{s.name}", deps=[f"{block}{SEP}{d}" for d in s.deps], block=block,
-                    local=s, describe=f"[{block}] {s.describe}") for s in steps]
+                    local=s) for s in steps]
 
 
 def for_step(cfg: "ExperimentConfig", step: "ExperimentStep") -> tuple["ExperimentConfig", "ExperimentStep"]:

@@ -63,11 +63,33 @@ def final_pairs(cfg: ExperimentConfig, heldout: bool = False, check: bool = True
     n, h = max(1, cfg.data_gen.num_shards), cfg.heldout_shards
     ids = range(n - h, n) if heldout else range(n - h)
     final = stage_dir or cfg.layout.data_gen("final")
+    if not check:  # a by-hand command: a few globs matching exactly these shards, in order (not every shard)
+        return [str(shard_dir(final, 0)).replace("shard-00000", f"shard-{g}") + "/pairs.parquet"
+                for g in range_globs(ids.start, ids.stop - 1, 5)]
     files = [shard_dir(final, i) / "pairs.parquet" for i in ids]
     missing = [str(f) for f in files if not f.is_file()]
     if check and missing:
         raise FitrainError(f"data_gen wrote no pairs file for {missing}; rerun the data_gen step")
     return [str(f) for f in files]
+
+
+def range_globs(lo: int, hi: int, width: int) -> list[str]:
+    """Glob patterns (character classes) matching exactly the zero-padded numbers ``lo..hi`` of ``width``
+    digits, in ascending order: ``range_globs(0, 1022, 5)`` -> ``00[0-9][0-9][0-9]``, ``010[0-1][0-9]``,
+    ``0102[0-2]``."""
+    if lo > hi:
+        return []
+    if width == 0:
+        return [""]
+    p = 10 ** (width - 1)
+    (dlo, rlo), (dhi, rhi) = divmod(lo, p), divmod(hi, p)
+    if dlo == dhi:
+        return [f"{dlo}{s}" for s in range_globs(rlo, rhi, width - 1)]
+    head = [f"{dlo}{s}" for s in range_globs(rlo, p - 1, width - 1)] if rlo else []
+    tail = [f"{dhi}{s}" for s in range_globs(0, rhi, width - 1)] if rhi != p - 1 else []
+    first, last = dlo + (1 if rlo else 0), dhi - (1 if rhi != p - 1 else 0)
+    mid = [(str(first) if first == last else f"[{first}-{last}]") + "[0-9]" * (width - 1)] if first <= last else []
+    return head + mid + tail
 
 
 def tokenizer_config(cfg: ExperimentConfig, check: bool = True):

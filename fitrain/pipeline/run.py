@@ -10,6 +10,7 @@ prints the plan with, for every step, the one command that would do it by hand
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,7 @@ from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.pipeline.blocks import for_step, parts
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
 from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
-from fitrain.pipeline.runners import BEYOND, arm_rows, shell_line, step_command
+from fitrain.pipeline.runners import BEYOND, arm_rows
 
 Log = Callable[[str], None]
 
@@ -140,13 +141,23 @@ def print_plan(cfg: ExperimentConfig, steps: list[ExperimentStep], status: dict[
     for line in arms_table(cfg):
         log(line)
     width = max([18] + [len(s.name) for s in steps])
+    if commands:
+        from fitrain.pipeline.byhand import by_hand
+
+        lines = by_hand(cfg, steps)
+        log(f"  by-hand commands: RUN={shlex.quote(str(cfg.root))}")
     for i, s in enumerate(steps, 1):
         extra = f" [array of {s.shards}]" if s.shards else ""
         log(f"  {i:2d}. {s.name:<{width}} {status[s.name]:<5} {s.describe}{extra}"
-            + (f"  (after {', '.join(s.deps)})" if s.deps else ""))
+            + (f"  (after {', '.join(_local(d, s.block) for d in s.deps)})" if s.deps else ""))
         if commands:
             shards = f" for shard in 0..{s.shards - 1}" if s.shards else ""
-            log(f"      by hand{shards}: {shell_line(step_command(cfg, s))}")
+            log(f"      by hand{shards}: {lines[s.name]}")
+
+
+def _local(dep: str, block: str) -> str:
+    """A dependency as the plan names it: without the block's prefix inside the same block."""
+    return dep[len(block) + 1:] if block and dep.startswith(block + ".") else dep
 
 
 def arms_table(cfg: ExperimentConfig) -> list[str]:
