@@ -105,8 +105,16 @@ def budget_text(cfg: "ExperimentConfig", name: str) -> str:
     """The block's budget in words (the plan, --print-config's readers, the report)."""
     b = next(x for x in cfg.blocks if x.name == name)
     epochs = b.budget.epochs or cfg.train.budget_from_epochs
-    per = f"{b.budget.tokens:,.0f} tokens" if b.budget.tokens else "the reference arm's tokens"
+    per = f"{tokens_text(b.budget.tokens)} tokens" if b.budget.tokens else "the reference arm's tokens"
     return f"{per} x {epochs:g} epoch(s)"
+
+
+def tokens_text(n: float) -> str:
+    """A token count as people write it: 23B, 1.5M, 40,000."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6)):
+        if n >= size and round(n / size, 2) * size == n:
+            return f"{n / size:g}{unit}"
+    return f"{n:,.0f}"
 
 
 def local_step(step: "ExperimentStep") -> "ExperimentStep":

@@ -1,9 +1,10 @@
 """The "by hand" lines of ``fitrain experiment --dry-run``: for every step the one command doing its work
 (fitrain.pipeline.runners.step_command), kept readable for an experiment of many arms and blocks:
 
-* paths under the run directory are written ``$RUN/...`` (the plan prints ``RUN=`` once);
-* a command of the same kind as an earlier step's (``fitrain train``, ``fitrain prepare``...) is written as
-  that step's settings plus the ones that differ (``<step 12's settings> run_dir=... arm=...``);
+* paths under the run directory are written ``$RUN/...``, its config ``$CFG`` (the plan sets both once);
+* a command of the same program as an earlier step's (``fitrain train``, ``fitrain prepare``...) is written
+  as that step's settings plus the ones that differ (``<step 12's settings> run_dir=... arm=...``), against
+  the earlier step that makes it shortest;
 * file lists are globs (data_gen's shards: fitrain.pipeline.configs.range_globs), never every shard.
 """
 from __future__ import annotations
@@ -13,12 +14,15 @@ import shlex
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep
 from fitrain.pipeline.runners import step_command
 
-SHORT = 6   # a command of at most this many words is always written whole
+SHORT = 5   # a command of at most this many words is always written whole
+CONFIG = "CFG"   # the experiment's frozen config, $RUN/experiment.yaml, in the commands
 
 
 def _word(a: str, root: str) -> str:
     if a == "{shard}":
         return a
+    if a == f"{root}/experiment.yaml":
+        return f"${CONFIG}"
     q = shlex.quote(a)
     if root not in a:
         return q
@@ -26,31 +30,31 @@ def _word(a: str, root: str) -> str:
 
 
 def by_hand(cfg: ExperimentConfig, steps: list[ExperimentStep]) -> dict[str, str]:
-    """Step name -> its by-hand command line (see the module docstring). A command is written against the first
-    step of the same program in its block (else in the experiment)."""
+    """Step name -> its by-hand command line (see the module docstring). A command with settings is written
+    against the earlier step of the same program whose settings differ least from its own."""
     root = str(cfg.root)
-    first: dict[tuple[str, ...], tuple[int, list[str]]] = {}
+    earlier: dict[tuple[str, ...], list[tuple[int, list[str]]]] = {}
     out = {}
     for i, s in enumerate(steps, 1):
         argv = step_command(cfg, s)
         p = next((k for k, a in enumerate(argv) if a.startswith("-") or "=" in a), len(argv))  # the program
         n = _settings_start(argv)
-        prog, own = tuple(argv[:p]), (s.block, *argv[:p])
-        earlier = first.get(own) or first.get(prog)
-        first.setdefault(prog, (i, argv))
-        first.setdefault(own, (i, argv))
-        if len(argv) <= SHORT or earlier is None:
-            out[s.name] = " ".join(_word(a, root) for a in argv)
-            continue
-        j, base = earlier
-        m = _settings_start(base)
-        had, keys = set(base[m:]), {a.split("=", 1)[0] for a in argv[n:]}
-        changed = [a for a in argv[n:] if a not in had]
-        dropped = [a.split("=", 1)[0] for a in base[m:] if a.split("=", 1)[0] not in keys]
-        out[s.name] = " ".join([*(_word(a, root) for a in argv[:n]), f"<step {j}'s settings>",
-                                *(_word(a, root) for a in changed)]) + (
-            f" (without {', '.join(dropped)})" if dropped else "")
+        whole = " ".join(_word(a, root) for a in argv)
+        options = [_relative(argv, n, j, base, root) for j, base in earlier.get(tuple(argv[:p]), [])]
+        out[s.name] = min([whole] + options, key=len) if len(argv) > SHORT and n < len(argv) else whole
+        if n < len(argv):
+            earlier.setdefault(tuple(argv[:p]), []).append((i, argv))
     return out
+
+
+def _relative(argv: list[str], n: int, j: int, base: list[str], root: str) -> str:
+    """``argv`` as step ``j``'s settings (``base``) and the settings that differ."""
+    m = _settings_start(base)
+    had, keys = set(base[m:]), {a.split("=", 1)[0] for a in argv[n:]}
+    changed = [a for a in argv[n:] if a not in had]
+    dropped = [a.split("=", 1)[0] for a in base[m:] if a.split("=", 1)[0] not in keys]
+    return " ".join([*(_word(a, root) for a in argv[:n]), f"<step {j}'s settings>",
+                     *(_word(a, root) for a in changed)]) + (f" (without {', '.join(dropped)})" if dropped else "")
 
 
 def _settings_start(argv: list[str]) -> int:

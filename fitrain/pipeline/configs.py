@@ -98,7 +98,8 @@ def tokenizer_config(cfg: ExperimentConfig, check: bool = True):
     tc = copy.deepcopy(cfg.tokenizer)
     tc.files = []
     tc.out = str(cfg.layout.tokenizer)
-    if tc.pretrained:  # the corpus is not read
+    if tc.pretrained:  # the corpus is not read, and no BPE is trained
+        tc.vocab_size, tc.max_chars = type(tc)().vocab_size, 0
         return tc
     tc.input = InputConfig(paths=corpus_files(cfg, check), kind="documents", text_column=cfg.corpus.text_column,
                            id_column=cfg.corpus.id_column)

@@ -54,7 +54,7 @@ def _arm_steps(cfg: ExperimentConfig, arms: ArmSet) -> list[ExperimentStep]:
         kind = arms.kind(a.name)
         out += kind.steps(cfg, arms, a)
         out.append(_step(f"prepare-{a.name}", kind.prepare_deps(cfg, arms, a), "prepare", arm=a.name,
-                         describe=f"{a.name}: {kind.prepare_what(arms, a)} -> token shards"))
+                         describe=f"{kind.prepare_what(arms, a)} -> token shards"))
     return out
 
 
@@ -114,7 +114,7 @@ def _head_to_head_steps(cfg: ExperimentConfig, arms: ArmSet, runs: list[Run]) ->
         for b in (r for r in runs if r.arm != arms.primary and r.seed == p.seed):
             name = f"h2h-{p.id}-vs-{b.id}"
             out.append(_step(name, [prev, f"eval-{p.id}", f"eval-{b.id}"], "h2h", arm=p.arm, run=p.id, seed=p.seed,
-                             baseline=b.id, describe=f"head-to-head: {p.id} vs {b.id} (pairwise judge)"))
+                             baseline=b.id, describe=f"{p.id} vs {b.id}, pairwise judge"))
             prev = name
     return out
 

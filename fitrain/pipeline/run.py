@@ -137,22 +137,59 @@ def _diff(a: str, b: str) -> str:
 
 def print_plan(cfg: ExperimentConfig, steps: list[ExperimentStep], status: dict[str, str], use_slurm: bool,
                log: Log, commands: bool = False) -> None:
-    log(f"experiment {cfg.name}: {len(steps)} steps in {cfg.root} ({'Slurm' if use_slurm else 'locally'})")
+    """The arms and the steps (a block's steps under its heading, named without the ``<block>.`` that
+    ``--step`` takes), with ``commands`` each step's by-hand command (fitrain.pipeline.byhand)."""
+    fresh = all(v == "todo" for v in status.values())  # (then no status column)
+    log(f"experiment {cfg.name}: {len(steps)} steps in {cfg.root} ({'Slurm' if use_slurm else 'locally'})"
+        + ("; every step todo" if fresh else ""))
     for line in arms_table(cfg):
         log(line)
-    width = max([18] + [len(s.name) for s in steps])
+    width = max([18] + [len(_local(s.name, s.block)) for s in steps])
     if commands:
-        from fitrain.pipeline.byhand import by_hand
+        from fitrain.pipeline.byhand import CONFIG, by_hand
 
         lines = by_hand(cfg, steps)
-        log(f"  by-hand commands: RUN={shlex.quote(str(cfg.root))}")
+        log(f"  by-hand commands: RUN={shlex.quote(str(cfg.root))} {CONFIG}=$RUN/{cfg.layout.config.name}")
+    block, shown = "", direct_deps(steps)
     for i, s in enumerate(steps, 1):
+        if s.block != block:
+            block = s.block
+            log(f"  block {block} (--step {block}.<step>):" if block else "  the whole experiment:")
         extra = f" [array of {s.shards}]" if s.shards else ""
-        log(f"  {i:2d}. {s.name:<{width}} {status[s.name]:<5} {s.describe}{extra}"
-            + (f"  (after {', '.join(_local(d, s.block) for d in s.deps)})" if s.deps else ""))
+        state = "" if fresh else f" {status[s.name]:<5}"
+        log(f"  {i:2d}. {_local(s.name, s.block):<{width}}{state} {s.describe}{extra}"
+            + (f"  (after {deps_text([_local(d, s.block) for d in shown[s.name]])})" if s.deps else ""))
         if commands:
             shards = f" for shard in 0..{s.shards - 1}" if s.shards else ""
             log(f"      by hand{shards}: {lines[s.name]}")
+
+
+def direct_deps(steps: list[ExperimentStep]) -> dict[str, list[str]]:
+    """Each step's dependencies less those another of them already waits for (what the plan prints)."""
+    by_name = {s.name: s for s in steps}
+    above: dict[str, set[str]] = {}
+
+    def ancestors(name: str) -> set[str]:
+        if name not in above:
+            deps = by_name[name].deps if name in by_name else []
+            above[name] = set(deps).union(*(ancestors(d) for d in deps)) if deps else set()
+        return above[name]
+
+    return {s.name: [d for d in s.deps if not any(d in ancestors(o) for o in s.deps if o != d)] for s in steps}
+
+
+def deps_text(names: list[str]) -> str:
+    """Step names, those of three or more sharing a prefix braced: ``eval-{fi,standard,qa}``."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n[:n.rfind("-") + 1], []).append(n)
+    parts = []
+    for prefix, members in groups.items():
+        if prefix and len(members) >= 3:
+            parts.append(prefix + "{" + ",".join(m[len(prefix):] for m in members) + "}")
+        else:
+            parts += members
+    return ", ".join(parts)
 
 
 def _local(dep: str, block: str) -> str:

@@ -164,11 +164,13 @@ class ArmRow:
 
 def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
     """Each arm as the plan and the report show it (its kind's label and description, its budget)."""
+    from fitrain.pipeline.blocks import tokens_text
+
     arms = cfg.arm_set()
     rows = []
     for a in arms.specs:
         kind, root = arms.kind(a.name), arms.root(a.name)
-        fixed = f"{cfg.train.max_tokens:,.0f} tokens" if cfg.train.max_tokens else "train.* budget"
+        fixed = f"{tokens_text(cfg.train.max_tokens)} tokens" if cfg.train.max_tokens else "train.* budget"
         budget = (fixed if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
         rows.append(ArmRow(a.name, a.kind, kind.label, kind.describe(arms, a),
                            budget + ("" if a.budget.epochs_allowed else " (one pass at most)"), kind.beyond_paper))
@@ -278,7 +280,9 @@ def eval_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
     from fitrain.core.config import overrides_from_defaults
 
     run = _step_run(step)
-    return ["fitrain", "eval", *overrides_from_defaults(eval_config(cfg, run.arm, check=False, run=run))]
+    ec = eval_config(cfg, run.arm, check=False, run=run)
+    ec.arm, ec.out = "", ""  # (eval's defaults for a model at <run_dir>/train/<run>: that run, <run_dir>/eval/<run>)
+    return ["fitrain", "eval", *overrides_from_defaults(ec)]
 
 
 def shell_line(argv: list[str]) -> str:
