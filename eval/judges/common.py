@@ -37,9 +37,7 @@ class JudgeConfig:
 def judge_config_for(cfg: Any, benchmark: str) -> JudgeConfig:
     """The judge of one benchmark: ``eval.judge`` with ``eval.judges.<benchmark>`` merged over it (e.g.
     ``judges: {pairwise: {llm: {model: gpt-4-turbo}}}``); unknown benchmarks and keys are one-line errors."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
+    from fitrain.core.config import merge_settings
     from fitrain_eval.benchmarks import benchmarks
 
     judged = [b.name for b in benchmarks() if b.judged]
@@ -49,10 +47,7 @@ def judge_config_for(cfg: Any, benchmark: str) -> JudgeConfig:
     own = cfg.judges.get(benchmark)
     if not own:
         return cfg.judge
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cfg.judge), OmegaConf.create(own)))
-    except OmegaConfBaseException as e:
-        raise FitrainError(f"eval.judges.{benchmark}: {str(e).splitlines()[0]}") from None
+    return merge_settings(cfg.judge, own, f"eval.judges.{benchmark}")
 
 
 @contextlib.contextmanager

@@ -292,3 +292,12 @@ def overrides_from_defaults(cfg: Any) -> list[str]:
 
 
 _MISSING = object()
+
+
+def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
+    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys and wrong types:
+    a ConfigError naming ``what``): an arm's prepare settings, a block's corpus, a benchmark's judge."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(obj), OmegaConf.create(overrides)))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{what}: {str(e).splitlines()[0]}") from None

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fitrain.core.errors import FitrainError
 
-if TYPE_CHECKING:
-    from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep
+# (the functions receive the experiment, fitrain.pipeline.experiment's ExperimentConfig and ExperimentStep,
+# which imports this module for BlockConfig: named in strings only)
 
 SEP = "."   # <block>.<step>: arm names and block names hold no dot
 
@@ -66,7 +66,7 @@ def check_blocks(cfg: "ExperimentConfig") -> None:
 
 def block_config(cfg: "ExperimentConfig", name: str) -> "ExperimentConfig":
     """The block as an experiment of its own (its run directory ``<run_dir>/blocks/<name>``)."""
-    from fitrain.pipeline.configs import merge_settings
+    from fitrain.core.config import merge_settings
 
     cache = cfg.__dict__.setdefault("_blocks", {})
     b = next((x for x in cfg.blocks if x.name == name), None)

@@ -8,6 +8,7 @@ import copy
 import os
 from typing import Any
 
+from fitrain.core.config import merge_settings  # noqa: F401  (re-exported: its home is fitrain.core.config)
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import SUCCESS, read_json
 from fitrain.pipeline.arms import Run
@@ -138,17 +139,6 @@ def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
     pc = arms.kind(arm).prepare_input(cfg, arms, a, pc, check)  # what the arm's kind reads
     pc.out = str(layout.prepared(arm))
     return merge_settings(pc, a.prepare, f"arm '{arm}': prepare") if a.prepare else pc
-
-
-def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
-    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys refused)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(obj), OmegaConf.create(overrides)))
-    except OmegaConfBaseException as e:
-        raise FitrainError(f"{what}: {str(e).splitlines()[0]}") from None
 
 
 def _run(cfg: ExperimentConfig, arm: str, run: Run | None) -> Run:
