@@ -86,3 +86,31 @@ def _block(name, **kw):
     from fitrain.pipeline.blocks import BlockConfig
 
     return from_dict(BlockConfig, {"name": name, **kw})
+
+
+def test_the_judges_api_key_is_read_from_the_environment_and_never_frozen(tmp_path, monkeypatch):
+    from fitrain.core.llm import api_key_of
+    from fitrain.pipeline.run import save_config
+
+    secret = "sk-table1-never-in-a-file"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    cfg = load_experiment("table1-1.8b", [f"run_dir={tmp_path / 'run'}"])
+    assert api_key_of(cfg.eval.judge.llm) == secret
+    text = save_config(cfg, log=lambda m: None).read_text()
+    assert secret not in text and "api_key_env: OPENAI_API_KEY" in text
+
+
+def test_the_report_names_each_judged_columns_judge_and_flags_one_not_the_papers(tmp_path):
+    from fitrain.pipeline.runners import judges_lines
+
+    cfg = load_experiment("table1-1.8b", [f"run_dir={tmp_path / 'run'}"])
+    lines = "\n".join(judges_lines(cfg))
+    assert "| mixeval | gpt-5-mini (https://api.openai.com/v1) | gpt-5-mini | the paper's judge |" in lines
+    assert "| mtbench101 | gpt-5-mini (https://api.openai.com/v1) | gpt-5-mini | the paper's judge |" in lines
+    assert "| pairwise | gpt-4-turbo (https://api.openai.com/v1) | gpt-4-turbo | the paper's judge |" in lines
+    local = load_experiment("table1-1.8b", [f"run_dir={tmp_path / 'run'}", "eval.judge.serve.enabled=true",
+                                            "eval.judge.llm.model=/models/flowaicom/Flow-Judge-v0.1"])
+    lines = "\n".join(judges_lines(local))
+    assert ("| mixeval | /models/flowaicom/Flow-Judge-v0.1 (started by the eval job) | gpt-5-mini | NOT the paper's "
+            "judge: scores are not on its scale |") in lines
+    assert "| pairwise | gpt-4-turbo (started by the eval job) | gpt-4-turbo | the paper's judge |" in lines
