@@ -52,6 +52,7 @@ def block_names(cfg: "ExperimentConfig") -> list[str]:
 
 
 def check_blocks(cfg: "ExperimentConfig") -> None:
+    """Names (letters, digits, - and _; unique), then each block validated as an experiment of its own."""
     import re
 
     names = block_names(cfg)
@@ -65,16 +66,15 @@ def check_blocks(cfg: "ExperimentConfig") -> None:
 
 
 def block_config(cfg: "ExperimentConfig", name: str) -> "ExperimentConfig":
-    """The block as an experiment of its own (its run directory ``<run_dir>/blocks/<name>``)."""
+    """The block as an experiment of its own (its run directory ``<run_dir>/blocks/<name>``); cached on ``cfg``
+    until any of its settings changes."""
     from fitrain.core.config import merge_settings
 
     cache = cfg.__dict__.setdefault("_blocks", {})
     b = next((x for x in cfg.blocks if x.name == name), None)
     if b is None:
         raise FitrainError(f"unknown block '{name}'; the blocks are {block_names(cfg)}")
-    from fitrain.core.config import to_yaml
-
-    key = to_yaml(cfg)
+    key = repr(cfg)  # (every setting; cheaper than YAML)
     if name in cache and cache[name][0] == key:
         return cache[name][1]
     sub = copy.deepcopy(cfg)
