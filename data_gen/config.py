@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from fitrain.core.checks import (FRACTION, NON_NEGATIVE, POSITIVE, SEED, above, at_least, check_fields, fail, finite,
                                  integer, interval, one_of, regex)
 from fitrain.core.llm import LLMConfig
+from fitrain.core.serve import ServeConfig  # noqa: F401  (the model-server settings; their lifecycle: fitrain.core.serve)
 
 # requests in flight per LLM stage: vLLM schedules up to 256 sequences at once by default (max_num_seqs),
 # and twice that keeps its queue full while finished requests are parsed and refilled
@@ -156,25 +157,6 @@ class WriteConfig:
     # a tokenizer directory (AutoTokenizer): fills token_count (the document's tokens, on its first row) and
     # synthetic_token_count (instruction + answer tokens), plain text without special tokens; '' = both null
     tokenizer: str = ""
-
-
-@dataclass
-class ServeConfig:
-    """Start ``vllm serve`` from its own environment, once per LLM stage of a job (the job's whole range of
-    shards); see data_gen/serve.py for the lifecycle (free port, health and identity, clean shutdown)."""
-
-    enabled: bool = False
-    command: list[str] = field(default_factory=lambda: ["vllm", "serve"])  # e.g. [/opt/vllm-env/bin/vllm, serve]
-    port: int = 0                      # 0 = a free port per job (two jobs on one node never share a server)
-    extra_args: list[str] = field(default_factory=list)
-    health_timeout_s: float = 900.0    # until the process we started serves the model
-    poll_s: float = 1.0                # health poll interval
-    stop_timeout_s: float = 60.0       # SIGTERM, then SIGKILL after this long
-    log: str = ""                      # '' = <run_dir>/data_gen/vllm-<stage>[.shard-N].log
-
-    def __post_init__(self) -> None:
-        check_fields(self, port=integer(interval("[0, 65535]")), health_timeout_s=above(0), poll_s=above(0),
-                     stop_timeout_s=at_least(0))
 
 
 @dataclass

@@ -42,6 +42,9 @@ class EvalConfig:
     out: str = ""                    # '' = <experiment>/eval/<arm>[/checkpoints/<name>]
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    # a judged benchmark's own judge settings, merged over `judge` (fitrain_eval.judges.common.judge_config_for):
+    # e.g. {pairwise: {llm: {model: gpt-4-turbo}}}; keys: mixeval, mtbench101, pairwise
+    judges: dict[str, Any] = field(default_factory=dict)
     lm_eval: HarnessConfig = field(default_factory=HarnessConfig)    # runs when lm_eval.tasks is set
     mixeval: MixEvalConfig = field(default_factory=MixEvalConfig)
     mtbench101: MTBench101Config = field(default_factory=MTBench101Config)
@@ -128,11 +131,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                            f"{', '.join(b.name for b in benchmarks() if b.name != 'lm_eval')} or decontamination "
                            "(see recipes/eval/)")
     check_data(cfg)
-    need_judge = any(b.needs_judge(cfg) for b in chosen)
-    if need_judge:  # before any benchmark runs: an unreachable judge must not cost the lm-eval hours
-        from fitrain_eval.judges.common import check_judge
+    from fitrain_eval.judges.common import check_judge, judge_config_for, started_judges
 
-        check_judge(cfg.judge)
+    judge_cfgs = {b.name: judge_config_for(cfg, b.name) for b in chosen if b.needs_judge(cfg)}
+    for jc in judge_cfgs.values():  # before any benchmark runs: an unreachable judge must not cost the lm-eval hours
+        check_judge(jc)
     needs_model = bool(chosen)
     if needs_model or cfg.model:
         t = locate(cfg)
@@ -150,15 +153,14 @@ def evaluate(cfg: EvalConfig) -> dict:
     results = Results(t.out, rejects)
 
     _log(f"evaluating {model_dir} as '{t.arm}' -> {t.out}")
-    judge = None
-    if need_judge:
-        from fitrain_eval.judges.common import Judge
-
-        judge = Judge(cfg.judge, cache_dir=t.out)
-    ctx = EvalContext(cfg, model_dir, t.out, t.arm, rejects, judge)
-    for b in chosen:
-        _log(b.describe(cfg))
-        results.add(b.run(ctx))
+    ctx = EvalContext(cfg, model_dir, t.out, t.arm, rejects)
+    with started_judges(judge_cfgs, t.out) as judges:  # a local judge server is stopped when they are done
+        write_json(t.out / "judges.json", {n: {"model": j.model, "local_server": judge_cfgs[n].serve.enabled}
+                                           for n, j in judges.items()})
+        for b in chosen:
+            _log(b.describe(cfg))
+            ctx.judge = judges.get(b.name)
+            results.add(b.run(ctx))
 
     if cfg.decontamination.enabled:
         from fitrain_eval.decontamination import benchmark_sets, decontaminate

@@ -12,6 +12,7 @@ from fitrain_eval.judges import pairwise
 
 class AlpacaEval(Benchmark):
     name, judged, prefixes = "pairwise", True, ("pairwise",)
+    paper_judge = "gpt-4-turbo"  # fitrain/docs/method.md, "Evaluation"
     headline_group = 0
     sets = {"alpaca_eval": "pairwise"}
 

@@ -49,6 +49,7 @@ class Benchmark:
     name: str = ""                   # its settings' key (eval.<name>, or eval.plugins.<name>)
     settings: type | None = None     # its settings dataclass (a plug-in's; built-ins are EvalConfig fields)
     judged: bool = False             # scored by the LLM judge (eval.judge): the pipeline checks the judge
+    paper_judge: str = ""            # the judge model the paper used for it (the report says when another judged)
     prefixes: tuple[str, ...] = ()   # the first part of its metric names in results.json (``mixeval/...``)
     percent: bool = True             # its scores in [0, 1] are shown in percent (not MT-Bench-101's 1-10)
     labels: dict[str, str] = {}      # metric -> its column label in the report

@@ -8,6 +8,7 @@ from fitrain_eval.judges import mixeval
 
 class MixEval(Benchmark):
     name, judged, prefixes = "mixeval", True, ("mixeval", "mixeval_hard")
+    paper_judge = "gpt-5-mini"  # fitrain/docs/method.md, "Evaluation"
     headline_group = 0
     labels = {"mixeval/overall": "MixEval", "mixeval_hard/overall": "MixEval-Hard",
               "mixeval/free_form": "MixEval free-form", "mixeval/multiple_choice": "MixEval multiple-choice",

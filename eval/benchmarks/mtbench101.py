@@ -8,6 +8,7 @@ from fitrain_eval.judges import mtbench101
 
 class MTBench101(Benchmark):
     name, judged, prefixes, percent = "mtbench101", True, ("mtbench101",), False
+    paper_judge = "gpt-5-mini"  # fitrain/docs/method.md, "Evaluation"
     headline_group = 0
     labels = {"mtbench101/overall": "MT-Bench-101"}
     headline = ("mtbench101/overall",)

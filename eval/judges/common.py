@@ -7,16 +7,18 @@ version and the decoding settings, so a saved judgment says exactly how it was m
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from fitrain.core.accounting import Rejects
 from fitrain.core.checks import FRACTION, NON_NEGATIVE, check_fields
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import LLMConfig, Request
+from fitrain.core.serve import ServeConfig
 
 
 def _judge_llm() -> LLMConfig:
@@ -31,9 +33,51 @@ class JudgeConfig:
     # judge requests failed at the server (5xx, timeouts) beyond this share of a call fail the benchmark
     # (exit 2, nothing written for it); below it they are counted (fitrain.core.server_failures)
     max_failed_share: float = 0.1
+    # serve.enabled: `fitrain eval` starts the judge server itself (`serve.command llm.model`, a free port, the
+    # identity check, stopped at the end): the lifecycle data_gen's model servers use (fitrain.core.serve)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
         check_fields(self, max_parse_retries=NON_NEGATIVE, max_failed_share=FRACTION)
+
+
+def judge_config_for(cfg: Any, benchmark: str) -> JudgeConfig:
+    """The judge of one benchmark: ``eval.judge`` with ``eval.judges.<benchmark>`` merged over it (e.g.
+    ``judges: {pairwise: {llm: {model: gpt-4-turbo}}}``); unknown benchmarks and keys are one-line errors."""
+    from fitrain.core.config import merge_settings
+    from fitrain_eval.benchmarks import benchmarks
+
+    judged = [b.name for b in benchmarks() if b.judged]
+    unknown = sorted(set(cfg.judges) - set(judged))
+    if unknown:
+        raise FitrainError(f"eval.judges: {unknown} not judged benchmarks; the judged benchmarks are {judged}")
+    own = cfg.judges.get(benchmark)
+    if not own:
+        return cfg.judge
+    return merge_settings(cfg.judge, own, f"eval.judges.{benchmark}")
+
+
+@contextlib.contextmanager
+def started_judges(configs: dict[str, JudgeConfig], out: Path) -> Iterator[dict[str, "Judge"]]:
+    """A Judge per benchmark; a judge with ``serve.enabled`` behind a server started here (one per served
+    model, shared by the benchmarks that name it) and stopped when the block ends."""
+    from dataclasses import replace
+
+    from fitrain.core.serve import served
+
+    with contextlib.ExitStack() as stack:
+        pointed: dict[tuple, LLMConfig] = {}
+        judges = {}
+        for name, jc in configs.items():
+            llm = jc.llm
+            if jc.serve.enabled:
+                key = (llm.model, tuple(jc.serve.command), tuple(jc.serve.extra_args))
+                if key not in pointed:
+                    log = Path(jc.serve.log or out / f"judge-server-{len(pointed)}.log")
+                    pointed[key] = stack.enter_context(served(llm, jc.serve, log))
+                llm = replace(llm, backend="openai", base_url=pointed[key].base_url)
+            judges[name] = Judge(replace(jc, llm=llm), cache_dir=out)
+        yield judges
 
 
 @dataclass
@@ -51,11 +95,14 @@ def check_judge(cfg: JudgeConfig) -> None:
     from fitrain.core.llm import check_reachable
 
     llm = cfg.llm
+    if cfg.serve.enabled and llm.backend != "openai":
+        raise FitrainError("judge.serve.enabled starts an OpenAI-compatible server: set judge.llm.backend=openai")
     if llm.backend == "openai" and not llm.model:
         raise FitrainError("judge.llm.model must name the judge model served at judge.llm.base_url")
     if llm.backend not in ("openai", "transformers"):
         raise FitrainError(f"judge.llm.backend must be openai or transformers, got '{llm.backend}'")
-    check_reachable(llm, check_model=True)
+    if not cfg.serve.enabled:  # (a server this job starts is checked when it is up: fitrain.core.serve)
+        check_reachable(llm, check_model=True)
 
 
 class Judge:

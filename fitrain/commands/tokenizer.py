@@ -1,18 +1,21 @@
-"""fitrain tokenizer train: a small byte-level BPE for CPU experiments."""
+"""fitrain tokenizer train: a small byte-level BPE for CPU experiments, or a pretrained tokenizer taken as is."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "train a byte-level BPE tokenizer (for CPU experiments)"
+HELP = "train a byte-level BPE tokenizer (for CPU experiments), or take a pretrained one"
 DESCRIPTION = """\
 Train a byte-level BPE with the `tokenizers` library on text files/globs (`files`) and/or records
 (`input.paths`: raw documents, or pair files whose documents, instructions and answers are all used),
 and save a transformers tokenizer directory (eos <|endoftext|>, pad <|pad|>, optional BOS) that
-`AutoTokenizer.from_pretrained(dir)` loads offline.
+`AutoTokenizer.from_pretrained(dir)` loads offline. With `pretrained=` (an HF tokenizer directory or hub
+id) that tokenizer is saved to `out` instead, with a pad token distinct from EOS (`pad_token`: an existing
+token, or added) and fitrain_tokenizer.json recording what was done.
 
 example:
   fitrain tokenizer train files=[corpus/*.txt] vocab_size=8192 out=runs/tok
   fitrain tokenizer train input.paths=[data/fi/*.parquet] vocab_size=4096 out=runs/tok
+  fitrain tokenizer train pretrained=meta-llama/Meta-Llama-3-8B 'pad_token="<|reserved_special_token_0|>"' out=runs/tok
 """
 
 

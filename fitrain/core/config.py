@@ -285,3 +285,13 @@ def overrides_from_defaults(cfg: Any) -> list[str]:
 
 
 _MISSING = object()
+
+
+def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
+    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys, wrong types and
+    values out of range: a ConfigError naming ``what`` and the full key): an arm's prepare settings, a block's
+    corpus, a benchmark's judge."""
+    try:
+        return from_dict(obj, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{what}: {e}") from None

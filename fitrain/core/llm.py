@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from fitrain.core.accounting import Rejects
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm_openai import OpenAIBackend, check_served, served_models
-from fitrain.core.llm_types import (Backend, Completion, LLMConfig, Request, ServerUnavailable,
-                                    truncate_at_stop)
+from fitrain.core.llm_types import (Backend, Completion, LLMConfig, Request, ServerUnavailable,  # noqa: F401
+                                    api_key_of, truncate_at_stop)
 
 __all__ = ["LLMConfig", "Request", "Completion", "Backend", "ServerUnavailable", "OpenAIBackend",
            "TransformersBackend", "ExtractiveBackend", "CachedBackend", "make_backend", "check_reachable",

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import ssl
 import time
 from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from fitrain.core.llm_stream import WindowStream
-from fitrain.core.llm_types import Completion, LLMConfig, Request, ServerUnavailable, truncate_at_stop
+from fitrain.core.llm_types import Completion, LLMConfig, Request, ServerUnavailable, api_key_of, truncate_at_stop
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,7 +83,7 @@ class OpenAIBackend:
     def __init__(self, cfg: LLMConfig):
         self.cfg = cfg
         self.model = cfg.model
-        self.api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
+        self.api_key = api_key_of(cfg)
         self._window: WindowStream | None = None
         self._probe_at = 0.0
         self._probe_result: str | None = None
@@ -247,7 +246,7 @@ class ClientPool:
 
 def check_served(cfg: LLMConfig, timeout_s: float = 5.0, check_model: bool = True) -> None:
     """Raise ServerUnavailable unless the server at ``cfg.base_url`` answers (and serves ``cfg.model``)."""
-    api_key = os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
+    api_key = api_key_of(cfg)
     try:
         models = served_models(cfg.base_url, api_key, timeout_s)
     except BadModelList as e:

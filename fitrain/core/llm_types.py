@@ -16,6 +16,7 @@ class LLMConfig:
     model: str = ""                    # served model name, or a local model directory for transformers
     base_url: str = "http://127.0.0.1:8000/v1"
     api_key: str = "EMPTY"             # or set OPENAI_API_KEY; redacted in logged configs
+    api_key_env: str = ""              # the environment variable holding the key (read there, never written)
     max_concurrency: int = 16          # openai: requests in flight, refilled as each finishes (a window)
     max_retries: int = 4
     backoff_s: float = 0.5             # first retry delay; doubles each retry, with jitter
@@ -31,6 +32,20 @@ class LLMConfig:
         check_fields(self, backend=one_of("openai", "transformers", "extractive"), max_concurrency=POSITIVE,
                      max_retries=NON_NEGATIVE, backoff_s=at_least(0), timeout_s=above(0), temperature=at_least(0),
                      max_new_tokens=POSITIVE, batch_size=POSITIVE, device=one_of("auto", "cpu", "cuda"))
+
+
+def api_key_of(cfg: LLMConfig) -> str:
+    """The API key: from the environment variable ``api_key_env`` names (a one-line error when it is unset),
+    else ``api_key``, else OPENAI_API_KEY."""
+    import os
+
+    if cfg.api_key_env:
+        key = os.environ.get(cfg.api_key_env, "")
+        if not key:
+            raise FitrainError(f"llm.api_key_env: the environment variable {cfg.api_key_env} is not set (the API "
+                               f"key of {cfg.base_url} is read from it)")
+        return key
+    return os.environ.get("OPENAI_API_KEY", cfg.api_key) if cfg.api_key == "EMPTY" else cfg.api_key
 
 
 @dataclass

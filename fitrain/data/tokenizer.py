@@ -9,6 +9,15 @@ Training text comes from plain text files/globs (``files``, one document per fil
 ``one_document_per_line``) and/or from the records inputs (``input``: raw documents, or pair files, whose
 document texts, instructions and answers are all used). The output directory is replaced as a whole.
 
+``pretrained`` (an HF tokenizer directory or hub id, e.g. Llama-3's, which the paper used for every model)
+takes that tokenizer instead of training one: :func:`adopt_pretrained` checks that its special tokens can
+serve the training format and saves it to ``out``, where prepare, training, export and eval read it like a
+trained one. The format needs an EOS token (it ends every document and answer; none is a one-line error)
+and a pad token distinct from EOS (padding is told apart from a real EOS). A tokenizer without one (Llama-3's
+base tokenizer has none) gets ``pad_token``: an existing token of the vocabulary when it names one (the
+Llama-3 recipes name ``<|reserved_special_token_0|>``, keeping the 128,256 ids), else added as a new special
+token (one more id). ``fitrain_tokenizer.json`` beside it records the source, the pad token and what was added.
+
 A tokenizer's identity is :func:`tokenizer_identity`, a hash of what maps text to ids; prepare records it
 and training refuses data prepared with another tokenizer, even one of the same size and pad id.
 """
@@ -31,6 +40,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 @dataclass
 class TokenizerConfig:
+    pretrained: str = ""       # an HF tokenizer directory or hub id to use instead of training one ('' = train)
     files: list[str] = field(default_factory=list)   # plain text files or globs
     one_document_per_line: bool = False
     input: InputConfig = field(default_factory=InputConfig)  # records inputs (input.paths empty = unused)
@@ -173,8 +183,44 @@ def _check_replace(cfg: TokenizerConfig) -> dict:
     return settings
 
 
+def adopt_pretrained(cfg: TokenizerConfig) -> Path:
+    """Save the ``pretrained`` tokenizer to ``cfg.out``, with a pad token distinct from EOS (module docstring);
+    FitrainError (one line) when it cannot be loaded or has no EOS."""
+    from transformers import AutoTokenizer
+
+    src = cfg.pretrained
+    local = Path(src).expanduser()
+    path_like = local.is_dir() or src.startswith(("/", ".", "~"))  # else a hub id (downloaded, or from HF's cache)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(local) if path_like else src, local_files_only=path_like)
+    except Exception as e:  # noqa: BLE001  (missing files, no network for a hub id, a broken tokenizer.json)
+        raise FitrainError(f"tokenizer.pretrained '{src}': cannot load it: {type(e).__name__}: "
+                           f"{(str(e).splitlines() or [''])[0][:200]}") from None
+    if tok.eos_token_id is None:
+        raise FitrainError(f"tokenizer.pretrained '{src}' has no eos_token: the training format ends every "
+                           "document and answer with EOS; use a tokenizer with one")
+    added: list[str] = []
+    if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
+        if not cfg.pad_token or cfg.pad_token == tok.eos_token:
+            raise FitrainError(f"tokenizer.pretrained '{src}' has no pad token distinct from its EOS "
+                               f"{tok.eos_token!r}: set tokenizer.pad_token to another token")
+        if cfg.pad_token not in tok.get_vocab():
+            added.append(cfg.pad_token)
+        tok.add_special_tokens({"pad_token": cfg.pad_token})
+    out = Path(cfg.out)
+    with atomic_dir(out) as tmp:
+        tok.save_pretrained(str(tmp))
+        record = {"pretrained": src, "eos_token": tok.eos_token, "pad_token": tok.pad_token,
+                  "bos_token": tok.bos_token, "added_tokens": added, "vocab_size": len(tok)}
+        (tmp / "fitrain_tokenizer.json").write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
 def train_tokenizer(cfg: TokenizerConfig) -> Path:
-    """Train on ``cfg.files`` and/or ``cfg.input`` and save a transformers tokenizer directory."""
+    """Train on ``cfg.files`` and/or ``cfg.input`` and save a transformers tokenizer directory (or, with
+    ``pretrained``, save that tokenizer there: :func:`adopt_pretrained`)."""
+    if cfg.pretrained:
+        return adopt_pretrained(cfg)
     rejects = Rejects()
     return train_tokenizer_from_texts(training_texts(cfg, rejects), cfg, lambda: {
         "fitrain_rejects.json": json.dumps(rejects.to_dict(), indent=2) + "\n"} if rejects.total else {})

@@ -8,6 +8,7 @@ import copy
 import os
 from typing import Any
 
+from fitrain.core.config import merge_settings  # noqa: F401  (re-exported: its home is fitrain.core.config)
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import SUCCESS, read_json
 from fitrain.pipeline.arms import Run
@@ -63,6 +64,9 @@ def final_pairs(cfg: ExperimentConfig, heldout: bool = False, check: bool = True
     n, h = max(1, cfg.data_gen.num_shards), cfg.heldout_shards
     ids = range(n - h, n) if heldout else range(n - h)
     final = stage_dir or cfg.layout.data_gen("final")
+    if not check:  # a by-hand command: a few globs matching exactly these shards, in order (not every shard)
+        return [str(shard_dir(final, 0)).replace("shard-00000", f"shard-{g}") + "/pairs.parquet"
+                for g in range_globs(ids.start, ids.stop - 1, 5)]
     files = [shard_dir(final, i) / "pairs.parquet" for i in ids]
     missing = [str(f) for f in files if not f.is_file()]
     if check and missing:
@@ -70,11 +74,34 @@ def final_pairs(cfg: ExperimentConfig, heldout: bool = False, check: bool = True
     return [str(f) for f in files]
 
 
+def range_globs(lo: int, hi: int, width: int) -> list[str]:
+    """Glob patterns (character classes) matching exactly the zero-padded numbers ``lo..hi`` of ``width``
+    digits, in ascending order: ``range_globs(0, 1022, 5)`` -> ``00[0-9][0-9][0-9]``, ``010[0-1][0-9]``,
+    ``0102[0-2]``."""
+    if lo > hi:
+        return []
+    if width == 0:
+        return [""]
+    p = 10 ** (width - 1)
+    (dlo, rlo), (dhi, rhi) = divmod(lo, p), divmod(hi, p)
+    if dlo == dhi:
+        return [f"{dlo}{s}" for s in range_globs(rlo, rhi, width - 1)]
+    head = [f"{dlo}{s}" for s in range_globs(rlo, p - 1, width - 1)] if rlo else []
+    tail = [f"{dhi}{s}" for s in range_globs(0, rhi, width - 1)] if rhi != p - 1 else []
+    first, last = dlo + (1 if rlo else 0), dhi - (1 if rhi != p - 1 else 0)
+    mid = [(str(first) if first == last else f"[{first}-{last}]") + "[0-9]" * (width - 1)] if first <= last else []
+    return head + mid + tail
+
+
 def tokenizer_config(cfg: ExperimentConfig, check: bool = True):
     from fitrain.data.records import InputConfig
 
     tc = copy.deepcopy(cfg.tokenizer)
     tc.files = []
+    tc.out = str(cfg.layout.tokenizer)
+    if tc.pretrained:  # the corpus is not read, and no BPE is trained
+        tc.vocab_size, tc.max_chars = type(tc)().vocab_size, 0
+        return tc
     tc.input = InputConfig(paths=corpus_files(cfg, check), kind="documents", text_column=cfg.corpus.text_column,
                            id_column=cfg.corpus.id_column)
     tc.out = str(cfg.layout.tokenizer)
@@ -112,18 +139,6 @@ def prepare_config(cfg: ExperimentConfig, arm: str, check: bool = True):
     pc = arms.kind(arm).prepare_input(cfg, arms, a, pc, check)  # what the arm's kind reads
     pc.out = str(layout.prepared(arm))
     return merge_settings(pc, a.prepare, f"arm '{arm}': prepare") if a.prepare else pc
-
-
-def merge_settings(obj: Any, overrides: dict, what: str) -> Any:
-    """``obj`` (a config dataclass) with a mapping of settings merged over it (unknown keys refused, values
-    checked, errors naming the full key)."""
-    from fitrain.core.config import from_dict
-    from fitrain.core.errors import ConfigError
-
-    try:
-        return from_dict(obj, overrides)
-    except ConfigError as e:
-        raise FitrainError(f"{what}: {e}") from None
 
 
 def _run(cfg: ExperimentConfig, arm: str, run: Run | None) -> Run:

@@ -20,6 +20,7 @@ from fitrain.data.corpus import CorpusConfig
 from fitrain.data.prepare import PrepareConfig
 from fitrain.data.tokenizer import TokenizerConfig
 from fitrain.pipeline.arms import ArmSet, Run, runs_of
+from fitrain.pipeline.blocks import BlockConfig, check_blocks
 from fitrain.pipeline.slurm import SlurmConfig
 from fitrain.train.config import TrainConfig
 from fitrain_eval.report import ReportConfig
@@ -62,6 +63,8 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     slurm: ExperimentSlurm = field(default_factory=ExperimentSlurm)
+    # corpus blocks (fitrain.pipeline.blocks): sub-experiments with their own corpus, arms and budget; [] = none
+    blocks: list[BlockConfig] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -90,6 +93,9 @@ class ExperimentConfig:
         return runs_of(names, self.seeds, self.seed)
 
     def __post_init__(self) -> None:
+        if self.blocks:
+            check_blocks(self)  # each block checked as an experiment of its own
+            return
         arms = self.arm_set()
         if not self.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             fail("name", f"'{self.name}' may only hold letters, digits and -_.")
@@ -123,6 +129,8 @@ class ExperimentStep:
     seed: int | None = None    # train: the training seed
     baseline: str = ""         # h2h: the baseline run judged against `run`
     role: str = ""             # what the step does (corpus, prepare, train, source, ...): `runners` overrides by it
+    block: str = ""            # the corpus block the step belongs to (its name is <block>.<its block's step>)
+    local: "ExperimentStep | None" = field(default=None, repr=False, compare=False)  # that block's own step
     runner: Runner | None = field(default=None, repr=False, compare=False)    # does the step's work here
     command: Command | None = field(default=None, repr=False, compare=False)  # the one `fitrain` command doing
     #                          the same by hand (None: `fitrain experiment <config> --step <name>`)

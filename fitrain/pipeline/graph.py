@@ -54,19 +54,28 @@ def _arm_steps(cfg: ExperimentConfig, arms: ArmSet) -> list[ExperimentStep]:
         kind = arms.kind(a.name)
         out += kind.steps(cfg, arms, a)
         out.append(_step(f"prepare-{a.name}", kind.prepare_deps(cfg, arms, a), "prepare", arm=a.name,
-                         describe=f"{a.name}: {kind.prepare_what(arms, a)} -> token shards"))
+                         describe=f"{kind.prepare_what(arms, a)} -> token shards"))
     return out
 
 
 def experiment_steps(cfg: ExperimentConfig) -> list[ExperimentStep]:
-    """The experiment's steps in dependency order."""
+    """The experiment's steps in dependency order; with corpus blocks, every block's (``<block>.<step>``)
+    and one report over them (fitrain.pipeline.blocks)."""
+    if cfg.blocks:
+        from fitrain.pipeline.blocks import block_config, block_names, blocks_report_step, prefixed
+
+        steps = [s for b in block_names(cfg) for s in prefixed(b, experiment_steps(block_config(cfg, b)))]
+        return steps + [ExperimentStep("report", [s.name for s in steps if s.local.name == "report"], role="report",
+                                       runner=blocks_report_step, describe=f"the report of {len(cfg.blocks)} "
+                                       "blocks, each block's differences within the block")]
     arms = cfg.arm_set()
     dg_shards = max(1, cfg.data_gen.num_shards)
     dg_tasks = data_gen_tasks(cfg)
     steps = [_step("corpus", [], "corpus", describe="write the built-in corpus" if cfg.corpus.builtin
                    else f"check the corpus files {cfg.corpus.paths}"),
              _step("tokenizer", ["corpus"], "tokenizer",
-                   describe=f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
+                   describe=f"save the pretrained tokenizer {cfg.tokenizer.pretrained}" if cfg.tokenizer.pretrained
+                   else f"train a {cfg.tokenizer.vocab_size}-token BPE on the corpus")]
     if needs_data_gen(cfg, arms):
         steps += [_step("data_gen-templates", ["corpus"], "data_gen", kind="data_gen",
                         describe="template bank/queries -> templates -> index"),
@@ -105,7 +114,7 @@ def _head_to_head_steps(cfg: ExperimentConfig, arms: ArmSet, runs: list[Run]) ->
         for b in (r for r in runs if r.arm != arms.primary and r.seed == p.seed):
             name = f"h2h-{p.id}-vs-{b.id}"
             out.append(_step(name, [prev, f"eval-{p.id}", f"eval-{b.id}"], "h2h", arm=p.arm, run=p.id, seed=p.seed,
-                             baseline=b.id, describe=f"head-to-head: {p.id} vs {b.id} (pairwise judge)"))
+                             baseline=b.id, describe=f"{p.id} vs {b.id}, pairwise judge"))
             prev = name
     return out
 

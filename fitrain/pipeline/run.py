@@ -10,6 +10,7 @@ prints the plan with, for every step, the one command that would do it by hand
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,9 +18,10 @@ from typing import Callable
 from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, is_done, mark_done, read_json
 from fitrain.core.stop import check_stop
+from fitrain.pipeline.blocks import for_step, parts
 from fitrain.pipeline.experiment import ExperimentConfig, ExperimentStep, Runner, step_done
 from fitrain.pipeline.graph import RUNNERS, experiment_steps  # noqa: F401  (RUNNERS: the core steps' runners)
-from fitrain.pipeline.runners import arm_rows, shell_line, step_command
+from fitrain.pipeline.runners import BEYOND, arm_rows
 
 Log = Callable[[str], None]
 
@@ -54,7 +56,8 @@ def run_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None = No
         raise FitrainError(f"step '{step.name}' needs {missing} to finish first (no completion marker under "
                            f"{layout.steps}); run the experiment without --step to run the whole graph")
     t0, c0 = time.perf_counter(), time.process_time()
-    info = runner_for(step, runners)(cfg, step, shard) or {}
+    own_cfg, own = for_step(cfg, step)  # a block's step: the block's config and its own step
+    info = runner_for(own, runners)(own_cfg, own, shard) or {}
     timing = {"wall_s": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     if _rank() == 0:
         mark_done(marker, {"step": step.name, **({"shard": shard} if shard is not None else {}),
@@ -139,25 +142,78 @@ def _diff(a: str, b: str) -> str:
 
 def print_plan(cfg: ExperimentConfig, steps: list[ExperimentStep], status: dict[str, str], use_slurm: bool,
                log: Log, commands: bool = False) -> None:
-    log(f"experiment {cfg.name}: {len(steps)} steps in {cfg.root} ({'Slurm' if use_slurm else 'locally'})")
+    """The arms and the steps (a block's steps under its heading, named without the ``<block>.`` that
+    ``--step`` takes), with ``commands`` each step's by-hand command (fitrain.pipeline.byhand)."""
+    fresh = all(v == "todo" for v in status.values())  # (then no status column)
+    log(f"experiment {cfg.name}: {len(steps)} steps in {cfg.root} ({'Slurm' if use_slurm else 'locally'})"
+        + ("; every step todo" if fresh else ""))
     for line in arms_table(cfg):
         log(line)
-    width = max([18] + [len(s.name) for s in steps])
+    width = max([18] + [len(_local(s.name, s.block)) for s in steps])
+    if commands:
+        from fitrain.pipeline.byhand import CONFIG, by_hand
+
+        lines = by_hand(cfg, steps)
+        log(f"  by-hand commands: RUN={shlex.quote(str(cfg.root))} {CONFIG}=$RUN/{cfg.layout.config.name}")
+    block, shown = "", direct_deps(steps)
     for i, s in enumerate(steps, 1):
+        if s.block != block:
+            block = s.block
+            log(f"  block {block} (--step {block}.<step>):" if block else "  the whole experiment:")
         extra = f" [array of {s.shards}]" if s.shards else ""
-        log(f"  {i:2d}. {s.name:<{width}} {status[s.name]:<5} {s.describe}{extra}"
-            + (f"  (after {', '.join(s.deps)})" if s.deps else ""))
+        state = "" if fresh else f" {status[s.name]:<5}"
+        log(f"  {i:2d}. {_local(s.name, s.block):<{width}}{state} {s.describe}{extra}"
+            + (f"  (after {deps_text([_local(d, s.block) for d in shown[s.name]])})" if s.deps else ""))
         if commands:
             shards = f" for shard in 0..{s.shards - 1}" if s.shards else ""
-            log(f"      by hand{shards}: {shell_line(step_command(cfg, s))}")
+            log(f"      by hand{shards}: {lines[s.name]}")
+
+
+def direct_deps(steps: list[ExperimentStep]) -> dict[str, list[str]]:
+    """Each step's dependencies less those another of them already waits for (what the plan prints)."""
+    by_name = {s.name: s for s in steps}
+    above: dict[str, set[str]] = {}
+
+    def ancestors(name: str) -> set[str]:
+        if name not in above:
+            deps = by_name[name].deps if name in by_name else []
+            above[name] = set(deps).union(*(ancestors(d) for d in deps)) if deps else set()
+        return above[name]
+
+    return {s.name: [d for d in s.deps if not any(d in ancestors(o) for o in s.deps if o != d)] for s in steps}
+
+
+def deps_text(names: list[str]) -> str:
+    """Step names, those of three or more sharing a prefix braced: ``eval-{fi,standard,qa}``."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n[:n.rfind("-") + 1], []).append(n)
+    parts = []
+    for prefix, members in groups.items():
+        if prefix and len(members) >= 3:
+            parts.append(prefix + "{" + ",".join(m[len(prefix):] for m in members) + "}")
+        else:
+            parts += members
+    return ", ".join(parts)
+
+
+def _local(dep: str, block: str) -> str:
+    """A dependency as the plan names it: without the block's prefix inside the same block."""
+    return dep[len(block) + 1:] if block and dep.startswith(block + ".") else dep
 
 
 def arms_table(cfg: ExperimentConfig) -> list[str]:
-    """One line per arm: its kind, where its data comes from and whose tokens it trains."""
-    arms = cfg.arm_set()
-    seeds = [r.seed for r in cfg.runs(arms.names[0])]
-    lines = [f"  arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):"]
-    lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" for r in arm_rows(cfg)]
+    """One line per arm: its kind, where its data comes from and whose tokens it trains (block by block)."""
+    from fitrain.pipeline.blocks import budget_text
+
+    lines = []
+    for block, part in parts(cfg):
+        arms = part.arm_set()
+        seeds = [r.seed for r in part.runs(arms.names[0])]
+        head = f"block {block} ({budget_text(cfg, block)}): " if block else ""
+        lines.append(f"  {head}arms ({len(arms.names)}, seeds {seeds}; primary {arms.primary}):")
+        lines += [f"    {r.name:<14} {r.kind:<10} {r.data}; trains {r.budget}" + (BEYOND if r.beyond_paper else "")
+                  for r in arm_rows(part)]
     return lines
 
 
@@ -194,9 +250,11 @@ def run_experiment(cfg: ExperimentConfig, dry_run: bool = False, *, slurm: bool 
         check_judge_reachable(cfg, steps)
     # a missing corpus fails now, not after hours of data_gen; a step that does not read it (a training job
     # after the corpus was normalised) does not need the user's download any more
-    arms = cfg.arm_set()
     todo = {s.name for s in steps if status[s.name] == "todo"}
-    arms.check_inputs([a.name for a in arms.specs if arms.kind(a.name).data_step(cfg, arms, a) in todo])
+    for block, part in parts(cfg):
+        arms = part.arm_set()
+        prefix = f"{block}." if block else ""
+        arms.check_inputs([a.name for a in arms.specs if f"{prefix}{arms.kind(a.name).data_step(part, arms, a)}" in todo])
     cfg.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, log)
     if use_slurm:
@@ -237,10 +295,13 @@ def _num(v) -> str:
 def summary_table(cfg: ExperimentConfig) -> list[str]:
     """One line per run: tokens trained (total and supervised) from the train summaries."""
     lines = []
-    for r in cfg.runs():
-        p = cfg.layout.train(r.id).summary
-        if p.is_file():
+    for block, part in parts(cfg):
+        for r in part.runs():
+            p = part.layout.train(r.id).summary
+            if not p.is_file():
+                continue
             s = read_json(p)
-            lines.append(f"  {r.id:<9} tokens {s.get('tokens', 0):>12,}  supervised {s.get('supervised_tokens', 0):>12,}"
-                         f"  final loss {_num(s.get('final_loss'))}  held-out answer loss {_num(s.get('val_loss'))}")
+            lines.append(f"  {(block + '.' if block else '') + r.id:<9} tokens {s.get('tokens', 0):>12,}  "
+                         f"supervised {s.get('supervised_tokens', 0):>12,}  final loss {_num(s.get('final_loss'))}"
+                         f"  held-out answer loss {_num(s.get('val_loss'))}")
     return lines

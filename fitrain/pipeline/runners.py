@@ -131,6 +131,8 @@ def token_matching(cfg: ExperimentConfig) -> dict:
             s = read_json(p)
             runs[r.id] = {"arm": r.arm, "seed": r.seed, "reference": arms.root(r.arm),
                           "tokens": int(s.get("tokens") or 0), "supervised_tokens": int(s.get("supervised_tokens") or 0)}
+            own = _prepared_tokens(cfg, r.arm)  # epochs: passes over the arm's own prepared data
+            runs[r.id]["epochs"] = round(runs[r.id]["tokens"] / own, 3) if own else None
     seq_len = cfg.prepare.pack.seq_len
     out: dict[str, Any] = {"runs": runs, "seq_len": seq_len}
     diffs = []
@@ -145,6 +147,11 @@ def token_matching(cfg: ExperimentConfig) -> dict:
     return out
 
 
+def _prepared_tokens(cfg: ExperimentConfig, arm: str) -> int:
+    p = cfg.layout.prepared(arm) / "manifest.json"
+    return int(read_json(p).get("counts", {}).get("total_tokens") or 0) if p.is_file() else 0
+
+
 @dataclass(frozen=True)
 class ArmRow:
     name: str
@@ -152,18 +159,43 @@ class ArmRow:
     label: str      # the kind's label (what such an arm trains on)
     data: str       # where this arm's data comes from
     budget: str     # whose tokens it trains
+    beyond_paper: bool = False  # not a row of the paper's Table 1 (its kind says so)
 
 
 def arm_rows(cfg: ExperimentConfig) -> list[ArmRow]:
     """Each arm as the plan and the report show it (its kind's label and description, its budget)."""
+    from fitrain.pipeline.blocks import tokens_text
+
     arms = cfg.arm_set()
     rows = []
     for a in arms.specs:
         kind, root = arms.kind(a.name), arms.root(a.name)
-        budget = ("train.* budget" if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
+        fixed = f"{tokens_text(cfg.train.max_tokens)} tokens" if cfg.train.max_tokens else "train.* budget"
+        budget = (fixed if cfg.explicit_budget else "its own tokens" if root == a.name else f"{root}'s tokens")
         rows.append(ArmRow(a.name, a.kind, kind.label, kind.describe(arms, a),
-                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)")))
+                           budget + ("" if a.budget.epochs_allowed else " (one pass at most)"), kind.beyond_paper))
     return rows
+
+
+BEYOND = " (beyond the paper)"
+
+
+def judges_lines(cfg: ExperimentConfig) -> list[str]:
+    """Each judged benchmark's judge, and whether it is the paper's (fitrain/docs/method.md, "Evaluation")."""
+    from fitrain_eval.benchmarks import enabled
+    from fitrain_eval.judges.common import judge_config_for
+
+    rows = []
+    for b in (b for b in enabled(cfg.eval) if b.judged):
+        jc = judge_config_for(cfg.eval, b.name)
+        model = jc.llm.model or "-"
+        same = b.paper_judge and b.paper_judge in model.lower().replace("_", "-").rsplit("/", 1)[-1]
+        where = "started by the eval job" if jc.serve.enabled else jc.llm.base_url
+        note = "the paper's judge" if same else "NOT the paper's judge: scores are not on its scale"
+        rows.append(f"| {b.name} | {model} ({where}) | {b.paper_judge or '-'} | {note} |")
+    if not rows:
+        return []
+    return ["", "## Judges", "", "| benchmark | judge | the paper's judge | |", "|---|---|---|---|", *rows]
 
 
 def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) -> dict:
@@ -178,13 +210,18 @@ def report_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None) 
     tm = token_matching(cfg)
     write_json(out / "token_matching.json", tm)
     lines = ["", "## Arms", "", "| arm | kind | data | trains |", "|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.kind}: {r.label} | {r.data} | {r.budget} |" for r in arm_rows(cfg)]
+    lines += [f"| {r.name}{BEYOND if r.beyond_paper else ''} | {r.kind}: {r.label} | {r.data} | {r.budget} |"
+              for r in arm_rows(cfg)]
+    lines += judges_lines(cfg)
+    budget = (f"the same {cfg.train.max_tokens:,.0f} tokens" if cfg.train.max_tokens else
+              "the total tokens of its reference arm")
     lines += ["", "## Token budget", "",
-             f"Every arm trains on the total tokens of its reference arm (the FineInstructions pairs are selected "
-             f"token-for-token against their source documents; sequence length {tm['seq_len']}).", "",
-             "| run | arm | seed | reference | total tokens | supervised tokens |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r} | {v['arm']} | {v['seed']} | {v['reference']} | {v['tokens']:,} | {v['supervised_tokens']:,} |"
-              for r, v in tm["runs"].items()]
+             f"Every arm trains on {budget} (the FineInstructions pairs are selected token-for-token against their "
+             f"source documents; sequence length {tm['seq_len']}); epochs: passes over the arm's own prepared data.",
+             "", "| run | arm | seed | reference | total tokens | supervised tokens | epochs |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r} | {v['arm']} | {v['seed']} | {v['reference']} | {v['tokens']:,} | {v['supervised_tokens']:,} | "
+              f"{'-' if v.get('epochs') is None else format(v['epochs'], 'g')} |" for r, v in tm["runs"].items()]
     if "difference" in tm:
         lines += ["", f"Largest difference to the reference: {tm['difference']:,} tokens "
                       f"({'matched within one sequence' if tm['matched_within_one_sequence'] else 'NOT MATCHED'})."]
@@ -202,6 +239,10 @@ def step_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
     overrides of the defaults; ``{shard}`` stands for the array task's shard). The corpus, report, an arm's
     own data (source-, generate-, pairs-) and the head-to-head judgings do a little more than one component
     (a check, a merge, data_gen's shard runner around the baseline generator): the experiment's own step."""
+    if step.block and step.local.command is not None:
+        from fitrain.pipeline.blocks import for_step
+
+        return step.local.command(*for_step(cfg, step))
     if step.command is not None:
         return step.command(cfg, step)
     cmd = ["fitrain", "experiment", str(cfg.layout.config), "--step", step.name]
@@ -239,7 +280,9 @@ def eval_command(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
     from fitrain.core.config import overrides_from_defaults
 
     run = _step_run(step)
-    return ["fitrain", "eval", *overrides_from_defaults(eval_config(cfg, run.arm, check=False, run=run))]
+    ec = eval_config(cfg, run.arm, check=False, run=run)
+    ec.arm, ec.out = "", ""  # (eval's defaults for a model at <run_dir>/train/<run>: that run, <run_dir>/eval/<run>)
+    return ["fitrain", "eval", *overrides_from_defaults(ec)]
 
 
 def shell_line(argv: list[str]) -> str:

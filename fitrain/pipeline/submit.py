@@ -72,18 +72,22 @@ NEVER = "DependencyNeverSatisfied"   # pending on a job that failed: it can neve
 
 
 def check_judge_reachable(cfg: ExperimentConfig, steps: list[ExperimentStep]) -> None:
-    """Refuse to submit eval jobs whose judge is the compute node's own loopback, where no step serves one."""
+    """Refuse to submit eval jobs whose judge is the compute node's own loopback, where no server runs unless
+    the eval job starts its own (``judge.serve.enabled``)."""
+    from fitrain_eval.judges.common import judge_config_for
+
     e = cfg.eval
-    judged = [b.name for b in enabled_benchmarks(e) if b.judged]
-    llm = e.judge.llm
-    host = urlparse(llm.base_url).hostname or ""
-    loopback = host == "localhost" or host.startswith("127.") or host == "::1"
-    if judged and llm.backend == "openai" and loopback and any(
-            _evaluates(s) and not step_done(cfg.layout, s) for s in steps):
-        raise FitrainError(f"eval.judge.llm.base_url is {llm.base_url}, the compute node itself, where no step "
-                           "starts a judge server, so every eval job would fail: set eval.judge.llm.base_url to a "
-                           "judge server the compute nodes can reach (e.g. http://judge-host:8000/v1), or disable "
-                           + "/".join(f"eval.{n}" for n in judged))
+    if not any(_evaluates(s) and not step_done(cfg.layout, s) for s in steps):
+        return
+    for b in (b for b in enabled_benchmarks(e) if b.judged):
+        jc = judge_config_for(e, b.name)
+        host = urlparse(jc.llm.base_url).hostname or ""
+        if jc.llm.backend == "openai" and not jc.serve.enabled and (
+                host == "localhost" or host.startswith("127.") or host == "::1"):
+            raise FitrainError(f"the judge of eval.{b.name} is at {jc.llm.base_url}, the compute node itself, where "
+                               "no server runs, so every eval job would fail: set eval.judge.serve.enabled=true "
+                               "(each eval job starts its judge server), or a judge server the compute nodes can "
+                               f"reach (eval.judge.llm.base_url=http://judge-host:8000/v1), or disable eval.{b.name}")
 
 
 def _earlier_jobs(cfg: ExperimentConfig) -> dict[str, str]:

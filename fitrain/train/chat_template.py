@@ -61,5 +61,4 @@ def add_chat_template(tokenizer: Any, fmt: FormatConfig) -> None:
     chat template (``format.use_chat_template``), which then stays."""
     if fmt.use_chat_template:
         return
-    fmt.validate()
     tokenizer.chat_template = chat_template(fmt)

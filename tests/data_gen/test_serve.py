@@ -138,7 +138,9 @@ def test_the_encoder_is_released_before_a_server_starts(tmp_path, dolly_contexts
         refs.append(weakref.ref(encoder()))
         return {"complete": True}
 
-    real_served = data_gen.serve.served
+    import fitrain.core.serve
+
+    real_served = fitrain.core.serve.served
 
     def spy_served(*a, **kw):
         gc.collect()
@@ -146,7 +148,7 @@ def test_the_encoder_is_released_before_a_server_starts(tmp_path, dolly_contexts
         return real_served(*a, **kw)
 
     monkeypatch.setattr(data_gen.match, "run", fake_match)
-    monkeypatch.setattr(data_gen.serve, "served", spy_served)
+    monkeypatch.setattr(fitrain.core.serve, "served", spy_served)  # (the lifecycle data_gen.serve re-exports)
     setup_matches(tmp_path / "data_gen", dolly_contexts[:1])
     cfg = DataGenConfig(run_dir=str(tmp_path), progress=False)
     cfg.match.documents = ["unused"]

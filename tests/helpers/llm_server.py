@@ -10,12 +10,12 @@ As its own process, a stand-in for ``vllm serve`` (stdlib only, so any interpret
 
     python tests/helpers/llm_server.py MODEL --host H --port P [--served-model-name NAME]
         [--latency-ms L] [--latency-jitter J] [--capacity C] [--startup-s S] [--die-after N]
-        [--responder datagen|echo]
+        [--responder datagen|echo] [--reply TEXT]
 
 ``--served-model-name`` serves another model than asked (a neighbour's server); ``--die-after N`` exits
 abruptly after answering N requests (a server that dies mid-shard); ``datagen`` answers the data_gen
 contracts deterministically (instantiate: the document's first sentence quoted; judge: a score from a
-hash of the instruction). Requests for a model the server does not serve get 404, as from vLLM.
+hash of the instruction); ``--reply TEXT`` answers everything with TEXT (a judge's verdict). Requests for a model the server does not serve get 404, as from vLLM.
 """
 from __future__ import annotations
 
@@ -222,6 +222,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--startup-s", type=float, default=0.0)
     ap.add_argument("--die-after", type=int, default=0)
     ap.add_argument("--responder", default="datagen", choices=["datagen", "echo"])
+    ap.add_argument("--reply", default=None, help="answer every request with this text (a judge's verdict)")
     args = ap.parse_args(argv)
     time.sleep(args.startup_s)  # a server that takes a while to come up
 
@@ -231,6 +232,8 @@ def main(argv: list[str]) -> None:
             os._exit(3)
 
     responder = datagen_responder if args.responder == "datagen" else (lambda k, b: Reply(text=last_user_message(b)))
+    if args.reply is not None:
+        responder = lambda k, b: Reply(text=args.reply)  # noqa: E731
     srv = ScriptedLLMServer(responder, model=args.served_model_name or args.model, host=args.host,
                             port=args.port, latency_s=args.latency_ms / 1000, capacity=args.capacity,
                             jitter=args.latency_jitter, on_answered=answered)

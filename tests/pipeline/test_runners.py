@@ -1,5 +1,7 @@
 """How the experiment derives each component's config: same model/seed/budget for both arms, W&B
 grouping, Slurm world size, the matched-budget inputs of prepare, and clear errors for bad input."""
+from pathlib import Path
+
 import pytest
 
 from fitrain.core.errors import FitrainError
@@ -144,27 +146,42 @@ def test_each_step_prints_an_equivalent_single_command(tmp_path, recipe):
     from fitrain.pipeline import runners
     from fitrain.pipeline.arms import Run
 
-    cfg = load_experiment(recipe, [f"run_dir={tmp_path / 'run'}"])
+    from fitrain.pipeline.blocks import for_step
+    from fitrain_eval.run import locate
+
+    top = load_experiment(recipe, [f"run_dir={tmp_path / 'run'}"])
     arm = lambda s: s.arm or s.name.split("-", 1)[1]  # noqa: E731  (prepare-heldout has no arm)
     run = lambda s: Run(s.arm, s.seed, s.run)  # noqa: E731
+
+    def by_hand_eval(cfg, s):  # arm and out left to eval's defaults for a model at <run_dir>/train/<run>
+        ec = runners.eval_config(cfg, s.arm, check=False, run=run(s))
+        hf = Path(ec.model) / "hf" / "config.json"  # an exported model where the train step writes it
+        hf.parent.mkdir(parents=True, exist_ok=True)
+        hf.write_text("{}")
+        own = (ec.arm, Path(ec.out))
+        ec.arm, ec.out = "", ""
+        assert (locate(ec).arm, locate(ec).out) == own  # eval's defaults are the step's run and directory
+        return ec
+
     schemas, derived = _schemas(), {
-        "tokenizer": lambda s: runners.tokenizer_config(cfg, check=False),
-        "data_gen": lambda s: runners.data_gen_config(cfg, check=False),
-        "prepare": lambda s: runners.prepare_config(cfg, arm(s), check=False),
-        "train": lambda s: runners.train_config(cfg, s.arm, run(s)),
-        "eval": lambda s: runners.eval_config(cfg, s.arm, check=False, run=run(s))}
+        "tokenizer": lambda cfg, s: runners.tokenizer_config(cfg, check=False),
+        "data_gen": lambda cfg, s: runners.data_gen_config(cfg, check=False),
+        "prepare": lambda cfg, s: runners.prepare_config(cfg, arm(s), check=False),
+        "train": lambda cfg, s: runners.train_config(cfg, s.arm, run(s)),
+        "eval": by_hand_eval}
     kinds = set()
-    for step in experiment_steps(cfg):
-        argv = runners.step_command(cfg, step)
+    for full in experiment_steps(top):
+        argv = runners.step_command(top, full)
+        cfg, step = for_step(top, full)  # a block's step: the block's config
         assert argv[0] == "fitrain"
         kind = step.name.split("-", 1)[0]
         kinds.add(kind)
         if kind not in schemas:
-            assert argv[1:5] == ["experiment", str(cfg.layout.config), "--step", step.name], step.name
+            assert argv[1:5] == ["experiment", str(top.layout.config), "--step", full.name], full.name
             assert argv[5:] == (["--shard", "{shard}"] if step.shards else [])
             continue
         overrides = [a for a in argv if "=" in a and not a.startswith("-")]
-        assert load_config(schemas[kind], None, overrides) == derived[kind](step), step.name
+        assert load_config(schemas[kind], None, overrides) == derived[kind](cfg, step), full.name
     if recipe == "table1-1.8b":
         assert {"source", "generate", "pairs", "h2h"} <= kinds
 

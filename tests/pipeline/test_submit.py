@@ -36,6 +36,7 @@ def test_dry_run_sbatch_for_the_1p8b_recipe(capsys, tmp_path):
 
 
 def test_dry_run_of_table1_renders_every_arms_jobs_with_their_dependencies(capsys, tmp_path):
+    from fitrain.pipeline.blocks import block_config
     from fitrain.pipeline.graph import experiment_steps
     from fitrain.pipeline.run import load_experiment
 
@@ -45,31 +46,31 @@ def test_dry_run_of_table1_renders_every_arms_jobs_with_their_dependencies(capsy
     cfg = load_experiment("table1-1.8b", [f"run_dir={tmp_path / 'run'}"])
     steps = experiment_steps(cfg)
     assert set(scripts) == {s.name for s in steps}  # one job per step, nothing left out
-    arms = cfg.arm_set().names
-    assert len(arms) == 9 and cfg.seeds == [0, 1, 2]
-    for arm in arms:
-        assert f"prepare-{arm}" in scripts
-        for k in (0, 1, 2):
-            for kind in ("train", "eval"):
-                assert f"{kind}-{arm}.seed{k}" in scripts, (kind, arm, k)
+    assert cfg.seeds == [0]  # one run per row, as the paper
+    for block, n in (("ipt", 4), ("nemotron", 8)):
+        arms = block_config(cfg, block).arm_set().names
+        assert len(arms) == n
+        for arm in arms:
+            for kind in ("prepare", "train", "eval"):
+                assert f"{block}.{kind}-{arm}" in scripts, (block, kind, arm)
             if arm != "fi":
-                assert f"h2h-fi.seed{k}-vs-{arm}.seed{k}" in scripts
+                assert f"{block}.h2h-fi-vs-{arm}" in scripts
     for s in steps:  # every job waits for exactly its unfinished dependencies
         first = scripts[s.name].lstrip("\n").splitlines()[0]
         want = ("# sbatch --parsable --dependency=afterok:" + ":".join(f"<{d}>" for d in s.deps)) if s.deps \
             else "# sbatch --parsable (no dependency)"
         assert first == want, s.name
-    train = scripts["train-ipt.seed2"]
+    train = scripts["ipt.train-ipt"]
     assert "#SBATCH --nodes=4" in train and "#SBATCH --gpus-per-node=8" in train
-    assert train.rstrip().endswith("--step train-ipt.seed2")
-    assert scripts["train-ipt.seed2"].splitlines()[1] == \
-        "# sbatch --parsable --dependency=afterok:<prepare-ipt>:<prepare-fi>:<prepare-heldout>"
-    gen = scripts["generate-qa"]  # a generated baseline: a job array over the training shards, GPU resources
+    assert train.rstrip().endswith("--step ipt.train-ipt")
+    assert train.splitlines()[1] == "# sbatch --parsable --dependency=afterok:<ipt.prepare-ipt>:<ipt.prepare-heldout>"
+    gen = scripts["nemotron.generate-qa"]  # a generated baseline: a job array over the training shards, GPU
     assert "#SBATCH --array=0-63%64" in gen and "#SBATCH --gpus-per-node=1" in gen  # 1023 shards, 16 per task
-    assert '--step generate-qa --shard "${SLURM_ARRAY_TASK_ID}"' in gen
-    assert scripts["source-ipt"].splitlines()[1] == "# sbatch --parsable (no dependency)"
-    assert "<prepare-fi>" in scripts["source-nemotron_mix"].splitlines()[1]
-    assert "<data_gen>" in scripts["pairs-fi_nojudge"].splitlines()[1]
+    assert '--step nemotron.generate-qa --shard "${SLURM_ARRAY_TASK_ID}"' in gen
+    assert scripts["ipt.source-ipt"].splitlines()[1] == "# sbatch --parsable (no dependency)"
+    assert "<nemotron.tokenizer>" in scripts["nemotron.source-nemotron_mix"].splitlines()[1]
+    assert "<ipt.data_gen>" in scripts["ipt.pairs-fi_nojudge"].splitlines()[1]
+    assert scripts["report"].splitlines()[1] == "# sbatch --parsable --dependency=afterok:<ipt.report>:<nemotron.report>"
     assert not (tmp_path / "run").exists()
 
 
@@ -79,11 +80,11 @@ def test_cpu_steps_ask_for_no_gpu_and_eval_steps_for_one(capsys, tmp_path):
     scripts = _scripts(capsys.readouterr().out)
     gpus = {name: [line for line in s.splitlines() if line.startswith("#SBATCH --gpus-per-node=")]
             for name, s in scripts.items()}
-    for cpu in ("corpus", "tokenizer", "prepare-fi", "prepare-standard", "prepare-heldout", "source-ipt",
-                "pairs-fi_nojudge", "report"):
+    for cpu in ("ipt.corpus", "ipt.tokenizer", "ipt.prepare-fi", "ipt.prepare-standard", "ipt.prepare-heldout",
+                "ipt.source-ipt", "ipt.pairs-fi_nojudge", "ipt.report", "report"):
         assert gpus[cpu] == [], cpu
-    for gpu, n in (("eval-fi.seed0", 1), ("eval-ipt.seed2", 1), ("h2h-fi.seed1-vs-standard.seed1", 1),
-                   ("train-fi.seed0", 8), ("data_gen", 1), ("generate-qa", 1)):
+    for gpu, n in (("ipt.eval-fi", 1), ("nemotron.eval-qa", 1), ("nemotron.h2h-fi-vs-standard", 1),
+                   ("ipt.train-fi", 8), ("nemotron.data_gen", 1), ("nemotron.generate-qa", 1)):
         assert gpus[gpu] == [f"#SBATCH --gpus-per-node={n}"], gpu
     # a job whose afterok dependency failed is cancelled by Slurm, never left pending
     assert all("#SBATCH --kill-on-invalid-dep=yes\n" in s for s in scripts.values())
@@ -106,13 +107,17 @@ def test_a_loopback_judge_is_refused_unless_no_eval_step_needs_it(tmp_path):
         check_judge_reachable(cfg, steps if steps is not None else experiment_steps(cfg))
 
     for url in ("http://127.0.0.1:8000/v1", "http://localhost:9000/v1"):
-        with pytest.raises(FitrainError, match=r"set eval.judge.llm.base_url to a judge server the compute nodes "
-                                               r"can reach .*or disable eval.mixeval/eval.mtbench101/eval.pairwise"):
+        with pytest.raises(FitrainError, match=r"the judge of eval.mixeval is at .*: set eval.judge.serve.enabled="
+                                               r"true .*or disable eval.mixeval$"):
             check(_paper_recipe(tmp_path, f"eval.judge.llm.base_url={url}"))
     with pytest.raises(FitrainError, match=r"or disable eval.mtbench101$"):
         check(_paper_recipe(tmp_path, "eval.mixeval.enabled=false", "eval.pairwise.enabled=false"))
     # reachable judges, no judged benchmark, or no eval step submitted: the check passes
     check(_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1"))
+    check(_paper_recipe(tmp_path, "eval.judge.serve.enabled=true"))  # each eval job starts its own judge server
+    with pytest.raises(FitrainError, match=r"the judge of eval.pairwise is at http://127.0.0.1:8000/v1"):
+        check(_paper_recipe(tmp_path, "eval.judge.llm.base_url=http://judge07:8000/v1",
+                            "eval.judges={pairwise: {llm: {base_url: 'http://127.0.0.1:8000/v1'}}}"))
     check(_paper_recipe(tmp_path, *(f"eval.{n}.enabled=false" for n in ("mixeval", "mtbench101", "pairwise"))))
     cfg = _paper_recipe(tmp_path)
     check(cfg, [s for s in experiment_steps(cfg) if s.name == "train-fi"])
@@ -127,6 +132,6 @@ def test_the_experiment_refuses_a_loopback_judge_before_it_writes_the_run_direct
 
     monkeypatch.setattr(slurm, "check_reachable", lambda *a, **k: None)  # as if Slurm answered
     cfg = _paper_recipe(tmp_path)
-    with pytest.raises(FitrainError, match="set eval.judge.llm.base_url to a judge server"):
+    with pytest.raises(FitrainError, match="the compute node itself"):
         run_experiment(cfg, slurm=True, log=lambda m: None)
     assert not cfg.root.exists()  # nothing written: no experiment.yaml, no jobs.json

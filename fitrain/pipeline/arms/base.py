@@ -62,6 +62,7 @@ class ArmKind:
     documents: bool = True       # its data is documents (a mixture may draw it), not response-masked pairs
     data_gen: bool = False       # it trains on data_gen's output (the experiment runs data_gen)
     drawn_to_budget: bool = False  # its data step draws its reference arm's tokens (so it cannot be its own root)
+    beyond_paper: bool = False   # not one of the paper's Table 1 rows (the plan and the report say so)
 
     # ---- settings
     def own_settings(self) -> list[str]:

@@ -41,6 +41,7 @@ def generate_step(cfg: ExperimentConfig, step: ExperimentStep, shard: int | None
 
 class GeneratedKind(ArmKind):
     name, settings, label = "generated", GeneratedSpec, "a corpus generated from the experiment's documents"
+    beyond_paper = True  # fitrain's own baselines (the paper trained the released corpora), marked in the report
 
     def check(self, spec, arms) -> None:
         who = f"arm '{spec.name}'"

@@ -106,6 +106,16 @@ class MixtureKind(ArmKind):
                                                           "weighted sources) to the budget")]
 
     def describe(self, arms, spec) -> str:
+        one = [s.paths[0] for s in spec.sources if not s.arm and len(s.paths) == 1]
+        if len(one) == len(spec.sources) > 1:  # files of one release: braced, /data/x/{a,b,c}/*.jsonl
+            import os
+
+            pre = os.path.commonprefix(one)
+            pre = pre[:pre.rfind("/") + 1] if "/" in pre else ""
+            suf = os.path.commonprefix([p[len(pre):][::-1] for p in one])[::-1]
+            suf = suf[suf.find("/"):] if "/" in suf else ""
+            mids = ",".join(p[len(pre):len(p) - len(suf)] for p in one)
+            return f"{':'.join(f'{s.weight:g}' for s in spec.sources)} of {pre}{{{mids}}}{suf}"
         return " + ".join(f"{s.weight:g} x {s.arm or list(s.paths)}" for s in spec.sources)
 
     def prepare_what(self, arms, spec) -> str:
