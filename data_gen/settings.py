@@ -13,7 +13,7 @@ from pathlib import Path
 
 from data_gen.config import STAGES, DataGenConfig
 from fitrain.core.errors import FitrainError
-from fitrain.core.io import is_done, read_json, write_json
+from fitrain.core.io import is_done, write_json
 
 SETTINGS = "settings.json"
 _RUNTIME_LLM = ("base_url", "api_key", "max_concurrency", "max_retries", "backoff_s", "timeout_s", "batch_size",
@@ -54,18 +54,13 @@ def check_stage(stage: str, stage_dir: Path, settings: dict, overwrite: bool = F
                 log=print) -> None:
     """Record ``settings`` for ``stage_dir``, or refuse (FitrainError) when its finished output was made with
     other settings; with ``overwrite`` that output is removed first."""
-    from fitrain.core.overwrite import differences
+    from fitrain.core.overwrite import differences, recorded_settings
 
     stage_dir = Path(stage_dir)
     path = stage_dir / SETTINGS
     finished = is_done(stage_dir) or any(stage_dir.rglob("shard-*/_SUCCESS"))  # (index: embedding shards below)
-    recorded = None
-    if path.is_file():
-        try:
-            recorded = read_json(path)
-        except ValueError:
-            recorded = None
-    if finished and isinstance(recorded, dict):
+    recorded = recorded_settings(path)
+    if finished and recorded is not None:
         diff = differences(recorded, settings)
         if diff and not overwrite:
             raise FitrainError(f"[{stage}] {stage_dir} holds finished output of other settings ({diff}); pass "

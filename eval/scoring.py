@@ -38,20 +38,15 @@ def scoring_settings(cfg: Any, model_dir: Path | None) -> dict:
 def check_scoring(out: Path, cfg: Any, model_dir: Path | None, overwrite: bool = False) -> None:
     """Record the scoring settings in ``out``, or refuse (FitrainError) when the results there were made with
     others; ``overwrite`` removes those results first."""
-    from fitrain.core.overwrite import differences
+    from fitrain.core.overwrite import differences, recorded_settings
 
     if model_dir is None:
         return  # data-only results (decontamination) do not depend on a model
     out = Path(out)
     settings = scoring_settings(cfg, model_dir)
     path = out / SCORING
-    recorded = None
-    if path.is_file():
-        try:
-            recorded = read_json(path)
-        except ValueError:
-            recorded = None
-    diff = differences(recorded, settings) if isinstance(recorded, dict) else ""
+    recorded = recorded_settings(path)
+    diff = differences(recorded, settings) if recorded is not None else ""
     has_results = (out / "results.json").is_file()
     if diff and has_results:
         if not overwrite:

@@ -21,6 +21,17 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def recorded_settings(path: str | Path) -> dict | None:
+    """The settings recorded at ``path`` (a JSON object), or None when there are none or they are unreadable."""
+    from fitrain.core.io import read_json
+
+    try:
+        recorded = read_json(path) if Path(path).is_file() else None
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def differences(old: dict, new: dict, limit: int = 4) -> str:
     """``key: old -> new`` for each key whose value differs (at most ``limit``, then how many more)."""
     a, b = flatten(old), flatten(new)
