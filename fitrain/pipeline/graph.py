@@ -43,7 +43,7 @@ class ExperimentSlurm:
     """Slurm resources per kind of step. ``enabled``: `fitrain experiment` submits instead of running here."""
 
     enabled: bool = False
-    train: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=90))
+    train: SlurmConfig = field(default_factory=SlurmConfig)   # warning lead sized from the checkpoint
     data_gen: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))
     steps: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))
     eval: SlurmConfig = field(default_factory=lambda: SlurmConfig(signal_lead_s=0))  # eval-* and h2h-* steps

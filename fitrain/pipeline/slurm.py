@@ -3,7 +3,7 @@
 One job per step of an experiment. Training jobs run ``srun`` with one task per GPU
 (``#SBATCH --ntasks-per-node=<gpus>``; ``--ntasks`` alone breaks Lightning's SLURMEnvironment), call python
 directly with a job name (Lightning treats a job named ``bash`` as interactive), ask Slurm for a signal ahead
-of the time limit (``--signal=USR1@90``): the trainer checkpoints on SIGUSR1 and requeues the job
+of the time limit (``--signal=USR1@<lead>``): the trainer checkpoints on SIGUSR1 and requeues the job
 (``scontrol requeue``, Lightning's auto-requeue), the rerun resumes from the checkpoint, and
 ``--open-mode=append`` keeps the first run's log. data_gen shards map to a job array.
 
@@ -13,6 +13,15 @@ directory it was submitted from (``$SLURM_SUBMIT_DIR``, or ``workdir``) before t
 relative ``source .venv/bin/activate`` and the relative run paths resolve there, also after a requeue.
 ``--kill-on-invalid-dep=yes``: when a job fails, Slurm cancels the jobs waiting on it with afterok (they
 could never start), so a resubmission queues them again instead of leaving them pending forever.
+
+Multi-node jobs rendezvous on the job's own first node: ``MASTER_ADDR`` is always set from
+``$SLURM_JOB_NODELIST``, never inherited from the submitting shell (a stale value hangs the job on the wrong
+host). ``--exclusive`` without ``mem`` asks for ``--mem=0`` (all of each node's memory), the portable request
+where a fixed size like 960G exceeds what some nodes offer. The warning ahead of the time limit
+(``signal_lead_s``) defaults to ``-1``, sized from what the job must write: ``signal_base_s`` plus the
+checkpoint's bytes over ``checkpoint_write_mb_s`` (an assumed aggregate write bandwidth of the shared file
+system, 200 MB/s by default; :func:`signal_lead`). A 1.8b checkpoint (fp32 weights + two AdamW moments,
+~22 GB with the Llama-3 vocabulary) gets 60 + 109 s, a 7b one (~90 GB) 60 + 452 s.
 """
 from __future__ import annotations
 
@@ -53,7 +62,9 @@ class SlurmConfig:
     env: dict[str, str] = field(default_factory=dict)
     python: str = ""                # the interpreter inside the job; '' = the one running fitrain now
     signal: str = "USR1"            # preemption signal, delivered to the job steps
-    signal_lead_s: int = 90         # seconds ahead of the time limit
+    signal_lead_s: int = -1         # seconds ahead of the time limit; -1 = sized from the checkpoint (signal_lead)
+    signal_base_s: int = 60         # the sized lead: this many seconds ...
+    checkpoint_write_mb_s: float = 200.0   # ... plus the checkpoint's bytes at this write bandwidth (MB/s)
     requeue: bool = True
     array_parallelism: int = 0      # job arrays: at most this many tasks at once (0 = no limit)
     extra_sbatch: list[str] = field(default_factory=list)  # verbatim '--key=value' lines
@@ -70,8 +81,13 @@ class SlurmConfig:
         for name in ("nodes", "tasks_per_node", "cpus_per_task"):
             if getattr(self, name) < 1:
                 raise FitrainError(f"slurm.{name} must be >= 1, got {getattr(self, name)}")
-        if self.gpus_per_node < 0 or self.signal_lead_s < 0 or self.array_parallelism < 0:
-            raise FitrainError("slurm.gpus_per_node, signal_lead_s and array_parallelism must be >= 0")
+        if self.gpus_per_node < 0 or self.signal_base_s < 0 or self.array_parallelism < 0:
+            raise FitrainError("slurm.gpus_per_node, signal_base_s and array_parallelism must be >= 0")
+        if self.signal_lead_s < -1:
+            raise FitrainError(f"slurm.signal_lead_s must be -1 (sized from the checkpoint), 0 (no signal) or "
+                               f"seconds, got {self.signal_lead_s}")
+        if self.checkpoint_write_mb_s <= 0:
+            raise FitrainError(f"slurm.checkpoint_write_mb_s must be > 0, got {self.checkpoint_write_mb_s}")
         if self.time and not _TIME.match(self.time):
             raise FitrainError(f"slurm.time '{self.time}' is not a Slurm time (MM, HH:MM:SS or D-HH:MM:SS)")
         if self.mem and not _MEM.match(self.mem):
@@ -83,6 +99,14 @@ class SlurmConfig:
                 raise FitrainError(f"slurm.extra_sbatch lines look like '--key=value', got '{line}'")
 
 
+def signal_lead(cfg: SlurmConfig, checkpoint_bytes: int = 0) -> int:
+    """Seconds between the warning signal and the time limit: ``signal_lead_s`` when set (0: no signal),
+    else ``signal_base_s + checkpoint_bytes / checkpoint_write_mb_s`` rounded up."""
+    if cfg.signal_lead_s >= 0:
+        return cfg.signal_lead_s
+    return cfg.signal_base_s + -(-int(checkpoint_bytes) // int(cfg.checkpoint_write_mb_s * 1e6))
+
+
 def quote(arg: str) -> str:
     """Shell-quote an argument, but let ``${SLURM_...}`` variables (array task id) expand."""
     if "${SLURM_" in arg:
@@ -91,11 +115,13 @@ def quote(arg: str) -> str:
 
 
 def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_dir: str | Path, *,
-                  workdir: str | Path | None = None, array: int = 0, distributed: bool = True) -> str:
+                  workdir: str | Path | None = None, array: int = 0, distributed: bool = True,
+                  checkpoint_bytes: int = 0) -> str:
     """The sbatch script that runs ``command`` (argv; ``ARRAY_TASK_ID`` expands in array jobs).
 
     ``distributed``: launch ``srun`` with one task per GPU (or ``tasks_per_node`` on CPU) on every node;
     otherwise the job is one task. ``array``: > 0 makes a job array of that many tasks.
+    ``checkpoint_bytes``: what a checkpoint of the job writes, for the warning's lead (:func:`signal_lead`).
     """
     cfg.validate()
     if not re.match(r"^[A-Za-z0-9_.+-]+$", job_name):
@@ -115,10 +141,13 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
             o.append(f"#SBATCH --{key}={val}")
     if cfg.exclusive:
         o.append("#SBATCH --exclusive")
+        if not cfg.mem:
+            o.append("#SBATCH --mem=0")      # all of each node's memory, whatever the node offers
     if array:
         o.append(f"#SBATCH --array=0-{array - 1}" + (f"%{cfg.array_parallelism}" if cfg.array_parallelism else ""))
-    if cfg.signal_lead_s:
-        o.append(f"#SBATCH --signal={cfg.signal}@{cfg.signal_lead_s}")
+    lead = signal_lead(cfg, checkpoint_bytes)
+    if lead:
+        o.append(f"#SBATCH --signal={cfg.signal}@{lead}")
     o.append("#SBATCH --requeue" if cfg.requeue else "#SBATCH --no-requeue")
     # a job whose afterok dependency failed can never start: Slurm cancels it instead of leaving it pending
     o += ["#SBATCH --kill-on-invalid-dep=yes", "#SBATCH --open-mode=append", f"#SBATCH --output={log}"]
@@ -134,8 +163,9 @@ def render_sbatch(cfg: SlurmConfig, job_name: str, command: Sequence[str], log_d
     env = {"OMP_NUM_THREADS": str(cfg.cpus_per_task), "PYTHONUNBUFFERED": "1", **cfg.env}
     o += [f"export {k}={quote(str(v))}" for k, v in env.items()]
     if distributed and nodes * tasks > 1:
-        # Rendezvous on the first node; Lightning picks MASTER_PORT from the job id.
-        o.append('export MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)}"')
+        # the job's own first node, never a value inherited from the submitting shell; Lightning picks
+        # MASTER_PORT from the job id
+        o.append('export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"')
     # Slurm >= 22.05: srun does not inherit --cpus-per-task from sbatch (one CPU per rank otherwise)
     srun = ["srun", f"--job-name={job_name}", f"--nodes={nodes}", f"--ntasks-per-node={tasks}",
             f"--cpus-per-task={cfg.cpus_per_task}", "--kill-on-bad-exit=1"]

@@ -21,6 +21,7 @@ from fitrain.core.errors import FitrainError
 from fitrain.core.io import atomic_path, read_json, write_json
 from fitrain.pipeline.graph import ExperimentConfig, ExperimentStep, experiment_steps, step_done
 from fitrain.pipeline.slurm import ARRAY_TASK_ID, SlurmConfig, job_info, render_sbatch, submit
+from fitrain.train.model import checkpoint_bytes
 
 
 def _evaluates(step: ExperimentStep) -> bool:
@@ -47,9 +48,10 @@ def job_argv(cfg: ExperimentConfig, step: ExperimentStep) -> list[str]:
 
 
 def render_step(cfg: ExperimentConfig, step: ExperimentStep) -> str:
+    ckpt = checkpoint_bytes(cfg.train.model, cfg.tokenizer.vocab_size) if step.kind == "train" else 0
     return render_sbatch(_resources(cfg, step), job_name(cfg, step), job_argv(cfg, step),
                          cfg.layout.slurm_logs, array=step.shards,
-                         distributed=step.distributed)
+                         distributed=step.distributed, checkpoint_bytes=ckpt)
 
 
 def render_all(cfg: ExperimentConfig, steps: list[ExperimentStep] | None = None) -> list[tuple[ExperimentStep, str]]:

@@ -4,15 +4,10 @@ Models are transformers' ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, optional G
 embeddings) built from a :class:`ModelConfig`: a preset name plus any field overridden. The vocabulary
 comes from the tokenizer (``vocab_size: 0``), rounded up to ``vocab_multiple``.
 
-Packed rows hold several documents. They must not attend to each other (fitrain/docs/engineering.md, "Packed documents"):
-
-* ``sdpa`` (CPU, or GPU without flash-attn): per-document ``position_ids``, **no** 2D attention mask and
-  ``use_cache=False``; transformers then builds a block-diagonal causal mask from the position ids.
-* ``flash_attention_2`` (GPU with flash-attn installed): the varlen kernel with ``cu_seq_lens_q/k`` and
-  ``max_length_q/k`` passed explicitly (transformers infers them from position ids only for batch size 1).
-* ``torch_varlen`` (GPU, bf16, a torch with ``torch.nn.attention.varlen``): torch's own varlen flash
-  attention over the same ``cu_seq_lens``, no flash-attn package needed; chosen explicitly (not by
-  ``auto``) until the GPU suite (benchmarks/gpu_suite.py) has measured it.
+Packed rows hold several documents that must not attend to each other: fitrain.train.attention picks
+the kernel (flash-attn, torch's varlen kernel, or sdpa with per-document position ids) and passes it the
+segment boundaries. Weights are built on the meta device and materialised with name-keyed generators
+(fitrain.train.init), so a seed gives the same weights on one process or sharded over many.
 
 :func:`forward_hidden` (training: the loss runs the head) and :func:`forward_logits` (evaluation) are the
 places that call the model on a packed batch, for both.
@@ -25,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fitrain.core.errors import ConfigError, FitrainError
+# re-exported: the trainer and benchmarks select attention and count FLOPs through fitrain.train.model
+from fitrain.train.attention import (ATTENTION, VARLEN, attention_kernel, attention_kwargs,  # noqa: F401
+                                     register_attention, select_attention, torch_varlen_available, varlen_kwargs)
+from fitrain.train.flops import FlopsModel, count_parameters, flops_model  # noqa: F401
 
 # name -> (dim, n_layers, n_heads, n_kv_heads, ffn_dim, tie_embeddings). Sizes are approximate totals with a
 # 32k vocabulary (60m..300m) or the 128,256-token Llama-3 vocabulary (1.8b, 7b).
@@ -37,10 +36,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "1.8b": dict(dim=2048, n_layers=25, n_heads=16, n_kv_heads=16, ffn_dim=5632, tie_embeddings=False),
     "7b": dict(dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=11008, tie_embeddings=False),
 }
-
-ATTENTION = ("auto", "sdpa", "flash_attention_2", "torch_varlen")
-VARLEN = ("flash_attention_2", "torch_varlen")   # attention that takes cu_seq_lens / max_length
-
 
 @dataclass
 class ModelConfig:
@@ -99,61 +94,6 @@ def resolve_vocab(cfg: ModelConfig, tokenizer_vocab: int) -> int:
     return -(-tokenizer_vocab // m) * m
 
 
-def select_attention(requested: str = "auto", device_type: str | None = None) -> str:
-    """flash_attention_2 on a GPU when flash-attn is installed, else sdpa; an explicit choice is checked."""
-    import torch
-    from transformers.utils import is_flash_attn_2_available
-
-    if requested not in ATTENTION:
-        raise ConfigError(f"model.attention must be one of {ATTENTION}, got '{requested}' (eager attention "
-                          "leaks across packed documents, so it is not offered)")
-    on_gpu = (device_type or ("cuda" if torch.cuda.is_available() else "cpu")) == "cuda"
-    if requested == "auto":
-        return "flash_attention_2" if on_gpu and is_flash_attn_2_available() else "sdpa"
-    if requested == "flash_attention_2" and not (on_gpu and is_flash_attn_2_available()):
-        raise FitrainError("model.attention=flash_attention_2 needs a CUDA GPU and the flash-attn package "
-                           "(pip install 'fitrain[gpu]'); use model.attention=sdpa or auto")
-    if requested == "torch_varlen" and not (on_gpu and torch_varlen_available()):
-        raise FitrainError("model.attention=torch_varlen needs a CUDA GPU and a torch with "
-                           "torch.nn.attention.varlen; use model.attention=sdpa or auto")
-    return requested
-
-
-def torch_varlen_available() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("torch.nn.attention.varlen") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def torch_varlen_attention(module, query, key, value, attention_mask=None, dropout: float = 0.0,
-                           scaling: float | None = None, **kwargs):
-    """transformers attention function over torch's varlen flash attention: ``query/key/value``
-    ``[B, heads, T, head_dim]`` are flattened to ``[B*T, heads, head_dim]`` and attend causally within each
-    ``cu_seq_lens`` segment (every row starts one, so rows stay apart too). Returns ``[B, T, heads, head_dim]``."""
-    from torch.nn.attention import varlen
-
-    if dropout:
-        raise FitrainError("model.attention=torch_varlen has no attention dropout")
-    b, heads, t, d = query.shape
-    q = query.transpose(1, 2).reshape(b * t, heads, d)
-    k = key.transpose(1, 2).reshape(b * t, key.shape[1], d)
-    v = value.transpose(1, 2).reshape(b * t, value.shape[1], d)
-    out = varlen.varlen_attn(q, k, v, kwargs["cu_seq_lens_q"], kwargs["cu_seq_lens_k"], kwargs["max_length_q"],
-                             kwargs["max_length_k"], scale=scaling, window_size=(-1, 0),
-                             enable_gqa=key.shape[1] != heads)
-    return out.view(b, t, heads, d), None
-
-
-def _register_attention(attention: str) -> None:
-    if attention == "torch_varlen":
-        from transformers import AttentionInterface
-
-        AttentionInterface.register("torch_varlen", torch_varlen_attention)
-
-
 def llama_config(cfg: ModelConfig, vocab_size: int, attention: str = "sdpa", bos_token_id: int | None = None,
                  eos_token_id: int | None = None, pad_token_id: int | None = None):
     from transformers import LlamaConfig
@@ -171,19 +111,30 @@ def llama_config(cfg: ModelConfig, vocab_size: int, attention: str = "sdpa", bos
 
 
 def build_model(cfg: ModelConfig, tokenizer_vocab: int, attention: str = "sdpa", seed: int | None = None,
-                token_ids: dict | None = None, verbose: bool = True):
-    """A randomly initialised ``LlamaForCausalLM`` (``use_cache=False``); prints the parameter count."""
+                token_ids: dict | None = None, verbose: bool = True, device=None):
+    """A randomly initialised ``LlamaForCausalLM`` (``use_cache=False``); prints the parameter count.
+
+    Built on the meta device, then materialised on ``device`` (default: torch's current default device) with
+    fitrain.train.init's name-keyed generators of ``seed`` (None: a seed drawn from torch's global generator).
+    ``device="meta"`` returns it unmaterialised, to shard first (``fully_shard``) and then fill each rank's
+    shards with ``to_empty`` + :func:`fitrain.train.init.init_weights`."""
     import torch
     from transformers import LlamaForCausalLM
 
-    _register_attention(attention)
+    from fitrain.train.init import materialize
+
+    register_attention(attention)
     hf_cfg = llama_config(cfg, resolve_vocab(cfg, tokenizer_vocab), attention, **(token_ids or {}))
-    if seed is not None:
-        torch.manual_seed(seed)
-    model = LlamaForCausalLM(hf_cfg)
+    target = torch.device(device) if device is not None else torch.get_default_device()
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), device="cpu"))
+    with torch.device("meta"):
+        model = LlamaForCausalLM(hf_cfg)
     model.config.use_cache = False
     if cfg.activation_checkpointing:
         set_activation_checkpointing(model, True)
+    if target.type != "meta":
+        materialize(model, target, seed)
     if verbose:
         n, emb = count_parameters(model)
         print(f"model: preset={cfg.preset} {describe(cfg)} vocab={hf_cfg.vocab_size} attention={attention} "
@@ -216,75 +167,10 @@ def describe(cfg: ModelConfig) -> str:
             f"ffn={s['ffn_dim']} tied={s['tie_embeddings']}")
 
 
-def count_parameters(model) -> tuple[int, int]:
-    """(total unique parameters, embedding parameters: input embedding + untied output head)."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    emb = model.get_input_embeddings().weight.numel()
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is not model.get_input_embeddings().weight:
-        emb += out.weight.numel()
-    return total, emb
-
-
-@dataclass(frozen=True)
-class FlopsModel:
-    """Training FLOPs (forward + backward) of the model, the usual MFU convention (PaLM appendix B; the
-    attention term without a causal discount, as llm-foundry and Megatron count it):
-
-    * ``6 x`` the decoder's parameters per token read,
-    * ``6 x vocab x dim`` per position through the output head (fitrain runs the head only on positions
-      with a target: fitrain.train.objective.head_cross_entropy),
-    * ``12 x layers x dim x l`` per token of a document of length ``l``, i.e. ``12 x layers x dim x sum(l^2)``
-      over the documents of a batch. Packed documents attend only within themselves, so a row of short
-      documents does ``sum(l^2) / T`` of the attention work of one ``T``-token document: counting ``T^2``
-      overstates MFU on packed data (by 15-22% for the 1.8b shape at 4096)."""
-
-    body_per_token: float
-    head_per_target: float
-    attention_per_sq: float
-
-    def step(self, tokens: int, head_positions: int, sum_sq_lengths: int) -> float:
-        return (self.body_per_token * tokens + self.head_per_target * head_positions
-                + self.attention_per_sq * sum_sq_lengths)
-
-
-def flops_model(model) -> FlopsModel:
-    c = model.config
-    total, emb = count_parameters(model)
-    return FlopsModel(body_per_token=6.0 * (total - emb), head_per_target=6.0 * c.vocab_size * c.hidden_size,
-                      attention_per_sq=12.0 * c.num_hidden_layers * c.hidden_size)
-
-
-def varlen_kwargs(position_ids) -> dict:
-    """``cu_seq_lens_q/k`` and ``max_length_q/k`` for varlen attention over the flattened [B*T] batch.
-
-    Every row starts a segment (position 0), so flattening rows keeps segments apart."""
-    import torch
-
-    flat = position_ids.reshape(-1)
-    starts = (flat == 0).nonzero().view(-1).to(torch.int32)
-    if starts.numel() == 0 or int(starts[0]) != 0:
-        raise FitrainError("position_ids must start at 0 at the start of every row and every segment")
-    cu = torch.cat([starts, torch.tensor([flat.numel()], dtype=torch.int32, device=flat.device)])
-    max_len = int(cu.diff().max())
-    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": max_len, "max_length_k": max_len}
-
-
-def _attention_kwargs(model, batch: dict) -> dict:
-    if getattr(model.config, "_attn_implementation", "sdpa") in VARLEN:
-        return varlen_kwargs(batch["position_ids"])
-    return {}
-
-
 def forward_logits(model, batch: dict):
     """Logits of a packed batch (``input_ids``/``position_ids`` [B, T]); documents never see each other."""
     out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None,
-                use_cache=False, **_attention_kwargs(model, batch))
+                use_cache=False, **attention_kwargs(model, batch))
     return out.logits
 
 
@@ -292,8 +178,23 @@ def forward_hidden(model, batch: dict):
     """The final hidden states ``[B, T, D]`` (after the last norm) of a packed batch, for a loss that runs
     the output head itself (fitrain.train.loss); same attention as :func:`forward_logits`."""
     out = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=None,
-                      use_cache=False, **_attention_kwargs(model, batch))
+                      use_cache=False, **attention_kwargs(model, batch))
     return out.last_hidden_state
+
+
+def parameter_count(cfg: ModelConfig, vocab_size: int) -> int:
+    """The parameters of the model ``cfg`` builds with this (rounded) vocabulary, from its shape alone."""
+    s = resolve_shape(cfg)
+    d, f, L = s["dim"], s["ffn_dim"], s["n_layers"]
+    kv = d // s["n_heads"] * s["n_kv_heads"]
+    per_layer = 2 * d * d + 2 * d * kv + 3 * d * f + 2 * d        # q, o; k, v; SwiGLU; two norms
+    return L * per_layer + vocab_size * d * (1 if s["tie_embeddings"] else 2) + d
+
+
+def checkpoint_bytes(cfg: ModelConfig, tokenizer_vocab: int) -> int:
+    """About what a training checkpoint of this model writes: fp32 weights and AdamW's two fp32 moments,
+    12 bytes per parameter (fitrain.train.optim); sizes the Slurm warning ahead of the time limit."""
+    return 12 * parameter_count(cfg, resolve_vocab(cfg, tokenizer_vocab))
 
 
 def shape_fingerprint(model) -> dict:

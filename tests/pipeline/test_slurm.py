@@ -12,10 +12,11 @@ def test_gpu_job_one_task_per_gpu_with_signal_requeue_and_append(tmp_path):
     cfg = SlurmConfig(nodes=4, gpus_per_node=8, cpus_per_task=12, mem="480G", time="2-00:00:00",
                       partition="gpu", account="proj", qos="high", setup=["module load cuda/12.4"],
                       python="python")
-    s = render_sbatch(cfg, "exp.train-fi", ["-m", "fitrain.cli", "train", "x.yaml"], tmp_path)
+    s = render_sbatch(cfg, "exp.train-fi", ["-m", "fitrain.cli", "train", "x.yaml"], tmp_path,
+                      checkpoint_bytes=21_719_359_488)      # a 1.8b checkpoint: 60 s + 21.7 GB at 200 MB/s
     sb = _lines(s)
     for want in ("--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8", "--cpus-per-task=12", "--mem=480G",
-                 "--time=2-00:00:00", "--partition=gpu", "--account=proj", "--qos=high", "--signal=USR1@90",
+                 "--time=2-00:00:00", "--partition=gpu", "--account=proj", "--qos=high", "--signal=USR1@169",
                  "--requeue", "--open-mode=append", "--job-name=exp.train-fi"):
         assert f"#SBATCH {want}" in sb, want
     assert not any(line.startswith("#SBATCH --ntasks=") for line in sb)  # breaks Lightning's SLURMEnvironment
@@ -25,7 +26,25 @@ def test_gpu_job_one_task_per_gpu_with_signal_requeue_and_append(tmp_path):
                     "--kill-on-bad-exit=1 python -m fitrain.cli train x.yaml"]
     # the job runs from the submit directory, before the set-up (a relative venv) and srun
     assert s.index('cd "${SLURM_SUBMIT_DIR}"') < s.index("module load cuda/12.4") < s.index("srun ")
-    assert "MASTER_ADDR" in s
+    # always the job's own first node: a MASTER_ADDR exported in the submitting shell must not win
+    assert 'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"' in s.splitlines()
+    assert "--exclusive" not in s and "--mem=0" not in s
+
+
+def test_exclusive_without_mem_asks_for_all_of_each_nodes_memory(tmp_path):
+    sb = _lines(render_sbatch(SlurmConfig(nodes=2, gpus_per_node=8, exclusive=True), "t", ["x"], tmp_path))
+    assert "#SBATCH --exclusive" in sb and "#SBATCH --mem=0" in sb
+    sb = _lines(render_sbatch(SlurmConfig(nodes=2, gpus_per_node=8, exclusive=True, mem="900G"), "t", ["x"], tmp_path))
+    assert "#SBATCH --mem=900G" in sb and "#SBATCH --mem=0" not in sb
+
+
+def test_the_warning_lead_is_sized_from_the_checkpoint_unless_set():
+    from fitrain.pipeline.slurm import signal_lead
+
+    assert signal_lead(SlurmConfig(), 0) == 60
+    assert signal_lead(SlurmConfig(), 90_323_337_216) == 60 + 452               # 7b: 90.3 GB at 200 MB/s, rounded up
+    assert signal_lead(SlurmConfig(signal_base_s=30, checkpoint_write_mb_s=1000), 10**10) == 30 + 10
+    assert signal_lead(SlurmConfig(signal_lead_s=300), 10**12) == 300 and signal_lead(SlurmConfig(signal_lead_s=0), 1) == 0
 
 
 def test_workdir_is_the_directory_the_job_runs_in(tmp_path):
@@ -55,7 +74,8 @@ def test_quote_and_job_id_parsing():
 
 @pytest.mark.parametrize("bad,match", [
     (dict(nodes=0), "nodes"), (dict(time="2 days"), "time"), (dict(mem="lots"), "mem"),
-    (dict(signal="KILL"), "signal"), (dict(extra_sbatch=["mail-type=END"]), "extra_sbatch")])
+    (dict(signal="KILL"), "signal"), (dict(signal_lead_s=-2), "signal_lead_s"),
+    (dict(checkpoint_write_mb_s=0), "checkpoint_write_mb_s"), (dict(extra_sbatch=["mail-type=END"]), "extra_sbatch")])
 def test_bad_settings_are_clear(bad, match, tmp_path):
     with pytest.raises(FitrainError, match=match):
         render_sbatch(SlurmConfig(**bad), "j", ["x"], tmp_path)

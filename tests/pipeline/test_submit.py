@@ -17,8 +17,9 @@ def test_dry_run_sbatch_for_the_1p8b_recipe(capsys, tmp_path):
     assert {"train-fi", "train-standard", "data_gen", "report"} <= set(scripts)
     train = scripts["train-fi"]
     sb = [line for line in train.splitlines() if line.startswith("#SBATCH")]
-    for want in ("--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@90", "--requeue",
-                 "--open-mode=append", "--job-name=fi-vs-standard-1.8b.train-fi", "--exclusive"):
+    # the lead: 60 s + a 1.8b checkpoint (21.7 GB) at 200 MB/s; exclusive without mem: --mem=0
+    for want in ("--nodes=4", "--ntasks-per-node=8", "--gpus-per-node=8", "--signal=USR1@169", "--requeue",
+                 "--open-mode=append", "--job-name=fi-vs-standard-1.8b.train-fi", "--exclusive", "--mem=0"):
         assert f"#SBATCH {want}" in sb, want
     assert not any(s.startswith("#SBATCH --ntasks=") for s in sb)
     srun = [line for line in train.splitlines() if line.startswith("srun ")]

@@ -105,33 +105,3 @@ def test_rope_theta_reaches_the_rotary_embedding():
     torch.testing.assert_close(model.model.rotary_emb.inv_freq, want)
     floor = re.search(r'"transformers>=(\d+)', (REPO / "pyproject.toml").read_text())
     assert floor and int(floor.group(1)) >= 5
-
-
-def test_torch_varlen_attention_keeps_packed_documents_apart(monkeypatch):
-    """model.attention=torch_varlen (GPU): the glue to torch.nn.attention.varlen.varlen_attn. Its CUDA
-    kernel cannot run here, so a reference with the same contract (causal attention within each cu_seq
-    segment, GQA) stands in for it: the packed logits must equal sdpa's packed logits of the same weights."""
-    import torch.nn.functional as F
-    from torch.nn.attention import varlen
-
-    calls = []
-
-    def reference(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, window_size=(-1, -1), enable_gqa=False, **kw):
-        assert window_size == (-1, 0) and torch.equal(cu_q, cu_k) and max_q == int(cu_q.diff().max())
-        calls.append(enable_gqa)
-        out = torch.empty_like(q)
-        for s, e in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
-            out[s:e] = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), k[s:e].transpose(0, 1),
-                                                      v[s:e].transpose(0, 1), is_causal=True, scale=scale,
-                                                      enable_gqa=enable_gqa).transpose(0, 1)
-        return out
-
-    monkeypatch.setattr(varlen, "varlen_attn", reference)
-    cfg = ModelConfig(preset="tiny")
-    packed_model = build_model(cfg, VOCAB, attention="torch_varlen", seed=3, verbose=False).eval()
-    sdpa_model = build_model(cfg, VOCAB, attention="sdpa", seed=3, verbose=False).eval()
-    batch = synthetic.packed_batch(3, 40, VOCAB, seed=5)
-    with torch.no_grad():
-        got, want = forward_logits(packed_model, batch), forward_logits(sdpa_model, batch)
-    assert calls and all(calls)            # every layer, with GQA (tiny: 4 heads, 2 kv heads)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
