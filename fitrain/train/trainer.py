@@ -106,15 +106,16 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Run:
     from fitrain.train.objective import CausalLMLoss
     from fitrain.train.optim import build_optimizer
     from fitrain.train.parallel import compile_layers
-    from fitrain.train.plan import ReadingOrder, make_plan
+    from fitrain.train.plan import ReadingOrder, make_plan, resolve_batch
 
     fabric, precision = build_fabric(cfg)
     seed_everything(cfg.seed, workers=True, verbose=False)
+    grad_accum, _ = resolve_batch(cfg, fabric.world_size, inputs.manifest.seq_len)
 
     def make_loader(rank: int, world_size: int) -> PackedLoader:
         return PackedLoader(inputs.data_dir, cfg.data.micro_batch_size, seed=cfg.seed, rank=rank,
                             world_size=world_size, shuffle=cfg.data.shuffle, remainder=cfg.data.remainder,
-                            num_workers=cfg.data.num_workers)
+                            num_workers=cfg.data.num_workers, grad_accum=grad_accum)
 
     probe = make_loader(0, fabric.world_size)
     tok = inputs.tokenizer
