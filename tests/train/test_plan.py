@@ -92,3 +92,33 @@ def test_schedule_length_is_exact_not_a_mean_estimate():
     cfg.data.max_epochs = 1
     with pytest.raises(FitrainError, match="cannot be met"):
         make_plan(cfg, m, world=1, pad_id=PAD, steps_per_epoch=16, order=order)
+
+
+def test_the_global_batch_sets_grad_accum_and_a_split_that_does_not_divide_is_one_line():
+    from fitrain.train.plan import resolve_batch
+
+    cfg = TrainConfig()
+    cfg.data.micro_batch_size, cfg.data.global_batch_tokens = 4, 524288          # 128 rows of 4096
+    assert resolve_batch(cfg, world=32, seq_len=4096) == (1, 128)                # 4 nodes x 8 GPUs
+    assert resolve_batch(cfg, world=8, seq_len=4096) == (4, 128)                 # 1 node: same batch
+    assert resolve_batch(cfg, world=1, seq_len=4096) == (32, 128)
+    with pytest.raises(ConfigError, match=r"global_batch_tokens=524288 \(128 rows\) does not divide by "
+                                          r"data.micro_batch_size=4 x 3 rank\(s\) = 12 rows") as e:
+        resolve_batch(cfg, world=3, seq_len=4096)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="not a whole number of the data's 3000-token rows"):
+        resolve_batch(cfg, world=1, seq_len=3000)
+    cfg.data.grad_accum = 2
+    with pytest.raises(ConfigError, match="data.grad_accum=2 but .* = 4; leave grad_accum unset"):
+        resolve_batch(cfg, world=8, seq_len=4096)
+    cfg.data.global_batch_rows = 128
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_batch(cfg, world=8, seq_len=4096)
+    cfg = TrainConfig()                                                          # no global batch: as before
+    cfg.data.micro_batch_size, cfg.data.grad_accum = 4, 2
+    assert resolve_batch(cfg, world=2, seq_len=256) == (2, 16)
+    cfg.data.grad_accum = 0
+    assert resolve_batch(cfg, world=2, seq_len=256) == (1, 8)
+    cfg.data.global_batch_rows, cfg.max_steps = 24, 3
+    plan = make_plan(cfg, _manifest(), world=2, pad_id=PAD, steps_per_epoch=15)
+    assert (plan.grad_accum, plan.rows_per_step) == (3, 24)
