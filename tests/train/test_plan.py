@@ -122,3 +122,24 @@ def test_the_global_batch_sets_grad_accum_and_a_split_that_does_not_divide_is_on
     cfg.data.global_batch_rows, cfg.max_steps = 24, 3
     plan = make_plan(cfg, _manifest(), world=2, pad_id=PAD, steps_per_epoch=15)
     assert (plan.grad_accum, plan.rows_per_step) == (3, 24)
+
+
+@pytest.mark.parametrize("recipe,experiment,tokens", [("fi-1.8b", "fi-vs-standard-1.8b", 524288),
+                                                      ("fi-7b", "fi-vs-standard-7b", 1048576)])
+def test_the_large_recipes_train_one_global_batch_on_any_cluster_shape(recipe, experiment, tokens):
+    """The 1.8b/7b recipes (train and experiment) state their global batch in tokens: 1 node or 4 or 16 nodes
+    of 8 GPUs train the same rows per step (grad_accum takes up the difference)."""
+    from fitrain.core.config import load_config
+    from fitrain.pipeline.graph import ExperimentConfig
+    from fitrain.train.plan import resolve_batch
+
+    from tests.helpers.paths import REPO
+
+    train_cfg = load_config(TrainConfig, REPO / "recipes" / "train" / f"{recipe}.yaml")
+    exp_cfg = load_config(ExperimentConfig, REPO / "recipes" / "experiments" / f"{experiment}.yaml").train
+    for cfg in (train_cfg, exp_cfg):
+        assert cfg.data.global_batch_tokens == tokens
+        micro = cfg.data.micro_batch_size
+        for gpus in (8, 32, 128 if recipe == "fi-7b" else 16):
+            accum, rows = resolve_batch(cfg, gpus, 4096)
+            assert rows * 4096 == tokens and accum * micro * gpus == rows
