@@ -103,9 +103,11 @@ class ReadingOrder:
     @classmethod
     def of(cls, loader: Any) -> "ReadingOrder":
         """From a :class:`fitrain.data.loader.PackedLoader` (any rank: the order covers all ranks); the rows'
-        counts are read from the shards when first needed (the seg arrays, plus the masks for targets)."""
-        return cls(lambda unit: loader.data.row_counts(unit), loader.epoch_order,
-                   loader.world_size * loader.batch_size)
+        counts are the ones stored at prepare time (fitrain.data.rowcounts: O(rows) to read), computed from
+        the shards and cached once for a directory prepared without them."""
+        from fitrain.data.rowcounts import row_counts
+
+        return cls(lambda unit: row_counts(loader.data, unit), loader.epoch_order, loader.world_size * loader.batch_size)
 
     @classmethod
     def from_arrays(cls, tokens: np.ndarray, supervised: np.ndarray, epoch_order: Callable[[int], np.ndarray],

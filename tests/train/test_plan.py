@@ -143,3 +143,19 @@ def test_the_large_recipes_train_one_global_batch_on_any_cluster_shape(recipe, e
         for gpus in (8, 32, 128 if recipe == "fi-7b" else 16):
             accum, rows = resolve_batch(cfg, gpus, 4096)
             assert rows * 4096 == tokens and accum * micro * gpus == rows
+
+
+def test_the_schedule_from_stored_counts_equals_the_exact_schedule_from_the_shards(pairs_shards):
+    """ReadingOrder.of reads the per-row counts stored at prepare time (fitrain.data.rowcounts); the step
+    counts it gives equal those from scanning every shard's seg and mask arrays, for every budget."""
+    from fitrain.data.loader import PackedLoader
+
+    for world, micro, accum in [(1, 4, 2), (2, 3, 1), (4, 1, 4)]:
+        loader = PackedLoader(pairs_shards, micro, seed=3, rank=0, world_size=world, grad_accum=accum)
+        stored = ReadingOrder.of(loader)
+        scanned = ReadingOrder(loader.data.row_counts, loader.epoch_order, world * micro)
+        total = loader.data.manifest.counts
+        for unit, per_epoch in (("tokens", total.total_tokens), ("supervised_tokens", total.supervised_tokens)):
+            for amount in (1, 999, per_epoch // 3, per_epoch, per_epoch + 1, 2 * per_epoch + 7):
+                got = stored.steps_to(unit, amount, accum, max_epochs=3)
+                assert got == scanned.steps_to(unit, amount, accum, max_epochs=3) and got is not None
