@@ -95,13 +95,20 @@ def clip_and_step(ctx: "StepContext", max_norm: float):
     """Phase 4. Clip to the global gradient norm (returned, unclipped, as a tensor; over all shards when the
     parameters are FSDP2 DTensors), step the optimizer and the schedule, clear the gradients. Under fp16
     AMP ('16-mixed') the precision's scaler unscales the gradients first."""
+    ctx.fabric.strategy.precision.unscale_gradients(ctx.optimizer.optimizer)   # a no-op but for fp16
+    return step_optimizer(ctx.lm.parameters(), ctx.optimizer, ctx.scheduler, max_norm)
+
+
+def step_optimizer(parameters: Any, optimizer: Any, scheduler: Any, max_norm: float):
+    """Phase 4 on plain values (also for loops outside Fabric: benchmarks/gpu_suite.py): clip ``parameters``'
+    gradients to the global norm (returned, unclipped), step ``optimizer`` and ``scheduler``, clear the
+    gradients."""
     from fitrain.train.optim import grad_norm_and_clip
 
-    ctx.fabric.strategy.precision.unscale_gradients(ctx.optimizer.optimizer)   # a no-op but for fp16
-    grad_norm = grad_norm_and_clip(ctx.lm.parameters(), max_norm)
-    ctx.optimizer.step()
-    ctx.optimizer.zero_grad(set_to_none=True)
-    ctx.scheduler.step()
+    grad_norm = grad_norm_and_clip(parameters, max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
     return grad_norm
 
 
