@@ -137,6 +137,7 @@ init.materialize = spy
 cfg = TrainConfig(run_dir=sys.argv[2], strategy="fsdp", accelerator="cpu", precision="32-true", seed=5,
                   max_steps=1, progress_bar=False, devices=int(os.environ["WORLD_SIZE"]))
 cfg.data.path, cfg.wandb.mode = sys.argv[1], "disabled"
+cfg.model.activation_checkpointing = sys.argv[4] == "ac"   # layers wrapped before the shards are filled
 run = build(cfg, check_inputs(cfg))
 lm = run.ctx.lm
 assert calls == [True] and all(not p.is_meta for p in lm.parameters()), calls
@@ -148,11 +149,12 @@ if dist.get_rank() == 0:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_the_trainers_fsdp_build_equals_the_one_process_init(pairs_shards, tmp_path, ranks):
+@pytest.mark.parametrize("ranks,ac", [(1, ""), (2, "ac")])
+def test_the_trainers_fsdp_build_equals_the_one_process_init(pairs_shards, tmp_path, ranks, ac):
     """``fitrain train strategy=fsdp`` builds the model on the meta device and materialises each rank's shards
     (fitrain.train.parallel.shard_objective): the weights equal a one-process build of the same seed bit for
-    bit, and with 2 ranks each rank held only its shards."""
+    bit, with 2 ranks each rank held only its shards, and activation checkpointing's layer wrappers (in place
+    before the shards are filled) do not change the keys."""
     from fitrain.train.config import TrainConfig
     from fitrain.train.inputs import check_inputs
 
@@ -162,7 +164,7 @@ def test_the_trainers_fsdp_build_equals_the_one_process_init(pairs_shards, tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
                         f"--master_port={th.free_port()}", str(script), str(pairs_shards), str(tmp_path / "run"),
-                        str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                        str(out), ac or "-"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]
     got = torch.load(out)
     cfg = TrainConfig()
