@@ -128,7 +128,6 @@ def main() -> None:
     from fitrain.train.distributed import resolve_precision
 
     chosen = resolve_precision(args.precision, on_gpu=False, strategy="single")
-    args.precision = chosen.name
     print(f"precision {chosen.name} ({chosen.reason})", flush=True)
 
     os.environ.setdefault("WANDB_MODE", "disabled")
@@ -137,13 +136,14 @@ def main() -> None:
         data, _ = make_data(tmp, args.seq_len)
         fit, bare = [], []
         for i in range(args.repeats):
-            bare.append(run_bare(fitrain_config(tmp / f"bare{i}", data, args.steps, args.precision), args.skip))
+            # the bare loop runs what fitrain resolves the requested precision to
+            bare.append(run_bare(fitrain_config(tmp / f"bare{i}", data, args.steps, chosen.name), args.skip))
             fit.append(run_fitrain(fitrain_config(tmp / f"fit{i}", data, args.steps, args.precision), args.skip))
             print(f"repeat {i + 1}: bare loop {bare[-1][0]:.0f} tok/s (median step {bare[-1][1]:.0f}), "
                   f"fitrain train {fit[-1][0]:.0f} tok/s (median step {fit[-1][1]:.0f})", flush=True)
     bw, fw = statistics.median(b[0] for b in bare), statistics.median(f[0] for f in fit)
     bm, fm = statistics.median(b[1] for b in bare), statistics.median(f[1] for f in fit)
-    print(f"model ~5M params (dim 256, 4 layers), batch 8 x {args.seq_len}, {args.precision}, CPU; steps "
+    print(f"model ~5M params (dim 256, 4 layers), batch 8 x {args.seq_len}, {chosen.name}, CPU; steps "
           f"{args.skip + 1}..{args.steps} timed, {args.repeats} alternating repeats")
     print(f"bare PyTorch loop: {bw:.0f} tokens/s over the window, {bm:.0f} from median step times")
     print(f"fitrain train:     {fw:.0f} tokens/s over the window, {fm:.0f} from median step times")

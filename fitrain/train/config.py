@@ -76,7 +76,7 @@ class TrainConfig:
     devices: int = 0               # per node; 0 = all visible (auto)
     num_nodes: int = 1
     strategy: str = "auto"         # auto | single | ddp | fsdp (FSDP2 per decoder layer; CPU gloo or GPU)
-    precision: str = "auto"        # auto = bf16-mixed on GPU, 32-true on CPU
+    precision: str = "auto"        # auto = bf16-mixed on GPUs and CPUs with AMX/AVX512-BF16, else 32-true
     fsdp: FsdpConfig = field(default_factory=FsdpConfig)
     compile: bool = False          # torch.compile each decoder layer
     log_every: int = 10
