@@ -1,6 +1,6 @@
 """The global batch is the experiment: at ``data.global_batch_rows=16`` every split of it into ranks and
-micro-batches -- (world, micro-batch) = (1, 4) [the reference], (1, 1), (2, 2) DDP, (4, 1) HSDP, with grad_accum
-derived -- reads the same rows at every optimizer step, across an epoch end that wraps (102 rows: 7 steps of
+micro-batches -- (world, micro-batch) = (1, 4) [the reference], (1, 1), (2, 2) DDP, (2, 1) FSDP keeping unsharded
+gradients between micro-batches, (4, 1) HSDP, with grad_accum derived -- reads the same rows at every optimizer step, across an epoch end that wraps (102 rows: 7 steps of
 16 per epoch, the 7th ending with 10 rows of the same pass again), and the losses agree within 1e-5. The
 (4, 1) run is also the HSDP check: 2 x 2 (sharded within pairs of ranks, replicated across them), gradients
 reduce-scattered every micro-batch, equal to the one-process run. CPU, gloo (torchrun)."""
@@ -61,6 +61,10 @@ def test_every_split_of_the_global_batch_trains_the_same_steps(reference, pairs_
     assert (summary["global_batch_rows"], summary["grad_accum"]) == (GLOBAL_BATCH, 4)
     _same_steps(reference, _single(tmp_path / "w1m1", pairs_shards, micro=1))           # grad_accum 16
     _same_steps(reference, _torchrun(tmp_path / "w2m2", pairs_shards, 2, 2, "strategy=ddp"))   # grad_accum 4
+    # grad_accum 8 under FSDP2 with the full gradients kept between micro-batches (the GPU default for 1.8b)
+    run = _torchrun(tmp_path / "w2m1", pairs_shards, 2, 1, "strategy=fsdp", "fsdp.accumulate=unsharded")
+    _same_steps(reference, run)
+    assert json.loads((run / "summary.json").read_text())["fsdp"]["accumulate"] == "unsharded"
 
 
 def test_hsdp_two_by_two_equals_one_process(reference, pairs_shards, tmp_path):
