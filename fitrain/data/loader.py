@@ -26,7 +26,9 @@ batch_size, grad_accum, shuffle, remainder}``. ``rows_consumed`` counts rows of 
 consumer* (not ones prefetched by DataLoader workers), so a restore continues with exactly the batch an
 uninterrupted run would give next, with or without workers. Loading a state made from other data (a
 different fingerprint) raises FitrainError; so does using an iterator created before the state was
-loaded (the classic silent-replay trap).
+loaded (the classic silent-replay trap). A state saved at an optimizer-step boundary loads under another split
+of the same global batch (ranks, micro-batch size, grad_accum) and continues at the same place of the epoch's
+order; mid-epoch, another global batch, seed, shuffle or remainder is refused.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from fitrain.data.shards import PreparedData, open_prepared
 log = logging.getLogger(__name__)
 
 REMAINDERS = ("wrap", "drop")
+SPLIT = ("world_size", "batch_size", "grad_accum")   # how a global batch is split: a state may change these
 STATE_VERSION = 1
 IGNORE_INDEX = -100
 """The label of a position that carries no loss (PyTorch's cross-entropy default; defined once, here, where
@@ -216,6 +219,9 @@ class PackedLoader:
         # a state from before grad_accum was recorded has none: its micro-step positions are the same
         changed = [k for k in ("seed", "world_size", "batch_size", "grad_accum", "shuffle", "remainder")
                    if (k in state or k != "grad_accum") and state.get(k) != mine[k]]
+        resplit = self._resplit(state, rows) if changed and rows else None
+        if resplit is not None:   # the same global batch split otherwise: the same place in the epoch's order
+            changed, rows = [k for k in changed if k not in SPLIT], resplit
         if changed and rows:
             raise FitrainError(f"cannot resume mid-epoch with a different {', '.join(changed)} "
                                f"(saved {[state.get(k) for k in changed]}, now {[mine[k] for k in changed]})")
@@ -225,6 +231,18 @@ class PackedLoader:
             raise FitrainError(f"loader state rows_consumed={rows} is not a multiple of batch_size {self.batch_size}")
         self.epoch, self.rows_consumed = int(state["epoch"]), rows
         self._generation += 1
+
+    def _resplit(self, state: dict, rows: int) -> int | None:
+        """This rank's ``rows_consumed`` for a state saved at an optimizer-step boundary by another split of
+        the same global batch (other ranks, micro-batch size, grad_accum: a requeue on another cluster shape),
+        else None. The epoch's order depends only on the global batch, so the position is the same."""
+        if not all(isinstance(state.get(k), int) for k in SPLIT):
+            return None
+        global_batch = state["world_size"] * state["batch_size"] * state["grad_accum"]
+        done = rows * state["world_size"]                 # rows of the epoch's order read by all ranks
+        if global_batch != self.global_batch or done % global_batch:
+            return None
+        return done // self.world_size
 
     # ------------------------------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict]:

@@ -163,3 +163,25 @@ def test_every_split_of_a_global_batch_reads_the_same_rows_at_every_step(prepare
     info = PackedLoader(prepared, 2, rank=0, world_size=2, remainder=remainder, grad_accum=4).epoch_info()
     assert info["global_batch_rows"] == 16 and info["steps_per_epoch"] % 4 == 0
     assert info["wrapped_rows" if remainder == "wrap" else "dropped_rows"] == (15 if remainder == "wrap" else 1)
+
+
+def test_a_state_resumes_under_another_split_of_the_same_global_batch(prepared):
+    """A requeue on another cluster shape: 1 rank x 4 rows x grad_accum 4 stops after one optimizer step; 2 ranks
+    x 2 rows x 4 and 4 ranks x 1 row x 4 continue with exactly the rows the 1-rank run reads next."""
+    one = PackedLoader(prepared, 4, seed=2, rank=0, world_size=1, grad_accum=4)
+    it = iter(one)
+    [next(it) for _ in range(4)]
+    state = one.state_dict()
+    want = row_ids([next(it) for _ in range(4)])
+    for world, micro in ((2, 2), (4, 1)):
+        loaders = [PackedLoader(prepared, micro, seed=2, rank=r, world_size=world, grad_accum=4) for r in range(world)]
+        for loader in loaders:
+            loader.load_state_dict(state)
+        per_rank = [list(iter(loader))[:4] for loader in loaders]
+        assert sum((row_ids([per_rank[r][m]]) for m in range(4) for r in range(world)), []) == want
+    with pytest.raises(FitrainError, match="mid-epoch with a different world_size, grad_accum"):
+        PackedLoader(prepared, 4, seed=2, rank=0, world_size=2, grad_accum=1).load_state_dict(state)  # 8 rows
+    mid = PackedLoader(prepared, 4, seed=2, rank=0, world_size=1, grad_accum=4)
+    next(iter(mid))                                   # one micro-batch: not a step boundary
+    with pytest.raises(FitrainError, match="mid-epoch with a different"):
+        PackedLoader(prepared, 2, seed=2, rank=0, world_size=2, grad_accum=4).load_state_dict(mid.state_dict())

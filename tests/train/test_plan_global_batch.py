@@ -3,7 +3,8 @@ micro-batches -- (world, micro-batch) = (1, 4) [the reference], (1, 1), (2, 2) D
 gradients between micro-batches, (4, 1) HSDP, with grad_accum derived -- reads the same rows at every optimizer step, across an epoch end that wraps (102 rows: 7 steps of
 16 per epoch, the 7th ending with 10 rows of the same pass again), and the losses agree within 1e-5. The
 (4, 1) run is also the HSDP check: 2 x 2 (sharded within pairs of ranks, replicated across them), gradients
-reduce-scattered every micro-batch, equal to the one-process run. CPU, gloo (torchrun)."""
+reduce-scattered every micro-batch, equal to the one-process run. A requeue on another cluster shape (1 process
+-> 2 ranks, from a checkpoint) continues the same run. CPU, gloo (torchrun)."""
 from __future__ import annotations
 
 import json
@@ -20,7 +21,8 @@ GLOBAL_BATCH, STEPS = 16, 8
 
 
 def _single(run_dir: Path, data: Path, micro: int) -> Path:
-    cfg = th.tiny_config(run_dir, data, max_steps=STEPS, export_hf=run_dir.name == "reference")
+    cfg = th.tiny_config(run_dir, data, max_steps=STEPS, export_hf=run_dir.name == "reference",
+                         checkpoint_every=4, keep_checkpoints=0)
     cfg.data.micro_batch_size, cfg.data.grad_accum, cfg.data.global_batch_rows = micro, 0, GLOBAL_BATCH
     cfg.data.max_epochs = 2
     train(cfg)
@@ -46,11 +48,11 @@ def reference(pairs_shards, tmp_path_factory) -> Path:
     return _single(tmp_path_factory.mktemp("global_batch") / "reference", pairs_shards, micro=4)
 
 
-def _same_steps(a_dir: Path, b_dir: Path) -> None:
+def _same_steps(a_dir: Path, b_dir: Path, first: int = 1) -> None:
     a, b = th.train_rows(a_dir), th.train_rows(b_dir)
-    assert sorted(a) == sorted(b) == list(range(1, STEPS + 1))
+    assert sorted(a) == list(range(1, STEPS + 1)) and sorted(b) == list(range(first, STEPS + 1))
     assert [int(a[s]["epoch"]) for s in a] == [0] * 7 + [1]
-    for s in a:   # identical rows: identical token and target counts; the same sums: losses within 1e-5
+    for s in b:   # identical rows: identical token and target counts; the same sums: losses within 1e-5
         assert (a[s]["tokens"], a[s]["supervised_tokens"]) == (b[s]["tokens"], b[s]["supervised_tokens"]), s
         assert float(b[s]["loss"]) == pytest.approx(float(a[s]["loss"]), rel=1e-5), s
         assert float(b[s]["grad_norm"]) == pytest.approx(float(a[s]["grad_norm"]), rel=1e-4), s
@@ -65,6 +67,14 @@ def test_every_split_of_the_global_batch_trains_the_same_steps(reference, pairs_
     run = _torchrun(tmp_path / "w2m1", pairs_shards, 2, 1, "strategy=fsdp", "fsdp.accumulate=unsharded")
     _same_steps(reference, run)
     assert json.loads((run / "summary.json").read_text())["fsdp"]["accumulate"] == "unsharded"
+
+
+def test_a_requeue_on_another_cluster_shape_continues_the_same_run(reference, pairs_shards, tmp_path):
+    """The one-process run's step-4 checkpoint resumed by 2 DDP ranks x micro-batch 2: steps 5-8 (across the
+    epoch end) read the same rows and reach the same losses as the uninterrupted run."""
+    ckpt = reference / "checkpoints" / "step-00000004.ckpt"
+    _same_steps(reference, _torchrun(tmp_path / "requeued", pairs_shards, 2, 2, "strategy=ddp", f"resume={ckpt}"),
+                first=5)
 
 
 def test_hsdp_two_by_two_equals_one_process(reference, pairs_shards, tmp_path):
