@@ -64,14 +64,21 @@ def test_every_split_of_the_global_batch_trains_the_same_steps(reference, pairs_
     _same_steps(reference, _single(tmp_path / "w1m1", pairs_shards, micro=1))           # grad_accum 16
     _same_steps(reference, _torchrun(tmp_path / "w2m2", pairs_shards, 2, 2, "strategy=ddp"))   # grad_accum 4
     # grad_accum 8 under FSDP2 with the full gradients kept between micro-batches (the GPU default for 1.8b)
-    run = _torchrun(tmp_path / "w2m1", pairs_shards, 2, 1, "strategy=fsdp", "fsdp.accumulate=unsharded")
+    run = _torchrun(tmp_path / "w2m1", pairs_shards, 2, 1, "strategy=fsdp", "fsdp.accumulate=unsharded",
+                    "checkpoint_every=4", "keep_checkpoints=0")
     _same_steps(reference, run)
     assert json.loads((run / "summary.json").read_text())["fsdp"]["accumulate"] == "unsharded"
+    # its sharded step-4 checkpoint resumed by 4 ranks x micro-batch 1: the same steps 5-8
+    ckpt = run / "checkpoints" / "step-00000004.ckpt"
+    assert ckpt.is_dir()
+    _same_steps(reference, _torchrun(tmp_path / "w4m1", pairs_shards, 4, 1, "strategy=fsdp", f"resume={ckpt}"),
+                first=5)
 
 
 def test_a_requeue_on_another_cluster_shape_continues_the_same_run(reference, pairs_shards, tmp_path):
     """The one-process run's step-4 checkpoint resumed by 2 DDP ranks x micro-batch 2: steps 5-8 (across the
-    epoch end) read the same rows and reach the same losses as the uninterrupted run."""
+    epoch end) read the same rows and reach the same losses as the uninterrupted run (a sharded checkpoint
+    resumed by more ranks: test_every_split_of_the_global_batch_trains_the_same_steps)."""
     ckpt = reference / "checkpoints" / "step-00000004.ckpt"
     _same_steps(reference, _torchrun(tmp_path / "requeued", pairs_shards, 2, 2, "strategy=ddp", f"resume={ckpt}"),
                 first=5)
