@@ -164,7 +164,7 @@ def _train_steps(s: Suite, batch, attention: str, chunk, ac, compile_, shape, pe
     from fitrain.train.objective import CausalLMLoss
     from fitrain.train.optim import OptimConfig, build_optimizer
     from fitrain.train.parallel import compile_layers, gradient_sync_off, shard_model
-    from fitrain.train.step import clip_and_step
+    from fitrain.train.step import step_optimizer
 
     p, dev = s.plan, s.device
     model = build_model(ModelConfig(preset=p.preset, max_seq_len=p.seq_len, activation_checkpointing=ac),
@@ -181,7 +181,7 @@ def _train_steps(s: Suite, batch, attention: str, chunk, ac, compile_, shape, pe
 
     def step():
         loss = accumulate_gradients(objective, [b], targets, no_sync=lambda: gradient_sync_off(objective))
-        clip_and_step(model.parameters(), opt, sched, 1.0)
+        step_optimizer(model.parameters(), opt, sched, 1.0)
         return loss
 
     for _ in range(p.warmup):
@@ -276,7 +276,7 @@ def fsdp_equality(s: Suite) -> None:
     from fitrain.train.objective import CausalLMLoss
     from fitrain.train.optim import OptimConfig, build_optimizer
     from fitrain.train.parallel import gradient_sync_off, shard_model
-    from fitrain.train.step import clip_and_step
+    from fitrain.train.step import step_optimizer
 
     p, dev = s.plan, s.device
     vocab, steps, accum = min(p.vocab, 32000), 3, 2
@@ -295,7 +295,7 @@ def fsdp_equality(s: Suite) -> None:
             count = sum(int((mb["labels"][:, 1:] != -100).sum()) for mb in mbs)
             loss = accumulate_gradients(objective, mbs, count,
                                         no_sync=(lambda: gradient_sync_off(objective)) if fsdp else None)
-            norm = clip_and_step(model.parameters(), opt, sched, 1.0)
+            norm = step_optimizer(model.parameters(), opt, sched, 1.0)
             trace.append((float(loss) / count, float(norm)))
         weights = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().float().cpu()
                    for k, v in model.state_dict().items()}

@@ -6,24 +6,29 @@ segment, so nothing is predicted across a document boundary); ``position_ids`` r
 segment start (trailing padding forms its own segment).
 
 **Order.** Epoch ``e`` visits the rows in ``permutation(seed, e)`` (or in file order with
-``shuffle=False``). Global step ``s`` takes the next ``world_size * batch_size`` rows of that order and
-rank ``r`` takes the ``r``-th block of ``batch_size`` of them, so the ranks' rows are disjoint and their
-union over an epoch is every row exactly once -- when ``rows`` divides by ``world_size * batch_size``.
-The **remainder** otherwise:
+``shuffle=False``). An optimizer step reads the next ``global batch`` = ``world_size * batch_size *
+grad_accum`` rows of that order; its micro-step ``m`` takes the ``m``-th ``world_size * batch_size`` of them
+and rank ``r`` the ``r``-th block of ``batch_size`` of those, so the ranks' rows are disjoint and their union
+over an epoch is every row exactly once -- when ``rows`` divides by the global batch. The **remainder**
+otherwise is applied per *optimizer step* (the global batch), never per micro-step, so the rows of every
+step depend only on the data, the seed and the global batch, not on how it is split into micro-batches and
+ranks (README, "Global batch"):
 
-* ``wrap`` (default): the epoch order is extended cyclically with its own first rows until it divides,
-  so every row is seen at least once per epoch and ``wrapped_rows`` rows twice;
+* ``wrap`` (default): the epoch order is extended cyclically with its own first rows until it divides by the
+  global batch, so every row is seen at least once per epoch and ``wrapped_rows`` rows twice;
 * ``drop``: the last ``dropped_rows`` rows of the epoch order are skipped (a different set each epoch).
 
 Both numbers are in :meth:`PackedLoader.epoch_info` and logged once; nothing is dropped or duplicated
 silently.
 
 **State.** :meth:`state_dict` is O(1): ``{fingerprint, seed, epoch, rows_consumed, world_size,
-batch_size, shuffle, remainder}``. ``rows_consumed`` counts rows of batches already *handed to the
+batch_size, grad_accum, shuffle, remainder}``. ``rows_consumed`` counts rows of batches already *handed to the
 consumer* (not ones prefetched by DataLoader workers), so a restore continues with exactly the batch an
 uninterrupted run would give next, with or without workers. Loading a state made from other data (a
 different fingerprint) raises FitrainError; so does using an iterator created before the state was
-loaded (the classic silent-replay trap).
+loaded (the classic silent-replay trap). A state saved at an optimizer-step boundary loads under another split
+of the same global batch (ranks, micro-batch size, grad_accum) and continues at the same place of the epoch's
+order; mid-epoch, another global batch, seed, shuffle or remainder is refused.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from fitrain.data.shards import PreparedData, open_prepared
 log = logging.getLogger(__name__)
 
 REMAINDERS = ("wrap", "drop")
+SPLIT = ("world_size", "batch_size", "grad_accum")   # how a global batch is split: a state may change these
 STATE_VERSION = 1
 IGNORE_INDEX = -100
 """The label of a position that carries no loss (PyTorch's cross-entropy default; defined once, here, where
@@ -78,6 +84,7 @@ class _EpochOrder:
     """The row order of one epoch for all ranks (computed once per epoch and process)."""
 
     def __init__(self, num_rows: int, seed: int, epoch: int, per_step: int, shuffle: bool, remainder: str):
+        # per_step: the global batch (rows per optimizer step): the remainder is applied to whole steps
         order = (np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(num_rows) if shuffle
                  else np.arange(num_rows, dtype=np.int64))
         if remainder == "drop":
@@ -92,18 +99,19 @@ class _StepDataset:
     """Map-style dataset: item ``(epoch, step)`` is this rank's batch of that step (torch Dataset API)."""
 
     def __init__(self, data: PreparedData, seed: int, rank: int, world_size: int, batch_size: int,
-                 shuffle: bool, remainder: str):
+                 shuffle: bool, remainder: str, grad_accum: int = 1):
         self.data, self.seed, self.rank, self.world = data, seed, rank, world_size
-        self.batch, self.shuffle, self.remainder = batch_size, shuffle, remainder
+        self.batch, self.shuffle, self.remainder, self.accum = batch_size, shuffle, remainder, grad_accum
         self._order: _EpochOrder | None = None
 
     def order(self, epoch: int) -> _EpochOrder:
         if self._order is None or self._order.epoch != epoch:
-            self._order = _EpochOrder(self.data.num_rows, self.seed, epoch, self.world * self.batch,
+            self._order = _EpochOrder(self.data.num_rows, self.seed, epoch, self.world * self.batch * self.accum,
                                       self.shuffle, self.remainder)
         return self._order
 
     def row_indices(self, epoch: int, step: int) -> np.ndarray:
+        """This rank's rows of micro-step ``step`` of ``epoch``."""
         start = step * self.world * self.batch + self.rank * self.batch
         return self.order(epoch).order[start:start + self.batch]
 
@@ -129,9 +137,9 @@ class PackedLoader:
 
     def __init__(self, path: Any, batch_size: int, seed: int = 0, rank: int | None = None,
                  world_size: int | None = None, shuffle: bool = True, remainder: str = "wrap",
-                 num_workers: int = 0, prefetch_factor: int = 2, pin_memory: bool = False):
-        if batch_size < 1:
-            raise FitrainError(f"batch_size must be >= 1, got {batch_size}")
+                 num_workers: int = 0, prefetch_factor: int = 2, pin_memory: bool = False, grad_accum: int = 1):
+        if batch_size < 1 or grad_accum < 1:
+            raise FitrainError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
         if remainder not in REMAINDERS:
             raise FitrainError(f"remainder must be one of {REMAINDERS}, got '{remainder}'")
         if rank is None or world_size is None:
@@ -142,23 +150,24 @@ class PackedLoader:
             raise FitrainError(f"rank {rank} is outside world_size {world_size}")
         self.data = path if isinstance(path, PreparedData) else open_prepared(path)
         self.data.validate()
-        n, per_step = self.data.num_rows, world_size * batch_size
+        n, per_step = self.data.num_rows, world_size * batch_size * grad_accum
         if n == 0:
             raise FitrainError(f"prepared data {self.data.directory} has no rows")
         if remainder == "drop" and n < per_step:
-            raise FitrainError(f"{n} rows is less than one global batch ({world_size} ranks x {batch_size}); "
-                               "use a smaller batch_size or remainder=wrap")
+            raise FitrainError(f"{n} rows is less than one global batch ({world_size} ranks x {batch_size} x "
+                               f"{grad_accum} micro-batches); use a smaller global batch or remainder=wrap")
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.grad_accum = grad_accum
         self.shuffle, self.remainder = shuffle, remainder
         self.num_workers, self.prefetch_factor, self.pin_memory = num_workers, prefetch_factor, pin_memory
-        self.dataset = _StepDataset(self.data, seed, rank, world_size, batch_size, shuffle, remainder)
+        self.dataset = _StepDataset(self.data, seed, rank, world_size, batch_size, shuffle, remainder, grad_accum)
         self.epoch = 0
         self.rows_consumed = 0
         self._generation = 0
         info = self.epoch_info()
         if info["wrapped_rows"] or info["dropped_rows"]:
-            (log.warning if info["dropped_rows"] else log.info)("PackedLoader: %d rows do not divide by %d ranks x %d rows; remainder=%s: %d rows %s per epoch",
-                     n, world_size, batch_size, remainder, info["wrapped_rows"] or info["dropped_rows"],
+            (log.warning if info["dropped_rows"] else log.info)("PackedLoader: %d rows do not divide by the global batch of %d rows; remainder=%s: %d rows %s per epoch",
+                     n, per_step, remainder, info["wrapped_rows"] or info["dropped_rows"],
                      "repeated" if remainder == "wrap" else "skipped")
 
     # ------------------------------------------------------------------------------------------ facts
@@ -167,23 +176,29 @@ class PackedLoader:
         return self.data.fingerprint
 
     @property
+    def global_batch(self) -> int:
+        """Rows per optimizer step over all ranks: ``world_size * batch_size * grad_accum``."""
+        return self.world_size * self.batch_size * self.grad_accum
+
+    @property
     def steps_per_epoch(self) -> int:
-        per_step = self.world_size * self.batch_size
-        n = self.data.num_rows
-        return n // per_step if self.remainder == "drop" else -(-n // per_step)
+        """Micro-steps in one epoch: whole optimizer steps (the remainder applied per global batch)."""
+        n, per_step = self.data.num_rows, self.global_batch
+        return (n // per_step if self.remainder == "drop" else -(-n // per_step)) * self.grad_accum
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """The global row order of ``epoch`` for all ranks: step ``s`` reads rows ``[s * W * B, (s + 1) * W * B)``
-        of it, rank ``r`` the ``r``-th block of ``B`` (wrapped or dropped to whole steps by ``remainder``)."""
+        """The global row order of ``epoch`` for all ranks: micro-step ``s`` reads rows ``[s * W * B, (s + 1) * W
+        * B)`` of it, rank ``r`` the ``r``-th block of ``B`` (wrapped or dropped to whole optimizer steps of
+        ``W * B * grad_accum`` rows by ``remainder``)."""
         return self.dataset.order(epoch).order
 
     def epoch_info(self) -> dict:
         n, steps = self.data.num_rows, self.steps_per_epoch
         used = steps * self.world_size * self.batch_size
-        return {"rows": n, "steps_per_epoch": steps, "rows_per_epoch": used,
+        return {"rows": n, "steps_per_epoch": steps, "rows_per_epoch": used, "global_batch_rows": self.global_batch,
                 "tokens_per_step": self.world_size * self.batch_size * self.data.seq_len,
                 "wrapped_rows": max(0, used - n), "dropped_rows": max(0, n - used)}
 
@@ -191,7 +206,8 @@ class PackedLoader:
     def state_dict(self) -> dict:
         return {"version": STATE_VERSION, "fingerprint": self.fingerprint, "seed": self.seed, "epoch": self.epoch,
                 "rows_consumed": self.rows_consumed, "world_size": self.world_size,
-                "batch_size": self.batch_size, "shuffle": self.shuffle, "remainder": self.remainder}
+                "batch_size": self.batch_size, "grad_accum": self.grad_accum, "shuffle": self.shuffle,
+                "remainder": self.remainder}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("fingerprint") != self.fingerprint:
@@ -200,7 +216,12 @@ class PackedLoader:
                                "(different prepared data); resume with the same prepared directory")
         mine = self.state_dict()
         rows = int(state["rows_consumed"])
-        changed = [k for k in ("seed", "world_size", "batch_size", "shuffle", "remainder") if state.get(k) != mine[k]]
+        # a state from before grad_accum was recorded has none: its micro-step positions are the same
+        changed = [k for k in ("seed", "world_size", "batch_size", "grad_accum", "shuffle", "remainder")
+                   if (k in state or k != "grad_accum") and state.get(k) != mine[k]]
+        resplit = self._resplit(state, rows) if changed and rows else None
+        if resplit is not None:   # the same global batch split otherwise: the same place in the epoch's order
+            changed, rows = [k for k in changed if k not in SPLIT], resplit
         if changed and rows:
             raise FitrainError(f"cannot resume mid-epoch with a different {', '.join(changed)} "
                                f"(saved {[state.get(k) for k in changed]}, now {[mine[k] for k in changed]})")
@@ -210,6 +231,18 @@ class PackedLoader:
             raise FitrainError(f"loader state rows_consumed={rows} is not a multiple of batch_size {self.batch_size}")
         self.epoch, self.rows_consumed = int(state["epoch"]), rows
         self._generation += 1
+
+    def _resplit(self, state: dict, rows: int) -> int | None:
+        """This rank's ``rows_consumed`` for a state saved at an optimizer-step boundary by another split of
+        the same global batch (other ranks, micro-batch size, grad_accum: a requeue on another cluster shape),
+        else None. The epoch's order depends only on the global batch, so the position is the same."""
+        if not all(isinstance(state.get(k), int) for k in SPLIT):
+            return None
+        global_batch = state["world_size"] * state["batch_size"] * state["grad_accum"]
+        done = rows * state["world_size"]                 # rows of the epoch's order read by all ranks
+        if global_batch != self.global_batch or done % global_batch:
+            return None
+        return done // self.world_size
 
     # ------------------------------------------------------------------------------------------ iteration
     def __iter__(self) -> Iterator[dict]:

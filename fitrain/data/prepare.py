@@ -44,6 +44,7 @@ from fitrain.data.records import (DocumentPairs, DuplicateCounter, InputConfig, 
                                   iter_documents)
 from fitrain.data.resume import PROGRESS, load_state, read_progress, remove_states, save_state
 from fitrain.data.reuse import finished_manifest
+from fitrain.data.rowcounts import PATTERN as ROW_COUNTS, write_row_counts
 from fitrain.data.shards import file_entries, fingerprint, open_prepared, shard_file
 
 
@@ -246,7 +247,7 @@ class _Run:
 
 def _clear(out: Path) -> None:
     """Remove what an earlier run with other settings left (shards, manifest, temporary files)."""
-    for pat in ("shard_*.npy", MANIFEST, PROGRESS, ".*.tmp", "_resume_*.npz"):
+    for pat in ("shard_*.npy", MANIFEST, PROGRESS, ".*.tmp", "_resume_*.npz", ROW_COUNTS):
         for p in out.glob(pat):
             p.unlink(missing_ok=True)
 
@@ -280,6 +281,7 @@ def prepare(cfg: PrepareConfig) -> Manifest:
         manifest = _manifest(cfg, p, shards, files, tok, tok_hash, settings, kind, time.perf_counter() - t0)
         manifest.duplicates = {"rows": p.run.repeats.duplicates(), "files": repeated}
         manifest.write(out)
+        write_row_counts(open_prepared(out))   # the training plan reads these, not every token (rowcounts.py)
         (out / PROGRESS).unlink(missing_ok=True)
         remove_states(out)
     return manifest

@@ -19,6 +19,7 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fitrain.core.checks import at_least, check_fields
 from fitrain.core.errors import FitrainError
 
 # (the functions receive the experiment, fitrain.pipeline.experiment's ExperimentConfig and ExperimentStep,
@@ -32,7 +33,8 @@ class BlockBudget:
     tokens: float = 0      # training tokens per pass (0 = the reference arm's prepared tokens)
     epochs: float = 0      # passes: every arm trains tokens x epochs (0 = the experiment's train.budget_from_epochs)
 
-    FIELD_CHECKS = {"tokens": ">= 0", "epochs": ">= 0"}
+    def __post_init__(self) -> None:
+        check_fields(self, tokens=at_least(0), epochs=at_least(0))
 
 
 @dataclass

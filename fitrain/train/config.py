@@ -22,8 +22,12 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "bf16-true", "16-mixed")
 class DataConfig:
     path: str = ""                 # prepared directory (manifest.json + shards), or its manifest.json
     val_path: str = ""             # optional held-out prepared directory: periodic validation loss
-    micro_batch_size: int = 8      # rows per micro-batch per device
-    grad_accum: int = 1            # micro-batches per optimizer step (pre-fetched: exact normalisation)
+    micro_batch_size: int = 8      # rows per micro-batch per device (a memory knob: never changes what is trained)
+    # the global batch, rows read per optimizer step over all ranks (at most one of the two; 0 = unset): the
+    # experiment; grad_accum = global batch / (micro_batch_size x ranks), a split that does not divide is an error
+    global_batch_rows: int = 0
+    global_batch_tokens: int = 0   # ... in tokens: a whole number of the data's seq_len-token rows
+    grad_accum: int = 0            # micro-batches per optimizer step; 0 = derived from the global batch (1 without)
     max_epochs: int = 1            # passes over the data allowed; a budget needing more is an error (0 = no limit)
     shuffle: bool = True
     remainder: str = "wrap"        # rows that do not fill the last global batch of an epoch: wrap | drop
@@ -31,8 +35,28 @@ class DataConfig:
     val_rows: int = 0              # validate on the first N held-out rows (0 = all)
 
     def __post_init__(self) -> None:
-        check_fields(self, micro_batch_size=POSITIVE, grad_accum=POSITIVE, max_epochs=NON_NEGATIVE,
-                     num_workers=NON_NEGATIVE, val_rows=NON_NEGATIVE, remainder=one_of("wrap", "drop"))
+        check_fields(self, micro_batch_size=POSITIVE, grad_accum=NON_NEGATIVE, max_epochs=NON_NEGATIVE,
+                     num_workers=NON_NEGATIVE, val_rows=NON_NEGATIVE, remainder=one_of("wrap", "drop"),
+                     global_batch_rows=NON_NEGATIVE, global_batch_tokens=NON_NEGATIVE)
+
+
+ACCUMULATE = ("auto", "sharded", "unsharded")
+
+
+@dataclass
+class FsdpConfig:
+    """``strategy=fsdp`` (fitrain.train.parallel; README, "FSDP, HSDP and accumulation memory")."""
+
+    # ranks each parameter is sharded over; the rest replicate (HSDP: a (replicate, shard) mesh). 0 = auto:
+    # the devices of one node when num_nodes > 1 (shard within a node, replicate across nodes), else all ranks
+    shard_size: int = 0
+    # gradients between micro-batches: sharded (reduce-scattered after every micro-batch: 1/shard the memory,
+    # grad_accum x the reduce-scatters) | unsharded (full fp32 gradients kept, reduced once on the last
+    # micro-batch) | auto (unsharded when 4 bytes x parameters fit in 10% of a device's memory, else sharded)
+    accumulate: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_fields(self, shard_size=NON_NEGATIVE, accumulate=one_of(*ACCUMULATE))
 
 
 @dataclass
@@ -56,6 +80,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"         # auto | single | ddp | fsdp (FSDP2 per decoder layer; CPU gloo or GPU)
     precision: str = "auto"        # auto = bf16-mixed on GPUs and CPUs with AMX/AVX512-BF16, else 32-true
+    fsdp: FsdpConfig = field(default_factory=FsdpConfig)
     compile: bool = False          # torch.compile each decoder layer
     log_every: int = 10
     val_every: int = 0             # steps between validations (0 = none; needs data.val_path)

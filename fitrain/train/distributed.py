@@ -5,8 +5,9 @@ process groups, ``setup_module`` (DDP wrapping, FSDP2 sharding), ``backward`` (t
 ``no_backward_sync`` and the collectives.
 
 Strategies: ``single`` (one device), ``ddp`` (srun / torchrun, CPU gloo or GPU NCCL), ``fsdp`` (FSDP2 per
-decoder layer, fitrain.train.parallel, through Fabric's ``ModelParallelStrategy`` with every rank in one
-data-parallel mesh; CPU gloo or GPU NCCL); ``auto`` lets Fabric pick from the devices.
+decoder layer, fitrain.train.parallel, through Fabric's ``ModelParallelStrategy`` with every rank a
+data-parallel replica, flat or HSDP (:func:`fsdp_shard_size`); CPU gloo or GPU NCCL); ``auto`` lets Fabric
+pick from the devices.
 
 Precision (:func:`resolve_precision`): ``auto`` is ``bf16-mixed`` on GPUs and on CPUs with bf16 matrix units
 (AMX or AVX512-BF16), ``32-true`` elsewhere. Under ``fsdp``, bf16-mixed is FSDP2's mixed-precision policy
@@ -112,9 +113,29 @@ def _strategy(cfg: TrainConfig, precision: Precision) -> Any:
         from fitrain.train.parallel import shard_objective
 
         world = _world_size(cfg)   # every rank is a data-parallel replica: no tensor parallelism
-        return ModelParallelStrategy(parallelize_fn=shard_objective(precision.param_dtype), data_parallel_size=world,
-                                     tensor_parallel_size=1)
+        return ModelParallelStrategy(parallelize_fn=shard_objective(precision.param_dtype, cfg.seed,
+                                                                    fsdp_shard_size(cfg, world)),
+                                     data_parallel_size=world, tensor_parallel_size=1)
     return "auto"
+
+
+def fsdp_shard_size(cfg: TrainConfig, world: int) -> int:
+    """Ranks each parameter is sharded over (``fsdp.shard_size``; 0 = auto: one node's ranks when
+    ``num_nodes > 1`` -- HSDP, replicated across nodes -- else all ``world`` ranks)."""
+    size = cfg.fsdp.shard_size or (world // cfg.num_nodes if cfg.num_nodes > 1 else world)
+    if size < 1 or world % size:
+        raise ConfigError(f"fsdp.shard_size={cfg.fsdp.shard_size} does not divide the {world} ranks "
+                          f"({cfg.num_nodes} node(s)); set fsdp.shard_size to a divisor of {world}")
+    return size
+
+
+def device_memory(device: Any) -> int | None:
+    """Total memory of a CUDA device in bytes; None elsewhere."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)
 
 
 def _world_size(cfg: TrainConfig) -> int:

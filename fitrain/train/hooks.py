@@ -84,8 +84,8 @@ class AfterStep:
         self.last_checkpoint: Path | None = None
         self.evals: list[subprocess.Popen] = []       # background per-checkpoint evaluations (rank 0)
         self._t_start = time.perf_counter()
-        self._flops_done = 0.0                         # model FLOPs of every step of this process
-        self._window: tuple[float, int, float] | None = None
+        self._flops_done: dict = {}                    # model FLOPs of every step of this process, per convention
+        self._window: tuple[float, int, dict] | None = None
 
     def __call__(self, record: StepRecord, progress: Any, save) -> None:
         """Throughput, the metrics row, the progress bar; ``save()`` (all ranks) writes the checkpoint when
@@ -103,19 +103,27 @@ class AfterStep:
         from fitrain.train.metrics import throughput
 
         now = time.perf_counter()
-        step_flops = self.flops.step(record.work.tokens, record.work.head_positions,
-                                     record.work.sum_sq_lengths) if self.flops is not None else 0.0
-        self._flops_done += step_flops
+        step_flops = record.work.flops(self.flops) if self.flops is not None else {}
+        self._flops_done = {k: self._flops_done.get(k, 0.0) + v for k, v in step_flops.items()}
         if self._window is None:   # first step of this process: its own time (start-up excluded)
             tokens, flops, seconds = record.step_tokens, step_flops, record.step_time_s
         else:                      # over the steps since the last logged one (device work is only synced there)
-            tokens, flops = record.tokens - self._window[1], self._flops_done - self._window[2]
-            seconds = now - self._window[0]
+            tokens, seconds = record.tokens - self._window[1], now - self._window[0]
+            flops = {k: v - self._window[2].get(k, 0.0) for k, v in self._flops_done.items()}
         for k, v in throughput(tokens, flops, seconds, self.fabric.world_size, self.peak).items():
             setattr(record, k, v)
         if record.logged:
             self._window = (now, record.tokens, self._flops_done)
         record.elapsed_s = time.perf_counter() - self._t_start
+
+    def run_mfu(self) -> dict:
+        """``{mfu_fitrain, mfu_published}`` over every step of this process (from the first step's start,
+        so compilation and checkpoints count against it); None values without a peak (CPU)."""
+        from fitrain.train.flops import mfu_both
+
+        seconds = time.perf_counter() - self._t_start
+        return {f"mfu_{k}": None for k in ("fitrain", "published")} | mfu_both(self._flops_done, seconds, self.peak,
+                                                                                 self.fabric.world_size)
 
     def _progress(self, record: StepRecord, progress: Any) -> None:
         if not self.show_progress:

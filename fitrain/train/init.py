@@ -93,18 +93,28 @@ def init_weights(model: nn.Module, seed: int) -> None:
     ``fully_shard``) in place from its name-keyed generator, and recompute the rotary buffers.
 
     Pass the language model itself (its ``named_parameters`` names are the keys, the HF names), not a
-    wrapper that prefixes them."""
+    wrapper that prefixes them; a layer wrapped for activation checkpointing (fitrain.train.parallel) keeps
+    its HF name as the key (the wrapper's ``_checkpoint_wrapped_module.`` is left out)."""
     from torch.distributed.tensor import DTensor
 
     std = float(model.config.initializer_range)
     owners = _owners(model)
-    for name, p in model.named_parameters():        # deduplicated: a tied head is its embedding
+    for wrapped, p in model.named_parameters():     # deduplicated: a tied head is its embedding
+        name = canonical_name(wrapped)
         module, leaf = owners[id(p)]
         if isinstance(p, DTensor):
             p.to_local().copy_(_local_rows(p, module, leaf, name, std, seed))
         else:
             p.copy_(initial_rows(module, leaf, name, p.shape, std, seed))
     reset_rotary_buffers(model)
+
+
+def canonical_name(name: str) -> str:
+    """A parameter's HF name: without the activation-checkpoint wrapper's prefix (torch's
+    ``checkpoint_wrapper``, applied inside the FSDP groups before the shards are materialised)."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import _CHECKPOINT_PREFIX
+
+    return name.replace(_CHECKPOINT_PREFIX, "")
 
 
 def _local_rows(p, module: nn.Module, leaf: str, name: str, std: float, seed: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from fitrain.core.wandb_mode import start_run
 from fitrain.core.checks import check_fields, one_of
 
 COLUMNS = ("step", "tokens", "supervised_tokens", "supervised_fraction", "loss", "val_loss", "lr", "grad_norm",
-           "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
+           "tokens_per_s", "tokens_per_s_per_gpu", "mfu_fitrain", "mfu_published", "step_time_s", "data_wait_s", "epoch", "elapsed_s")
 
 # Dense (no sparsity) bf16 tensor-core peak FLOP/s per GPU, from the vendors' datasheets (their headline
 # figures are often with 2:4 sparsity: half of those). Matched as whole words against the device name
@@ -50,12 +50,15 @@ def peak_flops(device_name: str | None) -> float | None:
     return None
 
 
-def throughput(tokens: float, flops: float, seconds: float, world: int, peak: float | None) -> dict:
-    """``tokens_per_s`` (all ranks), ``tokens_per_s_per_gpu`` and ``mfu`` (model FLOPs per second per device
-    over its peak; None without a peak) of ``tokens`` and ``flops`` done by ``world`` devices in ``seconds``."""
+def throughput(tokens: float, flops: dict, seconds: float, world: int, peak: float | None) -> dict:
+    """``tokens_per_s`` (all ranks), ``tokens_per_s_per_gpu`` and ``mfu_<convention>`` for each convention of
+    ``flops`` (``{convention: FLOPs}``, fitrain.train.flops.FlopsModel.both; model FLOPs per second per
+    device over its peak, None without a peak) of ``tokens`` done by ``world`` devices in ``seconds``."""
+    from fitrain.train.flops import mfu_both
+
     seconds = max(seconds, 1e-12)
     return {"tokens_per_s": tokens / seconds, "tokens_per_s_per_gpu": tokens / seconds / max(1, world),
-            "mfu": flops / seconds / (max(1, world) * peak) if peak and flops else None}
+            **mfu_both(flops, seconds, peak, world)}
 
 
 def device_name() -> str | None:

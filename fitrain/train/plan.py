@@ -103,9 +103,11 @@ class ReadingOrder:
     @classmethod
     def of(cls, loader: Any) -> "ReadingOrder":
         """From a :class:`fitrain.data.loader.PackedLoader` (any rank: the order covers all ranks); the rows'
-        counts are read from the shards when first needed (the seg arrays, plus the masks for targets)."""
-        return cls(lambda unit: loader.data.row_counts(unit), loader.epoch_order,
-                   loader.world_size * loader.batch_size)
+        counts are the ones stored at prepare time (fitrain.data.rowcounts: O(rows) to read), computed from
+        the shards and cached once for a directory prepared without them."""
+        from fitrain.data.rowcounts import row_counts
+
+        return cls(lambda unit: row_counts(loader.data, unit), loader.epoch_order, loader.world_size * loader.batch_size)
 
     @classmethod
     def from_arrays(cls, tokens: np.ndarray, supervised: np.ndarray, epoch_order: Callable[[int], np.ndarray],
@@ -131,6 +133,35 @@ class ReadingOrder:
         return None
 
 
+def resolve_batch(cfg: TrainConfig, world: int, seq_len: int) -> tuple[int, int]:
+    """(grad_accum, global batch in rows): the global batch is the experiment (``data.global_batch_rows`` or
+    ``data.global_batch_tokens``), ``grad_accum`` what splits it into ``data.micro_batch_size`` rows on each of
+    ``world`` ranks. Without a global batch, ``grad_accum`` (0 = 1) and the global batch is their product."""
+    d = cfg.data
+    if d.micro_batch_size < 1 or d.grad_accum < 0 or world < 1:
+        raise ConfigError("data.micro_batch_size must be >= 1 and data.grad_accum >= 0")
+    rows, what = d.global_batch_rows, f"data.global_batch_rows={d.global_batch_rows}"
+    if d.global_batch_tokens:
+        if rows:
+            raise ConfigError("set data.global_batch_rows or data.global_batch_tokens, not both")
+        if d.global_batch_tokens % seq_len:
+            raise ConfigError(f"data.global_batch_tokens={d.global_batch_tokens} is not a whole number of the "
+                              f"data's {seq_len}-token rows")
+        rows, what = d.global_batch_tokens // seq_len, f"data.global_batch_tokens={d.global_batch_tokens}"
+    split = d.micro_batch_size * world
+    if not rows:
+        accum = d.grad_accum or 1
+        return accum, split * accum
+    if rows % split:
+        raise ConfigError(f"{what} ({rows} rows) does not divide by data.micro_batch_size={d.micro_batch_size} "
+                          f"x {world} rank(s) = {split} rows; change data.micro_batch_size, the ranks or the global batch")
+    accum = rows // split
+    if d.grad_accum and d.grad_accum != accum:
+        raise ConfigError(f"data.grad_accum={d.grad_accum} but {what} / (data.micro_batch_size="
+                          f"{d.micro_batch_size} x {world} rank(s)) = {accum}; leave grad_accum unset (0)")
+    return accum, rows
+
+
 def resolve_budget(cfg: TrainConfig) -> tuple[int, int, int, str]:
     """(max_tokens, max_supervised_tokens, max_steps, where the token budget came from)."""
     max_tokens, source = int(cfg.max_tokens), ""
@@ -153,13 +184,11 @@ def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, ste
     budget needs the ``order`` the data is read in, to count its steps exactly."""
     max_tokens, max_sup, max_steps, source = resolve_budget(cfg)
     d = cfg.data
-    if d.micro_batch_size < 1 or d.grad_accum < 1:
-        raise ConfigError("data.micro_batch_size and data.grad_accum must be >= 1")
+    grad_accum, rows_per_step = resolve_batch(cfg, world, manifest.seq_len)
     counts = manifest.counts
-    rows_per_step = d.micro_batch_size * d.grad_accum * world
-    epoch_steps = math.ceil(steps_per_epoch / d.grad_accum)  # optimizer steps in one pass
+    epoch_steps = math.ceil(steps_per_epoch / grad_accum)  # optimizer steps in one pass
     if d.max_epochs > 0:
-        have_steps = math.ceil(steps_per_epoch * d.max_epochs / d.grad_accum)
+        have_steps = math.ceil(steps_per_epoch * d.max_epochs / grad_accum)
         short = None
         if max_tokens > counts.total_tokens * d.max_epochs:
             short = f"max_tokens={max_tokens} but the data holds {counts.total_tokens} tokens per epoch"
@@ -186,14 +215,14 @@ def make_plan(cfg: TrainConfig, manifest: Manifest, world: int, pad_id: int, ste
     if budget.unit != "steps":
         if order is None:
             raise ValueError("make_plan: a token budget needs the ReadingOrder of the data")
-        exact = order.steps_to(budget.unit, budget.amount, d.grad_accum, d.max_epochs)
+        exact = order.steps_to(budget.unit, budget.amount, grad_accum, d.max_epochs)
         if exact is None:
             raise FitrainError(f"the budget cannot be met: {budget} is more than data.max_epochs={d.max_epochs} "
                                f"pass(es) over the data hold at this batch size; raise "
                                "data.max_epochs (0 = unlimited), lower the budget, or prepare more data")
         total_steps = min(exact, max_steps) if max_steps else exact
     return TrainPlan(budget=budget, step_cap=max_steps if budget.unit != "steps" else 0,
-                     total_steps=max(1, total_steps), grad_accum=d.grad_accum, max_epochs=d.max_epochs,
+                     total_steps=max(1, total_steps), grad_accum=grad_accum, max_epochs=d.max_epochs,
                      pad_id=pad_id, optim=cfg.optim, rows_per_step=rows_per_step, log_every=max(1, cfg.log_every),
                      val_every=cfg.val_every if cfg.data.val_path else 0, checkpoint_every=cfg.checkpoint_every,
                      keep_checkpoints=cfg.keep_checkpoints, compile=cfg.compile, budget_source=source)

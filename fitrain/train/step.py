@@ -81,36 +81,52 @@ def cut_to_budget(micro: list[dict], counts: StepCounts, budget: Budget | None, 
 
 def accumulate(ctx: "StepContext", micro: list[dict], counts: StepCounts):
     """Phase 3. Forward and backward every micro-batch on the device (Fabric's precision and backward), the
-    gradients reduced across ranks on the last micro-batch only; the detached sum of this rank's CE."""
+    gradients reduced across ranks on the last micro-batch only (or, under ``fsdp.accumulate=sharded``,
+    reduce-scattered after each: ``ctx.no_sync``); the detached sum of this rank's CE."""
     from fitrain.train.loss import accumulate_gradients
 
     fabric = ctx.fabric
     return accumulate_gradients(
         ctx.objective, [fabric.to_device(mb) for mb in micro], counts.total_supervised, fabric.world_size,
-        backward=fabric.backward, no_sync=lambda: fabric.no_backward_sync(ctx.objective))
+        backward=fabric.backward, no_sync=ctx.no_sync or (lambda: fabric.no_backward_sync(ctx.objective)))
 
 
 def clip_and_step(ctx: "StepContext", max_norm: float):
     """Phase 4. Clip to the global gradient norm (returned, unclipped, as a tensor; over all shards when the
     parameters are FSDP2 DTensors), step the optimizer and the schedule, clear the gradients. Under fp16
     AMP ('16-mixed') the precision's scaler unscales the gradients first."""
+    ctx.fabric.strategy.precision.unscale_gradients(ctx.optimizer.optimizer)   # a no-op but for fp16
+    return step_optimizer(ctx.lm.parameters(), ctx.optimizer, ctx.scheduler, max_norm)
+
+
+def step_optimizer(parameters: Any, optimizer: Any, scheduler: Any, max_norm: float):
+    """Phase 4 on plain values (also for loops outside Fabric: benchmarks/gpu_suite.py): clip ``parameters``'
+    gradients to the global norm (returned, unclipped), step ``optimizer`` and ``scheduler``, clear the
+    gradients."""
     from fitrain.train.optim import grad_norm_and_clip
 
-    ctx.fabric.strategy.precision.unscale_gradients(ctx.optimizer.optimizer)   # a no-op but for fp16
-    grad_norm = grad_norm_and_clip(ctx.lm.parameters(), max_norm)
-    ctx.optimizer.step()
-    ctx.optimizer.zero_grad(set_to_none=True)
-    ctx.scheduler.step()
+    grad_norm = grad_norm_and_clip(parameters, max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
     return grad_norm
 
 
 @dataclass
 class Work:
-    """What the model computed on in a step, for its FLOPs (fitrain.train.model.FlopsModel.step)."""
+    """What the model computed on in a step, for its FLOPs under both conventions
+    (fitrain.train.flops.FlopsModel.both): tokens, head positions and squared document lengths for
+    fitrain's count; rows of ``seq_len`` positions (all ranks) for the published one."""
 
     tokens: int
     head_positions: int
     sum_sq_lengths: int
+    rows: int = 0
+    seq_len: int = 0
+
+    def flops(self, model) -> dict:
+        """``{convention: FLOPs}`` of this step under ``model`` (a FlopsModel)."""
+        return model.both(self.tokens, self.head_positions, self.sum_sq_lengths, self.rows, self.seq_len)
 
 
 @dataclass
@@ -134,7 +150,8 @@ class StepRecord:
     val_loss: float | None = None
     tokens_per_s: float | None = None
     tokens_per_s_per_gpu: float | None = None
-    mfu: float | None = None
+    mfu_fitrain: float | None = None        # fitrain.train.flops.CONVENTIONS
+    mfu_published: float | None = None
     elapsed_s: float | None = None
 
     @property
@@ -148,14 +165,16 @@ class StepRecord:
 
 
 def log_row(progress: "Progress", loss: float | None, lr: float, grad_norm: Any, step_time_s: float,
-            data_wait_s: float, counts: StepCounts, read: StepCounts, epoch: int, logged: bool) -> StepRecord:
+            data_wait_s: float, counts: StepCounts, read: StepCounts, epoch: int, logged: bool,
+            shape: tuple[int, int] = (0, 0)) -> StepRecord:
     """Phase 5. The step's record. ``counts``: the step as trained (after a budget cut); ``read``: as the
-    model ran it (the tokens and documents it computed on, for MFU)."""
+    model ran it (the tokens and documents it computed on, for MFU); ``shape``: (rows over all ranks,
+    positions per row) it ran."""
     return StepRecord(step=progress.step, tokens=progress.tokens, supervised_tokens=progress.supervised,
                       loss=loss, lr=lr, grad_norm=float(grad_norm) if logged else None,
                       step_time_s=step_time_s + data_wait_s, data_wait_s=data_wait_s,
                       step_tokens=counts.total_tokens, epoch=epoch, logged=logged,
-                      work=Work(read.total_tokens, counts.total_supervised, read.sum_sq_lengths))
+                      work=Work(read.total_tokens, counts.total_supervised, read.sum_sq_lengths, *shape))
 
 
 @dataclass
@@ -193,6 +212,7 @@ class StepContext:
     scheduler: Any
     plan: TrainPlan
     val_batches: Callable[[int, int], list[dict]] | None = None
+    no_sync: Callable[[], Any] | None = None    # around all micro-batches but the last (fitrain.train.parallel)
     t_end: float | None = field(default=None, repr=False)    # when the previous step ended (data wait)
 
     def gather(self, values: list[int]) -> list[list[int]]:
@@ -228,8 +248,9 @@ def train_step(ctx: StepContext, batch: StepBatch, progress: Progress, stop: boo
     if logged:
         n = counts.total_supervised
         loss = progress.last_loss = float(ctx.sum(loss_sum.to(ctx.fabric.device))) / n if n else float("nan")
+    rows = sum(mb["input_ids"].shape[0] for mb in batch.micro) * ctx.fabric.world_size
     record = log_row(progress, loss, lr, grad_norm, time.perf_counter() - t0, wait, counts, read, batch.epoch,
-                     logged)
+                     logged, (rows, int(batch.micro[0]["input_ids"].shape[1])))
     if validate:
         record.val_loss = progress.last_val_loss = validation_loss(ctx)
     progress.stopped_by_signal = counts.stop_requested and not progress.finished

@@ -53,6 +53,7 @@ class Run:
     progress: Progress = field(default_factory=Progress)
     facts: TrainState = field(default_factory=TrainState)   # the static part of every checkpoint
     resumed_from: Path | None = None
+    layout: dict = field(default_factory=dict)   # attention kernel, FSDP mesh and accumulation: log + summary
 
     def train_state(self) -> TrainState:
         from fitrain.train.checkpoint_io import rng_states
@@ -78,6 +79,7 @@ class Outcome:
     log: Any = None                 # the MetricsLog (global rank 0)
     signal_received: int | None = None
     evals: list = field(default_factory=list)   # background per-checkpoint evaluations (rank 0)
+    mfu: dict = field(default_factory=dict)      # {mfu_fitrain, mfu_published} over the whole fit
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -102,19 +104,20 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Run:
     from fitrain.data.loader import PackedLoader
     from fitrain.train.distributed import build_fabric, cast_parameters
     from fitrain.train.microbatches import validation_batches
-    from fitrain.train.model import build_model, select_attention
+    from fitrain.train.model import attention_kernel, build_model, select_attention
     from fitrain.train.objective import CausalLMLoss
     from fitrain.train.optim import build_optimizer
     from fitrain.train.parallel import compile_layers
-    from fitrain.train.plan import ReadingOrder, make_plan
+    from fitrain.train.plan import ReadingOrder, make_plan, resolve_batch
 
     fabric, precision = build_fabric(cfg)
     seed_everything(cfg.seed, workers=True, verbose=False)
+    grad_accum, _ = resolve_batch(cfg, fabric.world_size, inputs.manifest.seq_len)
 
     def make_loader(rank: int, world_size: int) -> PackedLoader:
         return PackedLoader(inputs.data_dir, cfg.data.micro_batch_size, seed=cfg.seed, rank=rank,
                             world_size=world_size, shuffle=cfg.data.shuffle, remainder=cfg.data.remainder,
-                            num_workers=cfg.data.num_workers)
+                            num_workers=cfg.data.num_workers, grad_accum=grad_accum)
 
     probe = make_loader(0, fabric.world_size)
     tok = inputs.tokenizer
@@ -122,8 +125,9 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Run:
                      ReadingOrder.of(probe))
     attention = select_attention(cfg.model.attention, fabric.device.type)
     token_ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    sharded = cfg.strategy == "fsdp"   # built on meta: each rank materialises only its shards (parallel.py)
     lm = build_model(cfg.model, inputs.vocab_size, attention, seed=cfg.seed, token_ids=token_ids,
-                     verbose=fabric.is_global_zero)
+                     verbose=fabric.is_global_zero, device="meta" if sharded else None)
     if cfg.compile:
         compile_layers(lm)      # each layer's forward in place: parameter names (and checkpoints) unchanged
     if precision.name == "bf16-true":
@@ -134,7 +138,26 @@ def build(cfg: TrainConfig, inputs: Inputs) -> Run:
     val = (validation_batches(cfg.data.val_path, cfg.data.micro_batch_size, cfg.data.val_rows)
            if cfg.data.val_path and cfg.val_every else None)
     ctx = StepContext(fabric, objective, lm, fabric.setup_optimizers(optimizer), scheduler, plan, val)
-    return Run(fabric, precision, plan, ctx, probe.fingerprint, make_loader)
+    layout = {"attention": attention_kernel(lm)}
+    if sharded:
+        layout.update(_fsdp_layout(cfg, fabric, ctx, plan))
+    return Run(fabric, precision, plan, ctx, probe.fingerprint, make_loader, layout=layout)
+
+
+def _fsdp_layout(cfg: TrainConfig, fabric: Any, ctx: StepContext, plan: TrainPlan) -> dict:
+    """The FSDP mesh and the gradient-accumulation mode (``fsdp.accumulate``), set on ``ctx``; for the log
+    and summary.json."""
+    from fitrain.train.distributed import device_memory, fsdp_shard_size
+    from fitrain.train.flops import count_parameters
+    from fitrain.train.parallel import accumulation_sync, resolve_accumulate
+
+    shard = fsdp_shard_size(cfg, fabric.world_size)
+    mode, why = resolve_accumulate(cfg.fsdp.accumulate, count_parameters(ctx.lm)[0], device_memory(fabric.device),
+                                   plan.grad_accum)
+    ctx.no_sync = accumulation_sync(fabric, ctx.objective, mode)
+    mesh = (f"flat ({shard} ranks)" if shard == fabric.world_size
+            else f"hsdp (replicate {fabric.world_size // shard} x shard {shard})")
+    return {"fsdp": {"mesh": mesh, "shard_size": shard, "accumulate": mode, "accumulate_reason": why}}
 
 
 # ------------------------------------------------------------------------------------------------ resume
@@ -204,7 +227,7 @@ def fit(cfg: TrainConfig, run: Run) -> Outcome:
     if fabric.is_global_zero:
         print(f"fitrain train: {_why(status, run, signals.received, after_step.last_checkpoint)}", file=sys.stderr,
               flush=True)
-    return Outcome(status, after_step.last_checkpoint, log, signals.received, after_step.evals)
+    return Outcome(status, after_step.last_checkpoint, log, signals.received, after_step.evals, after_step.run_mfu())
 
 
 def _why(status: str, run: Run, received: int | None, checkpoint: Path | None) -> str:
@@ -239,8 +262,11 @@ def _start_logs(cfg: TrainConfig, run: Run):
     experiment = run_dir.experiment()
     log.start_wandb(cfg.wandb, facts.wandb_id, run_dir.root, facts.config,
                     experiment.root.name if experiment else "", cfg.arm)
+    fsdp = run.layout.get("fsdp")
     print(f"fitrain train: world={run.fabric.world_size} precision={run.precision.name} ({run.precision.reason}) "
-          f"plan: {run.plan.describe()}" + (f" (resuming {resumed}, step {run.progress.step})" if resumed else ""),
+          f"attention={run.layout.get('attention')} "
+          + (f"fsdp: mesh {fsdp['mesh']}, accumulate {fsdp['accumulate']} ({fsdp['accumulate_reason']}) " if fsdp else "")
+          + f"plan: {run.plan.describe()}" + (f" (resuming {resumed}, step {run.progress.step})" if resumed else ""),
           file=sys.stderr, flush=True)
     return log
 
@@ -265,6 +291,8 @@ def _in_slurm_job() -> bool:
 def finish(cfg: TrainConfig, run: Run, outcome: Outcome, elapsed: float) -> dict:
     """``summary.json`` and, for a finished run, the HF export (global rank 0); after a SIGUSR1 preemption
     checkpoint, requeue the Slurm job."""
+    from fitrain.train.flops import CONVENTIONS
+
     run_dir, plan, state = TrainDir.of(cfg.run_dir), run.plan, run.progress
     exported = cfg.export_hf and outcome.status == "finished"
     summary = {"status": outcome.status, "arm": cfg.arm, "steps": state.step, "tokens": state.tokens,
@@ -278,7 +306,8 @@ def finish(cfg: TrainConfig, run: Run, outcome: Outcome, elapsed: float) -> dict
                "hf_dir": str(run_dir.hf) if exported else None, "metrics_csv": str(run_dir.metrics_csv),
                "wandb_id": run.facts.wandb_id, "data_fingerprint": run.facts.data_fingerprint,
                "precision": {"name": run.precision.name, "reason": run.precision.reason},
-               "elapsed_s": round(elapsed, 3)}
+               "global_batch_rows": plan.rows_per_step, "grad_accum": plan.grad_accum, **run.layout,
+               **outcome.mfu, "mfu_conventions": CONVENTIONS, "elapsed_s": round(elapsed, 3)}
     if run.fabric.is_global_zero:
         if exported and outcome.checkpoint is not None:
             from fitrain.train.export import export

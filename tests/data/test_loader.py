@@ -133,3 +133,55 @@ def test_refusals(prepared, tmp_path):
     (prepared / "shard_00001.mask.npy").write_bytes(b"garbage")
     with pytest.raises(FitrainError, match="cannot read shard_00001.mask.npy"):
         PackedLoader(prepared, batch_size=2)
+
+
+@pytest.mark.parametrize("remainder", ["wrap", "drop"])
+def test_every_split_of_a_global_batch_reads_the_same_rows_at_every_step(prepared, remainder):
+    """17 rows, a global batch of 16 (the epoch ends mid-batch): world 1, 2, 4 x micro-batch 1, 2, 4 (grad_accum
+    the rest) read identical rows at every optimizer step, in the same global order, over 3 epochs; the
+    remainder is applied per optimizer step (wrap: 2 steps of 16, the second ending with 15 rows again)."""
+    global_batch, epochs = 16, 3
+
+    def steps(world, micro):
+        accum = global_batch // (world * micro)
+        per_rank = [list(PackedLoader(prepared, micro, seed=4, rank=r, world_size=world, remainder=remainder,
+                                      grad_accum=accum).iter_epochs(epochs)) for r in range(world)]
+        n = len(per_rank[0])
+        assert all(len(b) == n for b in per_rank) and n % accum == 0
+        # reading order: micro-step, then rank
+        flat = [row_ids([per_rank[r][m]]) for m in range(n) for r in range(world)]
+        order = sum(flat, [])
+        return [order[i:i + global_batch] for i in range(0, len(order), global_batch)]
+
+    want = steps(1, 1)
+    assert len(want) == epochs * (2 if remainder == "wrap" else 1) and all(len(s) == global_batch for s in want)
+    for world in (1, 2, 4):
+        for micro in (1, 2, 4):
+            assert steps(world, micro) == want, (world, micro)
+    if remainder == "wrap":   # each epoch: every row once, plus 15 rows repeated in its last step
+        assert sorted(set(sum(want[:2], []))) == list(range(17)) and want[0] + want[1] != want[2] + want[3]
+    info = PackedLoader(prepared, 2, rank=0, world_size=2, remainder=remainder, grad_accum=4).epoch_info()
+    assert info["global_batch_rows"] == 16 and info["steps_per_epoch"] % 4 == 0
+    assert info["wrapped_rows" if remainder == "wrap" else "dropped_rows"] == (15 if remainder == "wrap" else 1)
+
+
+def test_a_state_resumes_under_another_split_of_the_same_global_batch(prepared):
+    """A requeue on another cluster shape: 1 rank x 4 rows x grad_accum 4 stops after one optimizer step; 2 ranks
+    x 2 rows x 4 and 4 ranks x 1 row x 4 continue with exactly the rows the 1-rank run reads next."""
+    one = PackedLoader(prepared, 4, seed=2, rank=0, world_size=1, grad_accum=4)
+    it = iter(one)
+    [next(it) for _ in range(4)]
+    state = one.state_dict()
+    want = row_ids([next(it) for _ in range(4)])
+    for world, micro in ((2, 2), (4, 1)):
+        loaders = [PackedLoader(prepared, micro, seed=2, rank=r, world_size=world, grad_accum=4) for r in range(world)]
+        for loader in loaders:
+            loader.load_state_dict(state)
+        per_rank = [list(iter(loader))[:4] for loader in loaders]
+        assert sum((row_ids([per_rank[r][m]]) for m in range(4) for r in range(world)), []) == want
+    with pytest.raises(FitrainError, match="mid-epoch with a different world_size, grad_accum"):
+        PackedLoader(prepared, 4, seed=2, rank=0, world_size=2, grad_accum=1).load_state_dict(state)  # 8 rows
+    mid = PackedLoader(prepared, 4, seed=2, rank=0, world_size=1, grad_accum=4)
+    next(iter(mid))                                   # one micro-batch: not a step boundary
+    with pytest.raises(FitrainError, match="mid-epoch with a different"):
+        PackedLoader(prepared, 2, seed=2, rank=0, world_size=2, grad_accum=4).load_state_dict(mid.state_dict())

@@ -59,3 +59,16 @@ def test_bf16_true_casts_parameters_not_the_rope_buffer():
     cast_parameters(lm, chosen.param_dtype)
     assert {p.dtype for p in lm.parameters()} == {torch.bfloat16}
     assert lm.model.rotary_emb.inv_freq.dtype == torch.float32
+
+
+def test_fsdp_shards_within_a_node_and_replicates_across_nodes_by_default():
+    from fitrain.train.distributed import fsdp_shard_size
+
+    cfg = TrainConfig(num_nodes=4)
+    assert fsdp_shard_size(cfg, 32) == 8                      # HSDP: (replicate 4, shard 8)
+    assert fsdp_shard_size(TrainConfig(), 8) == 8             # one node: one flat mesh
+    cfg.fsdp.shard_size = 16
+    assert fsdp_shard_size(cfg, 32) == 16
+    cfg.fsdp.shard_size = 12
+    with pytest.raises(ConfigError, match="fsdp.shard_size=12 does not divide the 32 ranks"):
+        fsdp_shard_size(cfg, 32)

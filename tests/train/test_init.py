@@ -118,3 +118,65 @@ def test_fully_sharded_meta_init_equals_the_one_process_init(tmp_path, monkeypat
     n = sum(p.numel() for p in _build().parameters())
     assert got["local"] < n if ranks == 2 else got["local"] == n            # each rank held only its shards
     torch.testing.assert_close(got["inv_freq"], _build().model.rotary_emb.inv_freq)
+
+
+TRAINER_BUILD = r"""
+import os, sys
+import torch, torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from fitrain.train.config import TrainConfig
+from fitrain.train.inputs import check_inputs
+from fitrain.train import init
+from fitrain.train.trainer import build
+
+calls, materialize = [], init.materialize
+def spy(model, device, seed):   # when the model is materialised: sharded (DTensor) and still on meta
+    calls.append(all(type(p).__name__ == "DTensor" and p.is_meta for p in model.parameters()))
+    return materialize(model, device, seed)
+init.materialize = spy
+cfg = TrainConfig(run_dir=sys.argv[2], strategy="fsdp", accelerator="cpu", precision="32-true", seed=5,
+                  max_steps=1, progress_bar=False, devices=int(os.environ["WORLD_SIZE"]))
+cfg.data.path, cfg.wandb.mode = sys.argv[1], "disabled"
+cfg.model.activation_checkpointing = sys.argv[4] == "ac"   # layers wrapped before the shards are filled
+run = build(cfg, check_inputs(cfg))
+lm = run.ctx.lm
+assert calls == [True] and all(not p.is_meta for p in lm.parameters()), calls
+local = sum(p.to_local().numel() for p in lm.parameters())
+state = get_model_state_dict(lm, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+if dist.get_rank() == 0:
+    torch.save({"state": state, "local": local, "inv_freq": lm.model.rotary_emb.inv_freq}, sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks,ac", [(1, ""), (2, "ac")])
+def test_the_trainers_fsdp_build_equals_the_one_process_init(pairs_shards, tmp_path, ranks, ac):
+    """``fitrain train strategy=fsdp`` builds the model on the meta device and materialises each rank's shards
+    (fitrain.train.parallel.shard_objective): the weights equal a one-process build of the same seed bit for
+    bit, with 2 ranks each rank held only its shards, and activation checkpointing's layer wrappers (in place
+    before the shards are filled) do not change the keys."""
+    from fitrain.train.config import TrainConfig
+    from fitrain.train.inputs import check_inputs
+
+    script = tmp_path / "build.py"
+    script.write_text(TRAINER_BUILD)
+    out = tmp_path / "state.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}",
+                        f"--master_port={th.free_port()}", str(script), str(pairs_shards), str(tmp_path / "run"),
+                        str(out), ac or "-"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-4000:]
+    got = torch.load(out)
+    cfg = TrainConfig()
+    cfg.data.path = str(pairs_shards)
+    inputs = check_inputs(cfg)
+    tok = inputs.tokenizer
+    ref = build_model(cfg.model, inputs.vocab_size, "sdpa", seed=5, verbose=False,
+                      token_ids={"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                                 "pad_token_id": tok.pad_token_id})
+    want = _state(ref)
+    assert sorted(got["state"]) == sorted(want)
+    assert [k for k in want if not torch.equal(got["state"][k], want[k])] == []
+    n = sum(p.numel() for p in ref.parameters())
+    assert got["local"] < n if ranks == 2 else got["local"] == n
+    torch.testing.assert_close(got["inv_freq"], ref.model.rotary_emb.inv_freq)

@@ -56,9 +56,11 @@ def test_mfu_of_a_packed_batch_equals_a_hand_computation(tmp_path):
     after = AfterStep(fabric, SimpleNamespace(checkpoint_every=0), TrainDir(tmp_path), None, False, fm, peak)
     record = StepRecord(step=1, tokens=tokens, supervised_tokens=targets, loss=1.0, lr=0.1, grad_norm=1.0,
                         step_time_s=seconds, data_wait_s=0.0, step_tokens=tokens, epoch=0, logged=True,
-                        work=Work(tokens=tokens, head_positions=targets, sum_sq_lengths=190))
+                        work=Work(tokens=tokens, head_positions=targets, sum_sq_lengths=190, rows=2, seq_len=16))
     after(record, SimpleNamespace(step=1, finished=False, stopped_by_signal=False), save=None)
-    assert record.mfu == pytest.approx(hand / seconds / (world * peak), rel=1e-12)
+    assert record.mfu_fitrain == pytest.approx(hand / seconds / (world * peak), rel=1e-12)
+    published = (6 * body + 6 * vocab * d + 12 * layers * d * 16) * 2 * 16    # 6N + 12 L d T over full rows
+    assert record.mfu_published == pytest.approx(published / seconds / (world * peak), rel=1e-12)
     assert record.tokens_per_s_per_gpu == pytest.approx(tokens / seconds / world)
     assert record.tokens_per_s == pytest.approx(tokens / seconds)
     # the old convention (every row one T-token document) would have counted 12 x L x d x T per token

@@ -92,3 +92,70 @@ def test_schedule_length_is_exact_not_a_mean_estimate():
     cfg.data.max_epochs = 1
     with pytest.raises(FitrainError, match="cannot be met"):
         make_plan(cfg, m, world=1, pad_id=PAD, steps_per_epoch=16, order=order)
+
+
+def test_the_global_batch_sets_grad_accum_and_a_split_that_does_not_divide_is_one_line():
+    from fitrain.train.plan import resolve_batch
+
+    cfg = TrainConfig()
+    cfg.data.micro_batch_size, cfg.data.global_batch_tokens = 4, 524288          # 128 rows of 4096
+    assert resolve_batch(cfg, world=32, seq_len=4096) == (1, 128)                # 4 nodes x 8 GPUs
+    assert resolve_batch(cfg, world=8, seq_len=4096) == (4, 128)                 # 1 node: same batch
+    assert resolve_batch(cfg, world=1, seq_len=4096) == (32, 128)
+    with pytest.raises(ConfigError, match=r"global_batch_tokens=524288 \(128 rows\) does not divide by "
+                                          r"data.micro_batch_size=4 x 3 rank\(s\) = 12 rows") as e:
+        resolve_batch(cfg, world=3, seq_len=4096)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="not a whole number of the data's 3000-token rows"):
+        resolve_batch(cfg, world=1, seq_len=3000)
+    cfg.data.grad_accum = 2
+    with pytest.raises(ConfigError, match="data.grad_accum=2 but .* = 4; leave grad_accum unset"):
+        resolve_batch(cfg, world=8, seq_len=4096)
+    cfg.data.global_batch_rows = 128
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_batch(cfg, world=8, seq_len=4096)
+    cfg = TrainConfig()                                                          # no global batch: as before
+    cfg.data.micro_batch_size, cfg.data.grad_accum = 4, 2
+    assert resolve_batch(cfg, world=2, seq_len=256) == (2, 16)
+    cfg.data.grad_accum = 0
+    assert resolve_batch(cfg, world=2, seq_len=256) == (1, 8)
+    cfg.data.global_batch_rows, cfg.max_steps = 24, 3
+    plan = make_plan(cfg, _manifest(), world=2, pad_id=PAD, steps_per_epoch=15)
+    assert (plan.grad_accum, plan.rows_per_step) == (3, 24)
+
+
+@pytest.mark.parametrize("recipe,experiment,tokens", [("fi-1.8b", "fi-vs-standard-1.8b", 524288),
+                                                      ("fi-7b", "fi-vs-standard-7b", 1048576)])
+def test_the_large_recipes_train_one_global_batch_on_any_cluster_shape(recipe, experiment, tokens):
+    """The 1.8b/7b recipes (train and experiment) state their global batch in tokens: 1 node or 4 or 16 nodes
+    of 8 GPUs train the same rows per step (grad_accum takes up the difference)."""
+    from fitrain.core.config import load_config
+    from fitrain.pipeline.graph import ExperimentConfig
+    from fitrain.train.plan import resolve_batch
+
+    from tests.helpers.paths import REPO
+
+    train_cfg = load_config(TrainConfig, REPO / "recipes" / "train" / f"{recipe}.yaml")
+    exp_cfg = load_config(ExperimentConfig, REPO / "recipes" / "experiments" / f"{experiment}.yaml").train
+    for cfg in (train_cfg, exp_cfg):
+        assert cfg.data.global_batch_tokens == tokens
+        micro = cfg.data.micro_batch_size
+        for gpus in (8, 32, 128 if recipe == "fi-7b" else 16):
+            accum, rows = resolve_batch(cfg, gpus, 4096)
+            assert rows * 4096 == tokens and accum * micro * gpus == rows
+
+
+def test_the_schedule_from_stored_counts_equals_the_exact_schedule_from_the_shards(pairs_shards):
+    """ReadingOrder.of reads the per-row counts stored at prepare time (fitrain.data.rowcounts); the step
+    counts it gives equal those from scanning every shard's seg and mask arrays, for every budget."""
+    from fitrain.data.loader import PackedLoader
+
+    for world, micro, accum in [(1, 4, 2), (2, 3, 1), (4, 1, 4)]:
+        loader = PackedLoader(pairs_shards, micro, seed=3, rank=0, world_size=world, grad_accum=accum)
+        stored = ReadingOrder.of(loader)
+        scanned = ReadingOrder(loader.data.row_counts, loader.epoch_order, world * micro)
+        total = loader.data.manifest.counts
+        for unit, per_epoch in (("tokens", total.total_tokens), ("supervised_tokens", total.supervised_tokens)):
+            for amount in (1, 999, per_epoch // 3, per_epoch, per_epoch + 1, 2 * per_epoch + 7):
+                got = stored.steps_to(unit, amount, accum, max_epochs=3)
+                assert got == scanned.steps_to(unit, amount, accum, max_epochs=3) and got is not None
