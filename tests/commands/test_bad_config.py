@@ -67,7 +67,7 @@ CLI_CASES = {  # name: (argv, what the one error line must hold)
     # their numeric siblings
     "lr-inf": (lambda t: train(t, "optim.lr=.inf"), "optim.lr must be > 0, got inf"),
     "max-tokens-nan": (lambda t: train(t, "max_tokens=.nan"), "max_tokens must be >= 0, got nan"),
-    "grad-accum-zero": (lambda t: train(t, "data.grad_accum=0"), "data.grad_accum must be >= 1, got 0"),
+    "grad-accum-negative": (lambda t: train(t, "data.grad_accum=-1"), "data.grad_accum must be >= 0, got -1"),
     "wandb-mode-typo": (lambda t: train(t, "wandb.mode=onlne"), "wandb.mode must be one of"),
     "loss-chunk-zero": (lambda t: train(t, "loss.chunk_tokens=0"), "loss.chunk_tokens must be >= 1"),
     "heldout-shards-negative": (lambda t: experiment(t, "heldout_shards=-1"), "heldout_shards must be >= 0, got -1"),
