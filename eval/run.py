@@ -55,6 +55,12 @@ class EvalConfig:
     # settings of benchmarks registered from outside fitrain_eval, by name (fitrain_eval.benchmarks)
     plugins: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from fitrain_eval.judges.common import judge_config_for
+
+        for name in self.judges:  # each benchmark's judge, merged and checked now, not after training
+            judge_config_for(self, name)
+
 
 @dataclass
 class Target:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fitrain.core.accounting import Rejects
-from fitrain.core.checks import NON_NEGATIVE, check_fields, one_of
+from fitrain.core.checks import NON_NEGATIVE, SEED, check_fields, one_of
 from fitrain.core.errors import FitrainError
 from fitrain.core.llm import Completion, Request
 from fitrain_eval.judges import official, paraphrased
@@ -60,6 +60,11 @@ class LCConfig:
     instruction_difficulty: str = ""   # AlpacaEval's instruction_difficulty.csv (hub: tatsu-lab/alpaca_eval)
     gamed: str = ""                    # AlpacaEval's df_gamed.csv (for length_controlled_v1)
 
+    def __post_init__(self) -> None:
+        from fitrain_eval.judges.lc_winrate import GLMS
+
+        check_fields(self, glm=one_of("auto", *GLMS))
+
 
 @dataclass
 class PairwiseConfig:
@@ -74,11 +79,12 @@ class PairwiseConfig:
     model_outputs: str = ""
     prompts: str = "official"       # official (AlpacaEval 2 annotator) | paraphrased
 
-    def __post_init__(self) -> None:
-        check_fields(self, limit=NON_NEGATIVE, prompts=one_of(*PROMPT_SETS))
     seed: int = 0                   # AlpacaEval's annotator seed for the order of the two outputs
     logprobs: int = 5               # top log-probabilities asked for (0: use the reply token only)
     lc: LCConfig = field(default_factory=LCConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self, limit=NON_NEGATIVE, prompts=one_of(*PROMPT_SETS), seed=SEED, logprobs=NON_NEGATIVE)
 
 
 def baseline_paths(cfg: PairwiseConfig) -> list[str]:

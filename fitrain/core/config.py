@@ -151,7 +151,7 @@ def _culprit(base: Any, layers: list, overrides: list[str]) -> str:
     for o in overrides:
         try:
             OmegaConf.merge(base, *layers, OmegaConf.from_dotlist([o]))
-        except OmegaConfBaseException:
+        except (OmegaConfBaseException, TypeError):
             return o
     return ""
 
@@ -178,6 +178,10 @@ def load_config(schema: type[T], recipe: str | Path | None = None, overrides: li
             if culprit:
                 err = ConfigError(f"override '{culprit}': {str(e).splitlines()[0]}")
         raise err from None
+    except TypeError as e:  # OmegaConf cannot merge an indexed key (`arms.0=...`) into a list setting
+        culprit = _culprit(base, layers, overrides or [])
+        raise ConfigError(f"override '{culprit or overrides}': a list setting cannot be changed item by item "
+                          f"({e}); give the whole list, e.g. blocks=[...]") from None
     return cfg  # type: ignore[return-value]
 
 

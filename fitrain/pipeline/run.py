@@ -282,9 +282,10 @@ def load_experiment(recipe: str, overrides: list[str] | None = None) -> Experime
     from fitrain.pipeline.configs import prepare_config
 
     cfg = load_config(ExperimentConfig, resolve_recipe(recipe, folder="experiments"), overrides)
-    for a in cfg.arm_set().specs:  # an arm's own prepare settings, merged now as its prepare step will merge them
-        if a.prepare:
-            prepare_config(cfg, a.name, check=False)
+    for _, part in parts(cfg):  # every arm's own prepare settings (blocks' too), merged now as its step will
+        for a in part.arm_set().specs:
+            if a.prepare:
+                prepare_config(part, a.name, check=False)
     return cfg
 
 

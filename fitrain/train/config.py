@@ -99,7 +99,8 @@ class TrainConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
-        check_fields(self, seed=SEED, max_tokens=at_least(0), max_supervised_tokens=at_least(0), max_steps=NON_NEGATIVE,
+        check_fields(self, accelerator=one_of("auto", "cpu", "gpu", "cuda"), seed=SEED,
+                     max_tokens=at_least(0), max_supervised_tokens=at_least(0), max_steps=NON_NEGATIVE,
                      budget_from_epochs=above(0), devices=NON_NEGATIVE, num_nodes=POSITIVE, strategy=one_of(*STRATEGIES),
                      precision=one_of(*PRECISIONS), log_every=NON_NEGATIVE, val_every=NON_NEGATIVE,
                      checkpoint_every=NON_NEGATIVE, keep_checkpoints=NON_NEGATIVE)

@@ -87,6 +87,12 @@ CLI_CASES = {  # name: (argv, what the one error line must hold)
     "eval-lm-eval-negative-seed": (lambda t: ["eval", "lm_eval.seed=-1"], "lm_eval.seed must be in [0, 2**32)"),
     "eval-unknown-benchmark": (lambda t: ["eval", "decontamination.benchmarks=[mixeval,mmlu]"],
                                "decontamination.benchmarks[1] must be one of"),
+    # found in review after the merges
+    "train-accelerator-typo": (lambda t: train(t, "accelerator=gpux"), "accelerator must be one of"),
+    "pairwise-lc-glm-typo": (lambda t: experiment(t, "eval.pairwise.lc.glm=nonsense"), "eval.pairwise.lc.glm must be one of"),
+    "pairwise-negative-logprobs": (lambda t: experiment(t, "eval.pairwise.logprobs=-3"), "eval.pairwise.logprobs must be >= 0"),
+    "eval-judges-typo": (lambda t: experiment(t, "eval.judges={pairwse: {llm: {model: x}}}"), "not judged benchmarks"),
+    "list-item-override": (lambda t: experiment(t, "arms.0=standard"), "a list setting cannot be changed item by item"),
 }
 
 
@@ -251,3 +257,12 @@ def test_a_rerun_with_run_dir_spelled_otherwise_is_the_same_experiment(tmp_path,
     with pytest.raises(FitrainError, match="holds a different config"):  # a real change is still refused
         run_experiment(load_experiment("tiny-cpu", ["run_dir=run/", "seed=7"]), runners=_runners(calls),
                        log=lambda m: None)
+
+
+def test_a_block_arms_own_prepare_settings_are_checked_when_the_experiment_loads(tmp_path):
+    from fitrain.core.errors import FitrainError
+    from fitrain.pipeline.run import load_experiment
+
+    block = "[{name: a, arms: [fi, {name: s, kind: documents, prepare: {bogus_key: 1}}]}]"
+    with pytest.raises(FitrainError, match="bogus_key"):
+        load_experiment("tiny-cpu", [f"run_dir={tmp_path / 'run'}", f"blocks={block}"])

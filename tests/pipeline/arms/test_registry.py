@@ -103,14 +103,14 @@ def _cfg(tmp_path, **arm) -> ExperimentConfig:
 
 def test_an_unregistered_kind_is_a_one_line_error(tmp_path):
     with pytest.raises(FitrainError, match="arm 'rep': unknown kind 'repeat'; one of fi, documents, corpus"):
-        _cfg(tmp_path).validate()
+        _cfg(tmp_path)
 
 
 def test_a_plugged_in_kind_validates_and_plans_its_steps(tmp_path, plugged):
     with pytest.raises(FitrainError, match="arm 'rep': words must be >= 1"):
-        _cfg(tmp_path, words=0).validate()
+        _cfg(tmp_path, words=0)
     with pytest.raises(FitrainError, match="arm 'rep': paths: not a setting of a repeat arm .it takes documents, words"):
-        _cfg(tmp_path, paths=["x"]).validate()
+        _cfg(tmp_path, paths=["x"])
     steps = {s.name: s for s in experiment_steps(_cfg(tmp_path))}
     assert list(steps) == ["corpus", "tokenizer", "write-rep", "prepare-rep", "train-rep", "eval-rep", "report"]
     assert steps["write-rep"].runner is write_step and set(steps["prepare-rep"].deps) == {"tokenizer", "write-rep"}
