@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fitrain.core.accounting import Rejects
+from fitrain.core.errors import FitrainError
 
 
 @dataclass
@@ -90,12 +91,19 @@ class Benchmark:
         """Its data is there (when enabled, or when one of its ``sets`` is decontaminated against)."""
 
     def run(self, ctx: EvalContext) -> dict:
-        """Evaluate the model: flat metrics ``<prefix>/...`` (per-item scores into ``ctx.out/items``)."""
-        raise NotImplementedError
+        """Evaluate the model: flat metrics ``<prefix>/...`` (per-item scores into ``ctx.out/items``). A
+        benchmark that only supplies decontamination sets keeps this default: enabling it is a user error."""
+        raise FitrainError(f"benchmark '{self.name}' supplies decontamination sets only ({', '.join(self.sets)}): "
+                           "it has nothing to evaluate; leave it disabled")
 
-    def load_set(self, cfg, name: str, rejects: Rejects) -> list[tuple[str, str]]:
-        """One decontamination set: ``[(item id, the text the model is asked)]``."""
-        raise NotImplementedError
+    # load_set(cfg, name, rejects) -> [(item id, the text the model is asked)]: one decontamination set; every
+    # benchmark that declares ``sets`` defines it (checked when the class is defined, below)
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        if cls.sets and not callable(getattr(cls, "load_set", None)):
+            raise TypeError(f"benchmark class {cls.__name__} declares decontamination sets {list(cls.sets)} but "
+                            "defines no load_set(cfg, name, rejects)")
 
     # ---- reports
     def owns(self, metric: str) -> bool:

@@ -138,8 +138,6 @@ def resolve_batch(cfg: TrainConfig, world: int, seq_len: int) -> tuple[int, int]
     ``data.global_batch_tokens``), ``grad_accum`` what splits it into ``data.micro_batch_size`` rows on each of
     ``world`` ranks. Without a global batch, ``grad_accum`` (0 = 1) and the global batch is their product."""
     d = cfg.data
-    if d.micro_batch_size < 1 or d.grad_accum < 0 or world < 1:
-        raise ConfigError("data.micro_batch_size must be >= 1 and data.grad_accum >= 0")
     rows, what = d.global_batch_rows, f"data.global_batch_rows={d.global_batch_rows}"
     if d.global_batch_tokens:
         if rows:

@@ -67,3 +67,11 @@ def test_a_registered_benchmark_is_read_by_every_consumer(echo):
         echo.check_data(EvalConfig(plugins={"echo": {"enabled": True}}), set())
     with pytest.raises(FitrainError, match=r"unknown decontamination benchmark\(s\) \['nope'\]"):
         check_benchmarks(["nope"])
+
+
+def test_a_benchmark_with_sets_must_load_them_and_a_sets_only_one_refuses_to_run():
+    with pytest.raises(TypeError, match="declares decontamination sets .* defines no load_set"):
+        class NoLoader(Benchmark):  # noqa: F841
+            name, sets = "noloader", {"x": "x"}
+    with pytest.raises(FitrainError, match="benchmark 'echo' supplies decontamination sets only .echo_prompts."):
+        Echo().run(None)
